@@ -1,0 +1,183 @@
+//! The command line, as clap sees it.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// ember: SQL and machine learning over Parquet, in one process or on a cluster.
+#[derive(Debug, Parser)]
+#[command(
+    name = "ember",
+    version,
+    about,
+    propagate_version = true,
+    after_help = "\
+Examples:
+  ember datagen tpch --scale 1 --out data/tpch
+  ember sql --data-dir data/tpch -c 'select count(*) from lineitem'
+  ember cluster up --executors 2
+  ember sql --master df://127.0.0.1:50050 --data-dir data/tpch -f query.sql"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run SQL statements, embedded or on a cluster; an interactive prompt without -c/-f.
+    Sql(SqlArgs),
+    /// Run a local cluster of processes.
+    Cluster(ClusterArgs),
+    /// Run a scheduler process (for clusters across machines).
+    Scheduler(SchedulerArgs),
+    /// Run an executor process (for clusters across machines).
+    Executor(ExecutorArgs),
+    /// Write test data sets as Parquet.
+    Datagen(DatagenArgs),
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum, Default, PartialEq, Eq)]
+pub enum Format {
+    /// Aligned columns, for people.
+    #[default]
+    Table,
+    /// A header line, then one line per row.
+    Csv,
+    /// One JSON object per row, one per line.
+    Json,
+}
+
+#[derive(Debug, Args)]
+#[command(after_help = "\
+Statements from -c and -f run in the order given; each result set is printed in turn.
+
+Examples:
+  ember sql -c 'select 1 + 1'
+  ember sql --data-dir data/tpch -f q1.sql --format csv
+  ember sql --master df://127.0.0.1:50050 --data-dir data/tpch -c 'select count(*) from orders'
+  ember sql --data-dir data/tpch          # interactive prompt; \\q quits")]
+pub struct SqlArgs {
+    /// SQL to run (repeatable).
+    #[arg(short = 'c', long = "command", value_name = "SQL")]
+    pub commands: Vec<String>,
+    /// File of SQL statements to run (repeatable).
+    #[arg(short = 'f', long = "file", value_name = "FILE")]
+    pub files: Vec<PathBuf>,
+    /// Run on the cluster whose scheduler is at this URL; embedded when absent.
+    #[arg(long, value_name = "df://HOST:PORT")]
+    pub master: Option<String>,
+    /// How results are printed.
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    pub format: Format,
+    /// Register each Parquet file or folder of Parquet files directly under DIR
+    /// as a table named after it.
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct ClusterArgs {
+    #[command(subcommand)]
+    pub command: ClusterCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ClusterCommand {
+    /// Start one scheduler and N executor processes on this machine, in the
+    /// foreground until Ctrl-C.
+    #[command(after_help = "\
+Example:
+  ember cluster up --executors 2
+  # then, in another terminal:
+  ember sql --master df://127.0.0.1:50050 -c 'select 1'")]
+    Up(ClusterUpArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ClusterUpArgs {
+    /// Executor processes to start.
+    #[arg(long, default_value_t = 2)]
+    pub executors: usize,
+    /// Scheduler port (0 picks a free one).
+    #[arg(long, default_value_t = 50050)]
+    pub port: u16,
+    /// Address every process binds.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub bind: String,
+    /// Task slots per executor (0: one per core).
+    #[arg(long, default_value_t = 0)]
+    pub slots: usize,
+    /// Folder for the processes' logs and shuffle files; a temporary one, removed
+    /// at the end, when absent. Shuffle files are removed in either case.
+    #[arg(long, value_name = "DIR")]
+    pub work_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+#[command(after_help = "Example:\n  ember scheduler --bind 0.0.0.0 --port 50050")]
+pub struct SchedulerArgs {
+    /// Address to bind.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub bind: String,
+    /// Port to listen on (0 picks a free one).
+    #[arg(long, default_value_t = 50050)]
+    pub port: u16,
+    /// Host name executors and clients reach this scheduler by (default: the bind address).
+    #[arg(long)]
+    pub external_host: Option<String>,
+}
+
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Example:\n  ember executor --scheduler 10.0.0.5:50050 --bind 0.0.0.0 --external-host 10.0.0.6 --port 50051"
+)]
+pub struct ExecutorArgs {
+    /// The scheduler, as HOST:PORT.
+    #[arg(long, default_value = "127.0.0.1:50050", value_name = "HOST:PORT")]
+    pub scheduler: String,
+    /// Address to bind the shuffle (Flight) service.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub bind: String,
+    /// Port of the shuffle service (0 picks a free one).
+    #[arg(long, default_value_t = 0)]
+    pub port: u16,
+    /// Port the scheduler pushes tasks to (0 picks a free one).
+    #[arg(long, default_value_t = 0)]
+    pub grpc_port: u16,
+    /// Host name others reach this executor by (default: the bind address).
+    #[arg(long)]
+    pub external_host: Option<String>,
+    /// Tasks run at once (0: one per core).
+    #[arg(long, default_value_t = 0)]
+    pub slots: usize,
+    /// Folder for shuffle and spill files (default: a temporary one).
+    #[arg(long, value_name = "DIR")]
+    pub work_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct DatagenArgs {
+    #[command(subcommand)]
+    pub command: DatagenCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DatagenCommand {
+    /// The eight TPC-H tables, one folder of Parquet files each.
+    #[command(after_help = "Example:\n  ember datagen tpch --scale 1 --out data/tpch --parts 4")]
+    Tpch(TpchArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct TpchArgs {
+    /// Scale factor (1 = about 8.7M rows, 6M of them lineitem).
+    #[arg(long, default_value_t = 1.0)]
+    pub scale: f64,
+    /// Output folder.
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+    /// Files per table.
+    #[arg(long, default_value_t = 1)]
+    pub parts: usize,
+}

@@ -1,0 +1,150 @@
+//! An executor: ballista-executor with ember's functions, settings, codecs and
+//! object stores.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ballista_core::registry::BallistaFunctionRegistry;
+use ballista_executor::executor_process::{ExecutorProcessConfig, start_executor_process};
+use ballista_executor::health::ExecutorHealth;
+use datafusion::common::{DataFusionError, Result};
+
+use super::scheduler::ballista_error;
+use super::{advertised_host, free_port, parse_bind};
+use crate::codec::{EmberLogicalCodec, EmberPhysicalCodec};
+use crate::session::{cluster_config, ember_runtime_env, ember_session_state};
+
+/// How an executor finds its scheduler and serves its shuffle data.
+#[derive(Debug, Clone)]
+pub struct ExecutorOptions {
+    /// The scheduler's host.
+    pub scheduler_host: String,
+    /// The scheduler's port.
+    pub scheduler_port: u16,
+    /// Address to bind the Flight (shuffle) service (loopback unless told otherwise).
+    pub bind: String,
+    /// Port of the Flight service; 0 picks a free one.
+    pub port: u16,
+    /// Port of the gRPC service the scheduler pushes tasks to; 0 picks a free one.
+    pub grpc_port: u16,
+    /// Host name other executors and clients use to fetch shuffle data from here.
+    pub external_host: Option<String>,
+    /// Tasks run at once; 0 means one per CPU core.
+    pub slots: usize,
+    /// Where shuffle and spill files go. `None`: a temporary directory that is
+    /// removed when the executor stops.
+    pub work_dir: Option<PathBuf>,
+    /// Seconds between heartbeats to the scheduler.
+    pub heartbeat_seconds: u64,
+}
+
+impl Default for ExecutorOptions {
+    fn default() -> Self {
+        Self {
+            scheduler_host: "127.0.0.1".into(),
+            scheduler_port: 50050,
+            bind: "127.0.0.1".into(),
+            port: 0,
+            grpc_port: 0,
+            external_host: None,
+            slots: 0,
+            work_dir: None,
+            heartbeat_seconds: 10,
+        }
+    }
+}
+
+/// Runs an executor until the process gets Ctrl-C or SIGTERM, or the scheduler
+/// asks it to stop. `on_ready` is called once the executor has registered with
+/// the scheduler, with the address it serves shuffle data on.
+pub async fn run_executor(
+    options: ExecutorOptions,
+    on_ready: impl FnOnce(String) + Send + 'static,
+) -> Result<()> {
+    let ip = parse_bind(&options.bind)?;
+    let port = if options.port == 0 {
+        free_port(ip)?
+    } else {
+        options.port
+    };
+    let grpc_port = if options.grpc_port == 0 {
+        free_port(ip)?
+    } else {
+        options.grpc_port
+    };
+    let host = options
+        .external_host
+        .clone()
+        .unwrap_or_else(|| advertised_host(ip));
+
+    // Keep an owned temporary directory alive for the executor's whole life, so
+    // its shuffle files are removed when it stops.
+    let temp_dir = match &options.work_dir {
+        Some(_) => None,
+        None => Some(
+            tempfile::Builder::new()
+                .prefix("ember-executor-")
+                .tempdir()?,
+        ),
+    };
+    let work_dir = match (&options.work_dir, &temp_dir) {
+        (Some(dir), _) => {
+            std::fs::create_dir_all(dir).map_err(|e| {
+                DataFusionError::Execution(format!("cannot create work dir {}: {e}", dir.display()))
+            })?;
+            dir.clone()
+        }
+        (None, Some(temp)) => temp.path().to_path_buf(),
+        (None, None) => unreachable!("a temporary directory exists when no work dir is given"),
+    };
+    let work_dir_text = work_dir
+        .to_str()
+        .ok_or_else(|| {
+            DataFusionError::Configuration(format!("work dir is not UTF-8: {}", work_dir.display()))
+        })?
+        .to_string();
+
+    let registry = BallistaFunctionRegistry::from(&ember_session_state(cluster_config())?);
+    let health = ExecutorHealth::new();
+    let spill_dir = work_dir.clone();
+
+    let config = ExecutorProcessConfig {
+        bind_host: ip.to_string(),
+        external_host: Some(host.clone()),
+        port,
+        grpc_port,
+        scheduler_host: options.scheduler_host.clone(),
+        scheduler_port: options.scheduler_port,
+        scheduler_connect_timeout_seconds: 10,
+        vcores: options.slots,
+        work_dir: Some(work_dir_text),
+        print_thread_info: false,
+        executor_heartbeat_interval_seconds: options.heartbeat_seconds,
+        job_data_clean_up_interval_seconds: 300,
+        job_data_ttl_seconds: 3600,
+        override_function_registry: Some(Arc::new(registry)),
+        override_config_producer: Some(Arc::new(cluster_config)),
+        override_runtime_producer: Some(Arc::new(move |_config| {
+            ember_runtime_env(Some(&spill_dir))
+        })),
+        override_logical_codec: Some(Arc::new(EmberLogicalCodec::default())),
+        override_physical_codec: Some(Arc::new(EmberPhysicalCodec::default())),
+        health: health.clone(),
+        ..ExecutorProcessConfig::default()
+    };
+
+    let address = format!("{host}:{port}");
+    let watcher = tokio::spawn(async move {
+        while !health.is_ready() {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        on_ready(address);
+    });
+    let result = start_executor_process(Arc::new(config))
+        .await
+        .map_err(ballista_error);
+    watcher.abort();
+    drop(temp_dir);
+    result
+}

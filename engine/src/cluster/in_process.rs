@@ -1,0 +1,104 @@
+//! A whole cluster inside this process: one scheduler and N executors talking
+//! gRPC/Flight over loopback, wired exactly as the `ember scheduler` and `ember
+//! executor` processes are. For tests and for trying distribution without
+//! starting processes.
+
+use std::time::Duration;
+
+use datafusion::common::{DataFusionError, Result};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use super::{ExecutorOptions, SchedulerHandle, SchedulerOptions, run_executor, start_scheduler};
+use crate::context::EmberContext;
+
+/// How long executors get to register before starting the cluster fails.
+const READY_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// A scheduler and executors running as tasks of this process.
+///
+/// Dropping it stops the scheduler's server and the executors' main tasks; like
+/// any Ballista executor embedded in a process, some of their background tasks
+/// end only with the process.
+pub struct InProcessCluster {
+    scheduler: SchedulerHandle,
+    executors: Vec<JoinHandle<Result<()>>>,
+    executor_addresses: Vec<String>,
+}
+
+impl InProcessCluster {
+    /// Starts a scheduler on a free loopback port and `executors` executors with
+    /// `slots` task slots each; returns once every executor has registered.
+    pub async fn start(executors: usize, slots: usize) -> Result<Self> {
+        if executors == 0 {
+            return Err(DataFusionError::Configuration(
+                "a cluster needs at least one executor".into(),
+            ));
+        }
+        let scheduler = start_scheduler(&SchedulerOptions {
+            port: 0,
+            ..SchedulerOptions::default()
+        })
+        .await?;
+        let (ready_tx, mut ready_rx) = mpsc::unbounded_channel();
+        let mut handles = Vec::with_capacity(executors);
+        for _ in 0..executors {
+            let options = ExecutorOptions {
+                scheduler_host: "127.0.0.1".into(),
+                scheduler_port: scheduler.address().port(),
+                slots,
+                ..ExecutorOptions::default()
+            };
+            let ready_tx = ready_tx.clone();
+            handles.push(tokio::spawn(run_executor(options, move |address| {
+                let _ = ready_tx.send(address);
+            })));
+        }
+        drop(ready_tx);
+        let mut executor_addresses = Vec::with_capacity(executors);
+        let deadline = tokio::time::Instant::now() + READY_TIMEOUT;
+        while executor_addresses.len() < executors {
+            match tokio::time::timeout_at(deadline, ready_rx.recv()).await {
+                Ok(Some(address)) => executor_addresses.push(address),
+                Ok(None) | Err(_) => {
+                    for handle in &handles {
+                        handle.abort();
+                    }
+                    return Err(DataFusionError::Execution(format!(
+                        "only {} of {executors} executors registered with the scheduler",
+                        executor_addresses.len()
+                    )));
+                }
+            }
+        }
+        Ok(Self {
+            scheduler,
+            executors: handles,
+            executor_addresses,
+        })
+    }
+
+    /// The URL to pass as `--master`.
+    pub fn url(&self) -> String {
+        self.scheduler.url()
+    }
+
+    /// The Flight addresses of the executors, in the order they registered.
+    pub fn executor_addresses(&self) -> &[String] {
+        &self.executor_addresses
+    }
+
+    /// A client context on this cluster.
+    pub async fn context(&self) -> Result<EmberContext> {
+        EmberContext::remote(&self.url()).await
+    }
+}
+
+impl Drop for InProcessCluster {
+    fn drop(&mut self) {
+        for handle in &self.executors {
+            handle.abort();
+        }
+        self.scheduler.stop();
+    }
+}

@@ -1,0 +1,55 @@
+//! Ballista clusters wired with ember's session: the scheduler, the executors, and
+//! an in-process cluster of both for tests and for embedding.
+//!
+//! ```text
+//!   start_scheduler(opts) ──> SchedulerHandle (df://host:port)
+//!   run_executor(opts)    ──> registers with the scheduler, runs tasks until stopped
+//!   InProcessCluster::start(n) = one scheduler + n executors in this process
+//! ```
+//!
+//! The `ember scheduler` and `ember executor` processes are thin shells over
+//! [`start_scheduler`] and [`run_executor`].
+
+mod executor;
+mod in_process;
+mod scheduler;
+
+pub use executor::{ExecutorOptions, run_executor};
+pub use in_process::InProcessCluster;
+pub use scheduler::{SchedulerHandle, SchedulerOptions, start_scheduler};
+
+use std::net::{IpAddr, SocketAddr};
+
+use datafusion::common::{DataFusionError, Result};
+
+/// Parses a bind address (`127.0.0.1`, `0.0.0.0`, `::1`).
+pub fn parse_bind(bind: &str) -> Result<IpAddr> {
+    bind.parse::<IpAddr>().map_err(|_| {
+        DataFusionError::Configuration(format!(
+            "bad bind address '{bind}': expected an IP address such as 127.0.0.1"
+        ))
+    })
+}
+
+/// A free TCP port on `ip`, found by binding port 0. Ballista's executor advertises
+/// the port it was configured with, so an executor asked for port 0 gets one of
+/// these instead.
+pub fn free_port(ip: IpAddr) -> Result<u16> {
+    let listener = std::net::TcpListener::bind(SocketAddr::new(ip, 0))
+        .map_err(|e| DataFusionError::Execution(format!("cannot find a free port on {ip}: {e}")))?;
+    Ok(listener.local_addr()?.port())
+}
+
+/// The host other processes use to reach a service bound to `bind`: the bind
+/// address itself, or loopback when bound to every interface.
+pub fn advertised_host(bind: IpAddr) -> String {
+    if bind.is_unspecified() {
+        if bind.is_ipv4() {
+            "127.0.0.1".into()
+        } else {
+            "::1".into()
+        }
+    } else {
+        bind.to_string()
+    }
+}

@@ -1,0 +1,128 @@
+//! The scheduler: ballista-scheduler with ember's session builder and codecs.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use ballista_scheduler::cluster::BallistaCluster;
+use ballista_scheduler::config::SchedulerConfig;
+use ballista_scheduler::scheduler_process::{create_scheduler, start_grpc_service_with_listener};
+use datafusion::common::{DataFusionError, Result};
+use datafusion_proto::protobuf::{LogicalPlanNode, PhysicalPlanNode};
+use tokio::task::JoinHandle;
+
+use super::{advertised_host, parse_bind};
+use crate::codec::{EmberLogicalCodec, EmberPhysicalCodec};
+use crate::session::{cluster_config, ember_session_state};
+
+/// Where and how a scheduler listens.
+#[derive(Debug, Clone)]
+pub struct SchedulerOptions {
+    /// Address to bind (loopback unless told otherwise).
+    pub bind: String,
+    /// Port to listen on; 0 picks a free one.
+    pub port: u16,
+    /// Host name executors and clients use to reach this scheduler; by default
+    /// the bind address (loopback when bound to every interface).
+    pub external_host: Option<String>,
+    /// Seconds without a heartbeat before an executor counts as lost.
+    pub executor_timeout_seconds: u64,
+}
+
+impl Default for SchedulerOptions {
+    fn default() -> Self {
+        Self {
+            bind: "127.0.0.1".into(),
+            port: 50050,
+            external_host: None,
+            executor_timeout_seconds: 180,
+        }
+    }
+}
+
+/// A running scheduler.
+pub struct SchedulerHandle {
+    address: SocketAddr,
+    host: String,
+    server: JoinHandle<ballista_core::error::Result<()>>,
+}
+
+impl SchedulerHandle {
+    /// The address the scheduler listens on.
+    pub fn address(&self) -> SocketAddr {
+        self.address
+    }
+
+    /// The URL clients pass as `--master`: `df://HOST:PORT`.
+    pub fn url(&self) -> String {
+        format!("df://{}:{}", self.host, self.address.port())
+    }
+
+    /// Waits until the server stops (it runs until the process ends or fails).
+    pub async fn wait(&mut self) -> Result<()> {
+        match (&mut self.server).await {
+            Ok(result) => result.map_err(|e| DataFusionError::External(Box::new(e))),
+            Err(e) => Err(DataFusionError::Execution(format!(
+                "scheduler task failed: {e}"
+            ))),
+        }
+    }
+
+    /// Stops serving.
+    pub fn stop(&self) {
+        self.server.abort();
+    }
+}
+
+impl Drop for SchedulerHandle {
+    fn drop(&mut self) {
+        self.server.abort();
+    }
+}
+
+/// Binds and starts a scheduler in this process; returns once it accepts connections.
+pub async fn start_scheduler(options: &SchedulerOptions) -> Result<SchedulerHandle> {
+    let ip = parse_bind(&options.bind)?;
+    let listener = tokio::net::TcpListener::bind(SocketAddr::new(ip, options.port))
+        .await
+        .map_err(|e| {
+            DataFusionError::Execution(format!(
+                "cannot listen on {}:{}: {e}",
+                options.bind, options.port
+            ))
+        })?;
+    let address = listener.local_addr()?;
+    let host = options
+        .external_host
+        .clone()
+        .unwrap_or_else(|| advertised_host(ip));
+
+    let mut config = SchedulerConfig::default()
+        .with_hostname(host.clone())
+        .with_port(address.port())
+        .with_override_config_producer(Arc::new(cluster_config))
+        .with_override_session_builder(Arc::new(ember_session_state));
+    config.bind_host = ip.to_string();
+    config.override_logical_codec = Some(Arc::new(EmberLogicalCodec::default()));
+    config.override_physical_codec = Some(Arc::new(EmberPhysicalCodec::default()));
+    config.executor_timeout_seconds = options.executor_timeout_seconds;
+    config.no_executors_grace_period_seconds = options.executor_timeout_seconds;
+    config.validate().map_err(ballista_error)?;
+
+    let cluster = BallistaCluster::new_from_config(&config)
+        .await
+        .map_err(ballista_error)?;
+    let scheduler =
+        create_scheduler::<LogicalPlanNode, PhysicalPlanNode>(cluster, Arc::new(config))
+            .await
+            .map_err(ballista_error)?;
+    let server = tokio::spawn(start_grpc_service_with_listener(listener, scheduler));
+    Ok(SchedulerHandle {
+        address,
+        host,
+        server,
+    })
+}
+
+pub(crate) fn ballista_error(e: ballista_core::error::BallistaError) -> DataFusionError {
+    DataFusionError::External(Box::new(e))
+}

@@ -1,0 +1,247 @@
+//! ember's settings: a DataFusion [`ConfigExtension`] under the `ember` prefix.
+//!
+//! `SET ember.ml.device = 'cpu'` works like any DataFusion setting, and because the
+//! extension is registered on every process (see [`crate::session`]), the values
+//! travel with each job to the scheduler and the executors.
+
+use std::fmt;
+use std::str::FromStr;
+
+use datafusion::common::config::{ConfigEntry, ConfigExtension, ExtensionOptions};
+use datafusion::common::{DataFusionError, Result, config_err};
+use datafusion::config::{ConfigField, Visit};
+
+/// `ember.ml.device`: where ML kernels run.
+pub const ML_DEVICE: &str = "ember.ml.device";
+/// `ember.ml.batch_size`: rows handed to an ML kernel at a time.
+pub const ML_BATCH_SIZE: &str = "ember.ml.batch_size";
+/// `ember.ml.max_iterations`: upper bound on training rounds, whatever a model asks for.
+pub const ML_MAX_ITERATIONS: &str = "ember.ml.max_iterations";
+
+/// Where ML kernels run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum MlDevice {
+    /// CUDA when a device is present and the batch is large enough, else CPU.
+    #[default]
+    Auto,
+    /// Always the CPU kernels.
+    Cpu,
+    /// Always CUDA; an error where no device is present.
+    Cuda,
+}
+
+impl FromStr for MlDevice {
+    type Err = DataFusionError;
+
+    fn from_str(s: &str) -> Result<Self> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "auto" => Ok(Self::Auto),
+            "cpu" => Ok(Self::Cpu),
+            "cuda" | "gpu" => Ok(Self::Cuda),
+            other => config_err!("{ML_DEVICE} must be 'auto', 'cpu' or 'cuda', not '{other}'"),
+        }
+    }
+}
+
+impl fmt::Display for MlDevice {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Auto => "auto",
+            Self::Cpu => "cpu",
+            Self::Cuda => "cuda",
+        })
+    }
+}
+
+impl ConfigField for MlDevice {
+    fn visit<V: Visit>(&self, visitor: &mut V, key: &str, description: &'static str) {
+        visitor.some(key, self, description)
+    }
+
+    fn set(&mut self, _key: &str, value: &str) -> Result<()> {
+        *self = value.parse()?;
+        Ok(())
+    }
+}
+
+/// ML settings, under `ember.ml.`.
+#[derive(Debug, Clone)]
+pub struct MlOptions {
+    /// Where ML kernels run: 'auto', 'cpu' or 'cuda'.
+    pub device: MlDevice,
+    /// Rows handed to an ML kernel at a time.
+    pub batch_size: usize,
+    /// Upper bound on training rounds, whatever a model's options ask for.
+    pub max_iterations: usize,
+}
+
+impl Default for MlOptions {
+    fn default() -> Self {
+        Self {
+            device: MlDevice::Auto,
+            batch_size: 65536,
+            max_iterations: 1000,
+        }
+    }
+}
+
+impl ConfigField for MlOptions {
+    fn visit<V: Visit>(&self, visitor: &mut V, key: &str, _description: &'static str) {
+        self.device.visit(
+            visitor,
+            &format!("{key}.device"),
+            "Where ML kernels run: 'auto', 'cpu' or 'cuda'.",
+        );
+        self.batch_size.visit(
+            visitor,
+            &format!("{key}.batch_size"),
+            "Rows handed to an ML kernel at a time.",
+        );
+        self.max_iterations.visit(
+            visitor,
+            &format!("{key}.max_iterations"),
+            "Upper bound on training rounds, whatever a model's options ask for.",
+        );
+    }
+
+    fn set(&mut self, key: &str, value: &str) -> Result<()> {
+        let (field, rest) = key.split_once('.').unwrap_or((key, ""));
+        match field {
+            "device" => self.device.set(rest, value),
+            "batch_size" => {
+                self.batch_size.set(rest, value)?;
+                if self.batch_size == 0 {
+                    return config_err!("{ML_BATCH_SIZE} must be at least 1");
+                }
+                Ok(())
+            }
+            "max_iterations" => self.max_iterations.set(rest, value),
+            _ => config_err!("unknown ember setting 'ember.ml.{key}'"),
+        }
+    }
+}
+
+/// All of ember's settings; registered on every session as a config extension.
+#[derive(Debug, Clone, Default)]
+pub struct EmberConfig {
+    /// `ember.ml.*`
+    pub ml: MlOptions,
+}
+
+impl ConfigExtension for EmberConfig {
+    const PREFIX: &'static str = "ember";
+}
+
+impl ExtensionOptions for EmberConfig {
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+
+    fn as_any_mut(&mut self) -> &mut dyn std::any::Any {
+        self
+    }
+
+    fn cloned(&self) -> Box<dyn ExtensionOptions> {
+        Box::new(self.clone())
+    }
+
+    fn set(&mut self, key: &str, value: &str) -> Result<()> {
+        match key.split_once('.') {
+            Some(("ml", rest)) => self.ml.set(rest, value),
+            _ => config_err!("unknown ember setting 'ember.{key}'"),
+        }
+    }
+
+    fn entries(&self) -> Vec<ConfigEntry> {
+        struct Entries(Vec<ConfigEntry>);
+        impl Visit for Entries {
+            fn some<V: fmt::Display>(&mut self, key: &str, value: V, description: &'static str) {
+                self.0.push(ConfigEntry {
+                    key: format!("{}.{key}", EmberConfig::PREFIX),
+                    value: Some(value.to_string()),
+                    description,
+                });
+            }
+            fn none(&mut self, key: &str, description: &'static str) {
+                self.0.push(ConfigEntry {
+                    key: format!("{}.{key}", EmberConfig::PREFIX),
+                    value: None,
+                    description,
+                });
+            }
+        }
+        let mut entries = Entries(Vec::new());
+        self.ml.visit(&mut entries, "ml", "");
+        entries.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion::prelude::SessionConfig;
+
+    fn config() -> SessionConfig {
+        SessionConfig::new().with_option_extension(EmberConfig::default())
+    }
+
+    #[test]
+    fn defaults_and_entries() {
+        let config = config();
+        let keys: Vec<(String, Option<String>)> = config
+            .options()
+            .entries()
+            .into_iter()
+            .filter(|e| e.key.starts_with("ember."))
+            .map(|e| (e.key, e.value))
+            .collect();
+        assert!(
+            keys.contains(&(ML_DEVICE.into(), Some("auto".into()))),
+            "{keys:?}"
+        );
+        assert!(
+            keys.contains(&(ML_BATCH_SIZE.into(), Some("65536".into()))),
+            "{keys:?}"
+        );
+        assert!(
+            keys.contains(&(ML_MAX_ITERATIONS.into(), Some("1000".into()))),
+            "{keys:?}"
+        );
+    }
+
+    #[test]
+    fn set_through_session_options() {
+        let mut config = config();
+        config.options_mut().set(ML_DEVICE, "CPU").unwrap();
+        config.options_mut().set(ML_BATCH_SIZE, "1024").unwrap();
+        let ember = config.options().extensions.get::<EmberConfig>().unwrap();
+        assert_eq!(ember.ml.device, MlDevice::Cpu);
+        assert_eq!(ember.ml.batch_size, 1024);
+    }
+
+    #[test]
+    fn bad_values_are_refused_with_the_key_named() {
+        let mut config = config();
+        let err = config
+            .options_mut()
+            .set(ML_DEVICE, "tpu")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("ember.ml.device") && err.contains("tpu"),
+            "{err}"
+        );
+        let err = config
+            .options_mut()
+            .set(ML_BATCH_SIZE, "0")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("batch_size"), "{err}");
+        let err = config
+            .options_mut()
+            .set("ember.ml.colour", "red")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("colour"), "{err}");
+    }
+}

@@ -1,0 +1,345 @@
+//! The client API: one [`EmberContext`], whether statements run in this process or
+//! on a cluster.
+//!
+//! ```no_run
+//! # async fn demo() -> datafusion::common::Result<()> {
+//! use ember_engine::EmberContext;
+//! let ember = EmberContext::embedded()?;                       // in this process
+//! let ember = EmberContext::remote("df://127.0.0.1:50050").await?; // on a cluster
+//! for output in ember.sql("select 1 + 1 as two").await? {
+//!     println!("{} rows", output.num_rows());
+//! }
+//! # Ok(()) }
+//! ```
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use ballista::prelude::SessionContextExt;
+use datafusion::arrow::array::RecordBatch;
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::common::{DataFusionError, Result, plan_err};
+use datafusion::logical_expr::LogicalPlan;
+use datafusion::prelude::{ParquetReadOptions, SessionContext};
+use ember_sql::{EmberStatement, parse_statements};
+
+use crate::session::{
+    cluster_config, embedded_config, ember_session_state, register_ember_functions_on_context,
+};
+
+/// How long to wait for a scheduler to accept a connection before giving up.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// The scheduler port when a `df://` URL names none (Ballista's default).
+pub const DEFAULT_SCHEDULER_PORT: u16 = 50050;
+
+/// Where a context runs its statements.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Master {
+    /// In this process.
+    Embedded,
+    /// On the Ballista cluster whose scheduler listens at `host:port`.
+    Remote { host: String, port: u16 },
+}
+
+impl Master {
+    /// Parses `df://HOST[:PORT]` (the scheduler of a cluster).
+    pub fn parse(url: &str) -> Result<Self> {
+        let Some(rest) = url.strip_prefix("df://") else {
+            return plan_err!("master URL must look like df://HOST:PORT, not '{url}'");
+        };
+        let rest = rest.trim_end_matches('/');
+        let (host, port) = match rest.rsplit_once(':') {
+            Some((host, port)) => {
+                let port = port.parse::<u16>().map_err(|_| {
+                    DataFusionError::Plan(format!("bad port '{port}' in master URL '{url}'"))
+                })?;
+                (host, port)
+            }
+            None => (rest, DEFAULT_SCHEDULER_PORT),
+        };
+        if host.is_empty() {
+            return plan_err!("no host in master URL '{url}'");
+        }
+        Ok(Master::Remote {
+            host: host.to_string(),
+            port,
+        })
+    }
+}
+
+impl std::fmt::Display for Master {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Master::Embedded => f.write_str("embedded"),
+            Master::Remote { host, port } => write!(f, "df://{host}:{port}"),
+        }
+    }
+}
+
+/// The result of one statement.
+#[derive(Debug, Clone)]
+pub struct StatementOutput {
+    /// The schema of the rows (empty for statements that return none).
+    pub schema: SchemaRef,
+    /// The rows.
+    pub batches: Vec<RecordBatch>,
+    /// Whether the statement is a query (DDL and `SET` are not).
+    pub returns_rows: bool,
+}
+
+impl StatementOutput {
+    /// The number of rows over all batches.
+    pub fn num_rows(&self) -> usize {
+        self.batches.iter().map(RecordBatch::num_rows).sum()
+    }
+}
+
+/// A session of ember: plans SQL with ember's parser and functions, and runs it in
+/// this process or on a cluster.
+#[derive(Clone)]
+pub struct EmberContext {
+    ctx: SessionContext,
+    master: Master,
+}
+
+impl EmberContext {
+    /// A context that runs everything in this process.
+    pub fn embedded() -> Result<Self> {
+        let state = ember_session_state(embedded_config())?;
+        Ok(Self {
+            ctx: SessionContext::new_with_state(state).enable_url_table(),
+            master: Master::Embedded,
+        })
+    }
+
+    /// A context whose queries run on the cluster at `url` (`df://HOST:PORT`).
+    ///
+    /// Fails with a clear error when no scheduler answers there.
+    pub async fn remote(url: &str) -> Result<Self> {
+        let master = Master::parse(url)?;
+        let Master::Remote { host, port } = &master else {
+            unreachable!("Master::parse returns Remote")
+        };
+        check_reachable(host, *port).await?;
+        let state = ember_session_state(cluster_config())?;
+        let ctx = SessionContext::remote_with_state(&format!("df://{host}:{port}"), state)
+            .await?
+            .enable_url_table();
+        register_ember_functions_on_context(&ctx);
+        Ok(Self { ctx, master })
+    }
+
+    /// Embedded when `master` is `None`, else on that cluster.
+    pub async fn connect(master: Option<&str>) -> Result<Self> {
+        match master {
+            None => Self::embedded(),
+            Some(url) => Self::remote(url).await,
+        }
+    }
+
+    /// Where this context runs its statements.
+    pub fn master(&self) -> &Master {
+        &self.master
+    }
+
+    /// The DataFusion context underneath, for anything ember does not wrap.
+    pub fn session(&self) -> &SessionContext {
+        &self.ctx
+    }
+
+    /// The SQL dialect statements are parsed with.
+    fn dialect(&self) -> String {
+        self.ctx
+            .state()
+            .config()
+            .options()
+            .sql_parser
+            .dialect
+            .to_string()
+    }
+
+    /// Registers every Parquet file (`NAME.parquet`) and every folder of Parquet files
+    /// directly under `dir` as a table named after it. Returns the names, sorted.
+    pub async fn register_data_dir(&self, dir: &Path) -> Result<Vec<String>> {
+        let tables = find_tables(dir)?;
+        let mut names = Vec::with_capacity(tables.len());
+        for (name, path) in tables {
+            let location = path.to_str().ok_or_else(|| {
+                DataFusionError::Plan(format!("path is not UTF-8: {}", path.display()))
+            })?;
+            let location = if path.is_dir() {
+                format!("{location}/")
+            } else {
+                location.to_string()
+            };
+            if self.ctx.table_exist(name.as_str())? {
+                self.ctx.deregister_table(name.as_str())?;
+            }
+            self.ctx
+                .register_parquet(&name, &location, ParquetReadOptions::default())
+                .await
+                .map_err(|e| {
+                    e.context(format!(
+                        "cannot read table '{name}' from {}",
+                        path.display()
+                    ))
+                })?;
+            names.push(name);
+        }
+        Ok(names)
+    }
+
+    /// Parses a script into statements with this session's SQL dialect.
+    pub fn parse(&self, sql: &str) -> Result<Vec<EmberStatement>> {
+        parse_statements(sql, &self.dialect())
+    }
+
+    /// Parses `sql` and runs its statements in order, stopping at the first error.
+    pub async fn sql(&self, sql: &str) -> Result<Vec<StatementOutput>> {
+        let statements = self.parse(sql)?;
+        let mut outputs = Vec::with_capacity(statements.len());
+        for statement in statements {
+            outputs.push(self.execute(statement).await?);
+        }
+        Ok(outputs)
+    }
+
+    /// Parses `sql`, which must hold exactly one statement, and runs it.
+    pub async fn sql_one(&self, sql: &str) -> Result<StatementOutput> {
+        let mut statements = self.parse(sql)?;
+        if statements.len() != 1 {
+            return plan_err!("expected one SQL statement, found {}", statements.len());
+        }
+        self.execute(statements.remove(0)).await
+    }
+
+    /// Plans and runs one parsed statement.
+    pub async fn execute(&self, statement: EmberStatement) -> Result<StatementOutput> {
+        match statement {
+            EmberStatement::DataFusion(statement) => {
+                let state = self.ctx.state();
+                let plan = state.statement_to_plan(*statement).await?;
+                let returns_rows = !matches!(plan, LogicalPlan::Ddl(_) | LogicalPlan::Statement(_));
+                let frame = self.ctx.execute_logical_plan(plan).await?;
+                let schema = frame.schema().inner().clone();
+                let batches = frame.collect().await?;
+                Ok(StatementOutput {
+                    schema,
+                    batches,
+                    returns_rows,
+                })
+            }
+        }
+    }
+}
+
+/// Tries a TCP connection to the scheduler, so that a wrong `--master` fails at
+/// once with the address named instead of at the first query.
+async fn check_reachable(host: &str, port: u16) -> Result<()> {
+    let address = format!("{host}:{port}");
+    match tokio::time::timeout(CONNECT_TIMEOUT, tokio::net::TcpStream::connect(&address)).await {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(e)) => Err(DataFusionError::Execution(format!(
+            "cannot reach scheduler at df://{address}: {e}"
+        ))),
+        Err(_) => Err(DataFusionError::Execution(format!(
+            "cannot reach scheduler at df://{address}: no answer within {}s",
+            CONNECT_TIMEOUT.as_secs()
+        ))),
+    }
+}
+
+/// The Parquet tables directly under `dir`: `NAME.parquet` files and folders that
+/// hold `.parquet` files, by name.
+fn find_tables(dir: &Path) -> Result<Vec<(String, PathBuf)>> {
+    let entries = std::fs::read_dir(dir).map_err(|e| {
+        DataFusionError::Plan(format!("cannot read data directory {}: {e}", dir.display()))
+    })?;
+    let mut tables = Vec::new();
+    for entry in entries {
+        let path = entry
+            .map_err(|e| DataFusionError::External(Box::new(e)))?
+            .path();
+        let Some(file_name) = path.file_name().and_then(|n| n.to_str()) else {
+            continue;
+        };
+        if file_name.starts_with('.') || file_name.starts_with('_') {
+            continue;
+        }
+        if path.is_dir() {
+            if folder_has_parquet(&path)? {
+                tables.push((file_name.to_string(), path));
+            }
+        } else if let Some(stem) = file_name.strip_suffix(".parquet") {
+            tables.push((stem.to_string(), path));
+        }
+    }
+    tables.sort();
+    Ok(tables)
+}
+
+fn folder_has_parquet(dir: &Path) -> Result<bool> {
+    let entries = std::fs::read_dir(dir).map_err(|e| DataFusionError::External(Box::new(e)))?;
+    for entry in entries {
+        let entry = entry.map_err(|e| DataFusionError::External(Box::new(e)))?;
+        let path = entry.path();
+        if path.extension().is_some_and(|e| e == "parquet")
+            || (path.is_dir() && folder_has_parquet(&path)?)
+        {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn master_urls() {
+        assert_eq!(
+            Master::parse("df://127.0.0.1:50051").unwrap(),
+            Master::Remote {
+                host: "127.0.0.1".into(),
+                port: 50051
+            }
+        );
+        assert_eq!(
+            Master::parse("df://example").unwrap(),
+            Master::Remote {
+                host: "example".into(),
+                port: DEFAULT_SCHEDULER_PORT
+            }
+        );
+        assert!(Master::parse("http://x:1").is_err());
+        assert!(Master::parse("df://x:notaport").is_err());
+        assert!(Master::parse("df://:1").is_err());
+    }
+
+    #[tokio::test]
+    async fn statements_run_in_order_and_ddl_returns_no_rows() {
+        let ember = EmberContext::embedded().unwrap();
+        let outputs = ember
+            .sql("create view v as select 1 as a union all select 2; select sum(a) as s from v; drop view v")
+            .await
+            .unwrap();
+        assert_eq!(outputs.len(), 3);
+        assert!(!outputs[0].returns_rows && outputs[1].returns_rows && !outputs[2].returns_rows);
+        assert_eq!(outputs[1].num_rows(), 1);
+    }
+
+    #[tokio::test]
+    async fn unreachable_master_is_a_clear_error() {
+        // Port 1 on loopback: nothing listens there.
+        let err = EmberContext::remote("df://127.0.0.1:1")
+            .await
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            err.contains("cannot reach scheduler at df://127.0.0.1:1"),
+            "{err}"
+        );
+    }
+}

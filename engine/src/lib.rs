@@ -1,0 +1,30 @@
+//! ember's engine: the session every process builds, settings, codecs, the client
+//! API, clusters and test data.
+//!
+//! ```text
+//!            ember (cli)      tests/   benches/
+//!                 │
+//!   scheduler ────┼──── executor       thin processes over engine::cluster
+//!                 │
+//!               engine                 session, config, codecs, EmberContext, cluster, datagen
+//!                 │
+//!                sql                   parser extensions
+//!                 │
+//!              ml-ops                  functions, kernels, models
+//! ```
+//!
+//! Start with [`EmberContext`]: `embedded()` runs in this process, `remote(url)` on a
+//! cluster, and [`cluster::InProcessCluster`] starts a whole cluster in process.
+
+pub mod cluster;
+pub mod codec;
+pub mod config;
+pub mod context;
+pub mod datagen;
+pub mod errors;
+pub mod object_store;
+pub mod session;
+
+pub use config::{EmberConfig, MlDevice};
+pub use context::{EmberContext, Master, StatementOutput};
+pub use ember_sql::EmberStatement;

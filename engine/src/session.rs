@@ -1,0 +1,129 @@
+//! One session builder for every process.
+//!
+//! The client, the scheduler and each executor build their DataFusion session here,
+//! so all of them know the same functions, settings, codecs and object stores:
+//!
+//! ```text
+//!   embedded_config() ─┐
+//!   cluster_config()  ─┴─> ember_session_state(config) ─> SessionState
+//!                             + DataFusion's functions (nested/array included)
+//!                             + ember's functions (ember_ml_ops::functions)
+//!                             + ember settings (EmberConfig) and codecs
+//!                             + object stores (local files; s3:// when configured)
+//! ```
+
+use std::path::Path;
+use std::sync::Arc;
+
+use ballista_core::extension::SessionConfigExt;
+use datafusion::common::Result;
+use datafusion::execution::FunctionRegistry;
+use datafusion::execution::SessionStateBuilder;
+use datafusion::execution::context::SessionState;
+use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
+use datafusion::prelude::{SessionConfig, SessionContext};
+use ember_ml_ops::functions::ember_functions;
+
+use crate::codec::{EmberLogicalCodec, EmberPhysicalCodec};
+use crate::config::EmberConfig;
+use crate::object_store::EmberObjectStoreRegistry;
+
+/// Settings for a session that runs in this process: DataFusion's defaults plus
+/// ember's extension.
+pub fn embedded_config() -> SessionConfig {
+    SessionConfig::new()
+        .with_information_schema(true)
+        .with_option_extension(EmberConfig::default())
+}
+
+/// Settings for a session whose plans run on a Ballista cluster: Ballista's
+/// defaults, ember's extension and ember's codecs. The scheduler and executors use
+/// this as their config producer, so settings sent by a client land on known keys.
+pub fn cluster_config() -> SessionConfig {
+    SessionConfig::new_with_ballista()
+        .with_information_schema(true)
+        .with_option_extension(EmberConfig::default())
+        .with_ballista_logical_extension_codec(Arc::new(EmberLogicalCodec::default()))
+        .with_ballista_physical_extension_codec(Arc::new(EmberPhysicalCodec::default()))
+}
+
+/// The runtime every ember process uses: ember's object store registry, and spill
+/// files under `temp_dir` when given.
+pub fn ember_runtime_env(temp_dir: Option<&Path>) -> Result<Arc<RuntimeEnv>> {
+    let mut builder = RuntimeEnvBuilder::new()
+        .with_object_store_registry(Arc::new(EmberObjectStoreRegistry::new()));
+    if let Some(dir) = temp_dir {
+        builder = builder.with_temp_file_path(dir);
+    }
+    builder.build_arc()
+}
+
+/// Builds the session state for `config` with every DataFusion and ember function.
+pub fn ember_session_state(config: SessionConfig) -> Result<SessionState> {
+    ember_session_state_with_runtime(config, ember_runtime_env(None)?)
+}
+
+/// [`ember_session_state`] over a given runtime (executors bring their own, with
+/// their work directory and memory pool).
+pub fn ember_session_state_with_runtime(
+    config: SessionConfig,
+    runtime: Arc<RuntimeEnv>,
+) -> Result<SessionState> {
+    let mut state = SessionStateBuilder::new()
+        .with_config(config)
+        .with_runtime_env(runtime)
+        .with_default_features()
+        .build();
+    register_ember_functions(&mut state)?;
+    Ok(state)
+}
+
+/// Registers ember's functions on a registry (a session state or a context).
+pub fn register_ember_functions(registry: &mut dyn FunctionRegistry) -> Result<()> {
+    let functions = ember_functions();
+    for udf in functions.scalar {
+        registry.register_udf(udf)?;
+    }
+    for udaf in functions.aggregate {
+        registry.register_udaf(udaf)?;
+    }
+    Ok(())
+}
+
+/// Registers ember's functions on a context. Ballista's client replaces the
+/// function list of the state it is given, so remote contexts need this after
+/// they are created.
+pub fn register_ember_functions_on_context(ctx: &SessionContext) {
+    let functions = ember_functions();
+    for udf in functions.scalar {
+        ctx.register_udf(udf.as_ref().clone());
+    }
+    for udaf in functions.aggregate {
+        ctx.register_udaf(udaf.as_ref().clone());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn state_has_nested_and_ember_functions() {
+        let state = ember_session_state(cluster_config()).unwrap();
+        assert!(state.scalar_functions().contains_key("make_array"));
+        assert!(state.scalar_functions().contains_key("array_length"));
+        assert!(state.scalar_functions().contains_key("sigmoid"));
+        let ctx = SessionContext::new_with_state(state);
+        let batches = ctx
+            .sql("select array_length(make_array(1, 2, 3)) as n, sigmoid(0) as s")
+            .await
+            .unwrap()
+            .collect()
+            .await
+            .unwrap();
+        let text = datafusion::arrow::util::pretty::pretty_format_batches(&batches)
+            .unwrap()
+            .to_string();
+        assert!(text.contains("| 3 | 0.5 |"), "{text}");
+    }
+}

@@ -1,0 +1,152 @@
+//! Helpers shared by ember's integration tests: TPC-H data made once per test
+//! binary, result sets as text, and comparisons with a stated tolerance.
+
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
+use ember_engine::StatementOutput;
+use ember_engine::datagen::{TpchOptions, generate_tpch};
+
+/// The scale of the TPC-H data the tests use; the DuckDB answers in
+/// `fixtures/tpch/sf0.01` were computed on the same data.
+pub const TPCH_SCALE: f64 = 0.01;
+
+/// The folder of this crate's fixtures.
+pub fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures")
+}
+
+/// The text of TPC-H query `n`.
+pub fn tpch_query(n: usize) -> String {
+    let path = fixtures().join("tpch/queries").join(format!("q{n}.sql"));
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()))
+}
+
+/// TPC-H at [`TPCH_SCALE`], two files per table, generated once per process into
+/// a temporary folder that lives as long as the process.
+pub fn tpch_data() -> &'static Path {
+    static DATA: OnceLock<tempfile::TempDir> = OnceLock::new();
+    DATA.get_or_init(|| {
+        let dir = tempfile::Builder::new()
+            .prefix("ember-tpch-")
+            .tempdir()
+            .expect("temp dir");
+        let options = TpchOptions {
+            scale: TPCH_SCALE,
+            out: dir.path().to_path_buf(),
+            parts: 2,
+        };
+        generate_tpch(&options, &|_, _| {}).expect("generate TPC-H");
+        dir
+    })
+    .path()
+}
+
+/// A table of text: a header and rows.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TextTable {
+    pub header: Vec<String>,
+    pub rows: Vec<Vec<String>>,
+}
+
+/// The rows of a statement's output as text (NULL as an empty string).
+pub fn to_text(output: &StatementOutput) -> TextTable {
+    let header = output
+        .schema
+        .fields()
+        .iter()
+        .map(|f| f.name().clone())
+        .collect();
+    let options = FormatOptions::default().with_null("");
+    let mut rows = Vec::new();
+    for batch in &output.batches {
+        let formatters: Vec<_> = batch
+            .columns()
+            .iter()
+            .map(|c| ArrayFormatter::try_new(c.as_ref(), &options).expect("formatter"))
+            .collect();
+        for row in 0..batch.num_rows() {
+            rows.push(
+                formatters
+                    .iter()
+                    .map(|f| f.value(row).to_string())
+                    .collect(),
+            );
+        }
+    }
+    TextTable { header, rows }
+}
+
+/// Reads a CSV fixture (header line, then rows).
+pub fn read_csv(path: &Path) -> TextTable {
+    let mut reader = csv::Reader::from_path(path)
+        .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+    let header = reader
+        .headers()
+        .expect("header")
+        .iter()
+        .map(String::from)
+        .collect();
+    let rows = reader
+        .records()
+        .map(|r| r.expect("record").iter().map(String::from).collect())
+        .collect();
+    TextTable { header, rows }
+}
+
+/// Two cells agree: equal text, or numbers within a relative tolerance of 1e-6
+/// (absolute below 1). DataFusion rounds decimal averages to 6 places where
+/// DuckDB answers in double precision, so that is the tightest bound both meet.
+pub fn cells_agree(a: &str, b: &str) -> bool {
+    if a == b {
+        return true;
+    }
+    match (a.parse::<f64>(), b.parse::<f64>()) {
+        (Ok(x), Ok(y)) => (x - y).abs() <= 1e-6 * x.abs().max(y.abs()).max(1.0),
+        _ => false,
+    }
+}
+
+/// Compares two result tables row by row (the queries order their results) and
+/// returns a description of the first difference.
+pub fn compare(actual: &TextTable, expected: &TextTable) -> Result<(), String> {
+    if actual.rows.len() != expected.rows.len() {
+        return Err(format!(
+            "{} rows, expected {}",
+            actual.rows.len(),
+            expected.rows.len()
+        ));
+    }
+    for (i, (a, e)) in actual.rows.iter().zip(&expected.rows).enumerate() {
+        if a.len() != e.len() {
+            return Err(format!(
+                "row {i} has {} columns, expected {}",
+                a.len(),
+                e.len()
+            ));
+        }
+        for (j, (x, y)) in a.iter().zip(e).enumerate() {
+            if !cells_agree(x, y) {
+                let column = expected.header.get(j).map(String::as_str).unwrap_or("?");
+                return Err(format!("row {i}, column {column}: '{x}', expected '{y}'"));
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tolerance_is_relative_above_one_and_absolute_below() {
+        assert!(cells_agree("25.575154", "25.575154611454693"));
+        assert!(cells_agree("0.050081", "0.05008133906964238"));
+        assert!(!cells_agree("0.0501", "0.05008133906964238"));
+        assert!(!cells_agree("1000.01", "1000.02"));
+        assert!(cells_agree("BRAZIL", "BRAZIL"));
+        assert!(!cells_agree("BRAZIL", "CHINA"));
+    }
+}

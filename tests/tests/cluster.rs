@@ -1,0 +1,97 @@
+//! Distribution on an in-process cluster of 2 executors: ember's functions and
+//! settings on every process, EXPLAIN's stages, and errors that leave the cluster
+//! serving.
+
+use ember_engine::EmberContext;
+use ember_engine::cluster::InProcessCluster;
+use ember_tests::{to_text, tpch_data};
+
+async fn cluster_context() -> (InProcessCluster, EmberContext) {
+    let cluster = InProcessCluster::start(2, 2).await.unwrap();
+    assert_eq!(cluster.executor_addresses().len(), 2);
+    let ember = cluster.context().await.unwrap();
+    ember.register_data_dir(tpch_data()).await.unwrap();
+    (cluster, ember)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn ember_and_nested_functions_run_on_executors() {
+    let (_cluster, ember) = cluster_context().await;
+    // Grouping by a shuffled key makes the functions run in executor stages.
+    let output = ember
+        .sql_one(
+            "select n_regionkey, round(sum(sigmoid(n_nationkey - 12)), 6) as s,
+                    max(array_length(make_array(n_nationkey, n_regionkey))) as len
+             from nation group by n_regionkey order by n_regionkey",
+        )
+        .await
+        .unwrap();
+    let text = to_text(&output);
+    let embedded = EmberContext::embedded().unwrap();
+    embedded.register_data_dir(tpch_data()).await.unwrap();
+    let expected = embedded
+        .sql_one(
+            "select n_regionkey, round(sum(sigmoid(n_nationkey - 12)), 6) as s,
+                    max(array_length(make_array(n_nationkey, n_regionkey))) as len
+             from nation group by n_regionkey order by n_regionkey",
+        )
+        .await
+        .unwrap();
+    assert_eq!(text, to_text(&expected));
+    assert_eq!(text.rows.len(), 5);
+    assert!(text.rows.iter().all(|r| r[2] == "2"), "{text:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn explain_shows_distributed_stages() {
+    let (_cluster, ember) = cluster_context().await;
+    let output = ember
+        .sql_one("explain select l_returnflag, count(*) from lineitem group by l_returnflag")
+        .await
+        .unwrap();
+    let text = to_text(&output);
+    let distributed = text
+        .rows
+        .iter()
+        .find(|r| r[0] == "distributed_plan")
+        .unwrap_or_else(|| panic!("no distributed plan in {text:?}"));
+    assert!(distributed[1].contains("stage_id=1"), "{}", distributed[1]);
+    assert!(distributed[1].contains("stage_id=2"), "{}", distributed[1]);
+    assert!(
+        distributed[1].contains("ShuffleWriterExec"),
+        "{}",
+        distributed[1]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn settings_travel_and_bad_values_are_refused() {
+    let (_cluster, ember) = cluster_context().await;
+    ember.sql("set ember.ml.device = 'cpu'").await.unwrap();
+    let output = ember
+        .sql_one("select count(*) as n from nation")
+        .await
+        .unwrap();
+    assert_eq!(to_text(&output).rows, vec![vec!["25".to_string()]]);
+    let err = ember
+        .sql("set ember.ml.device = 'tpu'")
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("ember.ml.device"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_failed_query_leaves_the_cluster_serving() {
+    let (_cluster, ember) = cluster_context().await;
+    let err = ember
+        .sql("select 1 / (n_nationkey - n_nationkey) from nation")
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("DivideByZero") || err.to_string().contains("Divide by zero"),
+        "{err}"
+    );
+    let output = ember.sql_one("select count(*) from region").await.unwrap();
+    assert_eq!(to_text(&output).rows, vec![vec!["5".to_string()]]);
+}

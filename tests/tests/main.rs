@@ -1,0 +1,4 @@
+//! ember's cross-crate integration tests, in one binary (linking is the cost).
+
+mod cluster;
+mod tpch;
