@@ -1,0 +1,414 @@
+//! The `ember` binary as a user runs it: data generation, SQL with its output
+//! formats and errors, and `ember cluster up` as real processes.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+fn ember() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_ember"));
+    command.env_remove("RUST_LOG");
+    command
+}
+
+fn run(args: &[&str]) -> Output {
+    ember().args(args).output().expect("run ember")
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// TPC-H at scale 0.01, written once by `ember datagen tpch`.
+fn data() -> &'static Path {
+    static DATA: OnceLock<tempfile::TempDir> = OnceLock::new();
+    DATA.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().to_str().unwrap();
+        let output = run(&[
+            "datagen", "tpch", "--scale", "0.01", "--out", out, "--parts", "2",
+        ]);
+        assert!(
+            output.status.success(),
+            "datagen failed: {}",
+            stderr(&output)
+        );
+        assert!(
+            stdout(&output).contains("8 tables, 14 files"),
+            "{}",
+            stdout(&output)
+        );
+        dir
+    })
+    .path()
+}
+
+fn data_arg() -> String {
+    data().to_str().unwrap().to_string()
+}
+
+/// A failing command: non-zero exit, exactly one line on stderr that starts with
+/// `error:` and contains `expected`, no panic.
+fn assert_clear_error(output: &Output, expected: &str) {
+    let err = stderr(output);
+    assert!(
+        !output.status.success(),
+        "should fail; stdout: {}",
+        stdout(output)
+    );
+    assert_eq!(err.lines().count(), 1, "one line expected, got: {err}");
+    assert!(err.starts_with("error: "), "{err}");
+    assert!(err.contains(expected), "'{expected}' not in: {err}");
+    assert!(!err.contains("panicked"), "{err}");
+}
+
+#[test]
+fn statements_run_in_the_order_given_in_every_format() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("two.sql");
+    std::fs::write(&file, "select 2 as n;\nselect 3 as n;").unwrap();
+    let file = file.to_str().unwrap();
+    let output = run(&[
+        "sql",
+        "-c",
+        "select 1 as n",
+        "-f",
+        file,
+        "-c",
+        "create view v as select 4 as n; select n from v",
+        "--format",
+        "csv",
+    ]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert_eq!(stdout(&output), "n\n1\nn\n2\nn\n3\nn\n4\n");
+
+    let output = run(&[
+        "sql",
+        "-c",
+        "select 1 as a, 'x' as b, null as c",
+        "--format",
+        "json",
+    ]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let row: serde_json::Value = serde_json::from_str(stdout(&output).trim()).unwrap();
+    assert_eq!(row, serde_json::json!({"a": 1, "b": "x", "c": null}));
+
+    let output = run(&["sql", "-c", "select 1 as a", "--format", "table"]);
+    assert!(
+        stdout(&output).contains("| a |") && stdout(&output).contains("1 row"),
+        "{}",
+        stdout(&output)
+    );
+}
+
+#[test]
+fn data_dir_tables_and_tpch_queries() {
+    let query = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/tpch/queries/q1.sql");
+    let output = run(&[
+        "sql",
+        "--data-dir",
+        &data_arg(),
+        "-f",
+        query.to_str().unwrap(),
+        "--format",
+        "csv",
+    ]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let text = stdout(&output);
+    assert!(
+        text.starts_with("l_returnflag,l_linestatus,sum_qty"),
+        "{text}"
+    );
+    assert_eq!(text.lines().count(), 5, "{text}");
+}
+
+#[test]
+fn syntax_error() {
+    assert_clear_error(&run(&["sql", "-c", "selec 1"]), "selec");
+}
+
+#[test]
+fn unknown_table_and_column() {
+    assert_clear_error(
+        &run(&["sql", "-c", "select * from nope"]),
+        "table 'datafusion.public.nope' not found",
+    );
+    assert_clear_error(
+        &run(&[
+            "sql",
+            "--data-dir",
+            &data_arg(),
+            "-c",
+            "select nope from nation",
+        ]),
+        "nope",
+    );
+}
+
+#[test]
+fn missing_files() {
+    assert_clear_error(
+        &run(&["sql", "-f", "/nonexistent/query.sql"]),
+        "cannot read SQL file /nonexistent/query.sql",
+    );
+    assert_clear_error(
+        &run(&["sql", "--data-dir", "/nonexistent/data", "-c", "select 1"]),
+        "/nonexistent/data",
+    );
+    assert_clear_error(
+        &run(&["sql", "-c", "select * from '/nonexistent/x.parquet'"]),
+        "x.parquet",
+    );
+    assert_clear_error(
+        &run(&[
+            "sql",
+            "-c",
+            "create external table t stored as parquet location '/nonexistent/t/'",
+        ]),
+        "/nonexistent/t/",
+    );
+}
+
+#[test]
+fn corrupt_parquet() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = std::fs::read(data().join("nation/part-1.parquet")).unwrap();
+    std::fs::write(
+        dir.path().join("truncated.parquet"),
+        &good[..good.len() / 2],
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("junk.parquet"), b"this is not parquet").unwrap();
+    let truncated = dir.path().join("truncated.parquet");
+    assert_clear_error(
+        &run(&[
+            "sql",
+            "-c",
+            &format!("select * from '{}'", truncated.display()),
+        ]),
+        "Parquet",
+    );
+    assert_clear_error(
+        &run(&[
+            "sql",
+            "--data-dir",
+            dir.path().to_str().unwrap(),
+            "-c",
+            "select 1",
+        ]),
+        "Parquet",
+    );
+}
+
+#[test]
+fn unreachable_master() {
+    let started = Instant::now();
+    assert_clear_error(
+        &run(&["sql", "--master", "df://127.0.0.1:1", "-c", "select 1"]),
+        "cannot reach scheduler at df://127.0.0.1:1",
+    );
+    assert!(started.elapsed() < Duration::from_secs(20));
+    assert_clear_error(
+        &run(&["sql", "--master", "127.0.0.1:50050", "-c", "select 1"]),
+        "df://HOST:PORT",
+    );
+}
+
+#[test]
+fn bad_arguments() {
+    assert_clear_error(
+        &run(&["datagen", "tpch", "--scale=-1", "--out", "/tmp/never"]),
+        "scale",
+    );
+    assert_clear_error(
+        &run(&["sql", "-c", "set ember.ml.device = 'tpu'"]),
+        "ember.ml.device",
+    );
+    assert!(!run(&["sql", "--format", "xml"]).status.success());
+}
+
+#[test]
+fn every_command_has_help_with_an_example() {
+    for args in [
+        vec!["--help"],
+        vec!["sql", "--help"],
+        vec!["cluster", "up", "--help"],
+        vec!["scheduler", "--help"],
+        vec!["executor", "--help"],
+        vec!["datagen", "tpch", "--help"],
+    ] {
+        let output = run(&args);
+        assert!(output.status.success(), "{args:?}");
+        assert!(
+            stdout(&output).contains("Example"),
+            "{args:?}: {}",
+            stdout(&output)
+        );
+    }
+}
+
+/// `ember cluster up` in the foreground, as a user starts it.
+struct ClusterUp {
+    child: Child,
+    url: String,
+    pids: Vec<i32>,
+}
+
+impl ClusterUp {
+    fn start(work_dir: &Path) -> Self {
+        let mut child = ember()
+            .args([
+                "cluster",
+                "up",
+                "--executors",
+                "2",
+                "--port",
+                "0",
+                "--slots",
+                "2",
+                "--work-dir",
+            ])
+            .arg(work_dir)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start cluster");
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let mut url = None;
+        let mut pids = Vec::new();
+        for line in lines.by_ref() {
+            let line = line.unwrap();
+            if let Some(rest) = line.strip_prefix("ember cluster is up: ") {
+                url = Some(rest.trim().to_string());
+            }
+            if let Some(pid) = line.split("(pid ").nth(1) {
+                pids.push(
+                    pid.trim_end_matches(|c| c == ')' || c == ':')
+                        .split(')')
+                        .next()
+                        .unwrap()
+                        .parse()
+                        .unwrap(),
+                );
+            }
+            if line.starts_with("Submit with") {
+                break;
+            }
+        }
+        // Keep draining stdout so the cluster never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        let url = url.expect("cluster up printed no URL");
+        Self { child, url, pids }
+    }
+
+    fn sql(&self, args: &[&str]) -> Output {
+        let mut all = vec!["sql", "--master", self.url.as_str()];
+        all.extend_from_slice(args);
+        run(&all)
+    }
+}
+
+fn alive(pid: i32) -> bool {
+    unsafe { libc::kill(pid, 0) == 0 }
+}
+
+#[test]
+fn cluster_up_runs_real_processes_and_stops_cleanly() {
+    let work = tempfile::tempdir().unwrap();
+    let cluster = ClusterUp::start(work.path());
+    assert_eq!(cluster.pids.len(), 3, "scheduler and two executors");
+    assert!(cluster.pids.iter().all(|&p| alive(p)));
+    assert!(
+        work.path().join("executor-1").exists() && work.path().join("logs/scheduler.log").exists()
+    );
+
+    // The same TPC-H query gives the same answer embedded and on the cluster.
+    let query = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/tpch/queries/q3.sql");
+    let query = query.to_str().unwrap();
+    let data = data_arg();
+    let distributed = cluster.sql(&["--data-dir", &data, "-f", query, "--format", "csv"]);
+    assert!(distributed.status.success(), "{}", stderr(&distributed));
+    let embedded = run(&["sql", "--data-dir", &data, "-f", query, "--format", "csv"]);
+    assert_eq!(stdout(&distributed), stdout(&embedded));
+    assert_eq!(stdout(&distributed).lines().count(), 11);
+
+    // EXPLAIN shows the stages; a failed query leaves the cluster serving.
+    let explain = cluster.sql(&[
+        "--data-dir",
+        &data,
+        "-c",
+        "explain select count(*) from orders group by o_orderstatus",
+        "--format",
+        "csv",
+    ]);
+    assert!(
+        stdout(&explain).contains("distributed_plan")
+            && stdout(&explain).contains("ShuffleWriterExec"),
+        "{}",
+        stdout(&explain)
+    );
+    assert_clear_error(
+        &cluster.sql(&["--data-dir", &data, "-c", "select nope from orders"]),
+        "nope",
+    );
+    assert_clear_error(
+        &cluster.sql(&["-c", "select 1 / (x - x) from (values (1)) t(x)"]),
+        "DivideByZero",
+    );
+    let after = cluster.sql(&[
+        "--data-dir",
+        &data,
+        "-c",
+        "select sigmoid(0) as s, count(*) as n from region",
+        "--format",
+        "csv",
+    ]);
+    assert_eq!(stdout(&after), "s,n\n0.5,5\n", "{}", stderr(&after));
+
+    // Ctrl-C stops every process and removes their shuffle files.
+    let ClusterUp {
+        mut child, pids, ..
+    } = cluster;
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGINT);
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "cluster up did not stop within 30s"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(status.success(), "cluster up exited with {status}");
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(
+        pids.iter().all(|&p| !alive(p)),
+        "processes left running: {pids:?}"
+    );
+    assert!(
+        !work.path().join("executor-1").exists(),
+        "shuffle files left behind"
+    );
+    assert!(
+        work.path().join("logs/scheduler.log").exists(),
+        "logs are kept in a given work dir"
+    );
+}
+
+#[test]
+fn cluster_up_reports_a_port_in_use() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port().to_string();
+    let output = run(&["cluster", "up", "--executors", "1", "--port", &port]);
+    assert_clear_error(&output, "scheduler failed to start");
+}
