@@ -14,32 +14,28 @@ async fn cluster_context() -> (InProcessCluster, EmberContext) {
     (cluster, ember)
 }
 
+/// ember's and DataFusion's nested functions, with a shuffle in between so that
+/// they run in executor stages.
+const FUNCTIONS_QUERY: &str = "select n_regionkey, round(sum(sigmoid(n_nationkey - 12)), 6) as s,
+        max(array_length(make_array(n_nationkey, n_regionkey))) as len
+    from nation group by n_regionkey order by n_regionkey";
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn ember_and_nested_functions_run_on_executors() {
     let (_cluster, ember) = cluster_context().await;
-    // Grouping by a shuffled key makes the functions run in executor stages.
-    let output = ember
-        .sql_one(
-            "select n_regionkey, round(sum(sigmoid(n_nationkey - 12)), 6) as s,
-                    max(array_length(make_array(n_nationkey, n_regionkey))) as len
-             from nation group by n_regionkey order by n_regionkey",
-        )
-        .await
-        .unwrap();
-    let text = to_text(&output);
+    let distributed = to_text(&ember.sql_one(FUNCTIONS_QUERY).await.unwrap());
+
     let embedded = EmberContext::embedded().unwrap();
     embedded.register_data_dir(tpch_data()).await.unwrap();
-    let expected = embedded
-        .sql_one(
-            "select n_regionkey, round(sum(sigmoid(n_nationkey - 12)), 6) as s,
-                    max(array_length(make_array(n_nationkey, n_regionkey))) as len
-             from nation group by n_regionkey order by n_regionkey",
-        )
-        .await
-        .unwrap();
-    assert_eq!(text, to_text(&expected));
-    assert_eq!(text.rows.len(), 5);
-    assert!(text.rows.iter().all(|r| r[2] == "2"), "{text:?}");
+    assert_eq!(
+        distributed,
+        to_text(&embedded.sql_one(FUNCTIONS_QUERY).await.unwrap())
+    );
+    assert_eq!(distributed.rows.len(), 5);
+    assert!(
+        distributed.rows.iter().all(|r| r[2] == "2"),
+        "{distributed:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
