@@ -412,3 +412,136 @@ fn cluster_up_reports_a_port_in_use() {
     let output = run(&["cluster", "up", "--executors", "1", "--port", &port]);
     assert_clear_error(&output, "scheduler failed to start");
 }
+
+/// A real S3-compatible server (moto, from PyPI) on a free loopback port, for as
+/// long as the value lives. `None` when `moto_server` is not installed (CI
+/// installs it; see `.ci/run`).
+struct S3Server {
+    child: Child,
+    endpoint: String,
+}
+
+impl S3Server {
+    fn start() -> Option<Self> {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .ok()?
+            .local_addr()
+            .ok()?
+            .port();
+        let child = Command::new("moto_server")
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .ok()?;
+        let endpoint = format!("http://127.0.0.1:{port}");
+        let server = Self { child, endpoint };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "moto_server did not start");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Some(server)
+    }
+
+    /// Creates a bucket (moto accepts unsigned requests).
+    fn create_bucket(&self, bucket: &str) {
+        use std::io::{Read, Write};
+        let address = self.endpoint.trim_start_matches("http://");
+        let mut stream = std::net::TcpStream::connect(address).unwrap();
+        write!(stream, "PUT /{bucket} HTTP/1.1\r\nHost: {address}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n").unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).unwrap();
+        assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    }
+
+    /// The environment every ember process reads its S3 configuration from.
+    fn env(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("AWS_ACCESS_KEY_ID", "ember".into()),
+            ("AWS_SECRET_ACCESS_KEY", "ember-secret".into()),
+            ("AWS_REGION", "us-east-1".into()),
+            ("AWS_ENDPOINT", self.endpoint.clone()),
+            ("AWS_ALLOW_HTTP", "true".into()),
+        ]
+    }
+}
+
+impl Drop for S3Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn parquet_on_an_s3_compatible_store_embedded_and_on_a_cluster() {
+    let Some(s3) = S3Server::start() else {
+        eprintln!("skipped: moto_server is not installed (pip install 'moto[server]')");
+        return;
+    };
+    s3.create_bucket("ember");
+    let with_s3 = |args: &[&str]| {
+        let mut command = ember();
+        command.args(args).envs(s3.env());
+        command.output().unwrap()
+    };
+    let nation = data().join("nation/part-1.parquet");
+    let copy = with_s3(&[
+        "sql",
+        "-c",
+        &format!(
+            "copy (select * from '{}') to 's3://ember/nation/part-1.parquet' stored as parquet",
+            nation.display()
+        ),
+    ]);
+    assert!(copy.status.success(), "{}", stderr(&copy));
+    let query = "create external table n stored as parquet location 's3://ember/nation/'; \
+                 select count(*) as n, sum(n_regionkey) as r from n";
+    let embedded = with_s3(&["sql", "-c", query, "--format", "csv"]);
+    assert_eq!(stdout(&embedded), "n,r\n25,50\n", "{}", stderr(&embedded));
+
+    // Executors started by `cluster up` inherit its S3 configuration.
+    let work = tempfile::tempdir().unwrap();
+    let mut command = ember();
+    command
+        .args([
+            "cluster",
+            "up",
+            "--executors",
+            "2",
+            "--port",
+            "0",
+            "--slots",
+            "1",
+            "--work-dir",
+        ])
+        .arg(work.path())
+        .envs(s3.env())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
+    let mut child = command.spawn().unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let url = lines
+        .by_ref()
+        .map(|l| l.unwrap())
+        .find_map(|l| {
+            l.strip_prefix("ember cluster is up: ")
+                .map(|u| u.trim().to_string())
+        })
+        .expect("cluster URL");
+    let distributed = with_s3(&["sql", "--master", &url, "-c", query, "--format", "csv"]);
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGINT);
+    }
+    let _ = child.wait();
+    assert_eq!(
+        stdout(&distributed),
+        "n,r\n25,50\n",
+        "{}",
+        stderr(&distributed)
+    );
+
+    let missing = with_s3(&["sql", "-c", "select * from 's3://no-such-bucket/x.parquet'"]);
+    assert_clear_error(&missing, "no-such-bucket");
+}

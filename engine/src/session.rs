@@ -39,12 +39,26 @@ pub fn embedded_config() -> SessionConfig {
 /// Settings for a session whose plans run on a Ballista cluster: Ballista's
 /// defaults, ember's extension and ember's codecs. The scheduler and executors use
 /// this as their config producer, so settings sent by a client land on known keys.
+///
+/// Partitions per stage default to [`default_cluster_partitions`] rather than
+/// Ballista's fixed 16: every partition is a task with its own launch and shuffle
+/// files, and on a local cluster 16 of them queue up in waves behind a few slots.
 pub fn cluster_config() -> SessionConfig {
     SessionConfig::new_with_ballista()
+        .with_target_partitions(default_cluster_partitions())
         .with_information_schema(true)
         .with_option_extension(EmberConfig::default())
         .with_ballista_logical_extension_codec(Arc::new(EmberLogicalCodec::default()))
         .with_ballista_physical_extension_codec(Arc::new(EmberPhysicalCodec::default()))
+}
+
+/// Twice this machine's cores: the task slots of a local cluster of executors
+/// with the default slots. On a larger cluster, `SET
+/// datafusion.execution.target_partitions` to its total slots.
+pub fn default_cluster_partitions() -> usize {
+    2 * std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
 }
 
 /// The runtime every ember process uses: ember's object store registry, and spill
