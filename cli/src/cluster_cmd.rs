@@ -197,10 +197,10 @@ async fn spawn(
             .await
             .ok();
         while let Ok(Some(line)) = lines.next_line().await {
-            if line.starts_with(&announce) {
-                if let Some(tx) = announced_tx.take() {
-                    let _ = tx.send(line.clone());
-                }
+            if line.starts_with(&announce)
+                && let Some(tx) = announced_tx.take()
+            {
+                let _ = tx.send(line.clone());
             }
             if let Some(file) = file.as_mut() {
                 let _ = file.write_all(format!("{line}\n").as_bytes()).await;
@@ -285,11 +285,12 @@ async fn watch(members: &mut [Member]) -> Result<()> {
 /// running after [`STOP_TIMEOUT`].
 async fn stop_all(members: &mut [Member]) {
     for member in members.iter_mut().rev() {
-        if member.exited.is_none() {
-            if let Some(pid) = member.child.id() {
-                unsafe {
-                    libc::kill(pid as libc::pid_t, libc::SIGTERM);
-                }
+        if member.exited.is_none()
+            && let Some(pid) = member.child.id()
+        {
+            // SAFETY: kill(2) on a pid of our own child; it has no memory effects.
+            unsafe {
+                libc::kill(pid as libc::pid_t, libc::SIGTERM);
             }
         }
     }

@@ -287,15 +287,12 @@ impl ClusterUp {
             if let Some(rest) = line.strip_prefix("ember cluster is up: ") {
                 url = Some(rest.trim().to_string());
             }
-            if let Some(pid) = line.split("(pid ").nth(1) {
-                pids.push(
-                    pid.trim_end_matches(|c| c == ')' || c == ':')
-                        .split(')')
-                        .next()
-                        .unwrap()
-                        .parse()
-                        .unwrap(),
-                );
+            if let Some(pid) = line
+                .split("(pid ")
+                .nth(1)
+                .and_then(|rest| rest.split(')').next())
+            {
+                pids.push(pid.parse().unwrap());
             }
             if line.starts_with("Submit with") {
                 break;
