@@ -261,7 +261,7 @@ struct ClusterUp {
 }
 
 impl ClusterUp {
-    fn start(work_dir: &Path) -> Self {
+    fn start(work_dir: &Path, env: &[(&'static str, String)]) -> Self {
         let mut child = ember()
             .args([
                 "cluster",
@@ -275,6 +275,7 @@ impl ClusterUp {
                 "--work-dir",
             ])
             .arg(work_dir)
+            .envs(env.iter().cloned())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -309,6 +310,25 @@ impl ClusterUp {
         all.extend_from_slice(args);
         run(&all)
     }
+
+    /// Ctrl-C, as a user stops it; waits up to 30 s for it to exit.
+    fn stop(mut self) -> std::process::ExitStatus {
+        // SAFETY: kill(2) on our own child; no memory effects.
+        unsafe {
+            libc::kill(self.child.id() as i32, libc::SIGINT);
+        }
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "cluster up did not stop within 30s"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
 }
 
 fn alive(pid: i32) -> bool {
@@ -318,7 +338,7 @@ fn alive(pid: i32) -> bool {
 #[test]
 fn cluster_up_runs_real_processes_and_stops_cleanly() {
     let work = tempfile::tempdir().unwrap();
-    let cluster = ClusterUp::start(work.path());
+    let cluster = ClusterUp::start(work.path(), &[]);
     assert_eq!(cluster.pids.len(), 3, "scheduler and two executors");
     assert!(cluster.pids.iter().all(|&p| alive(p)));
     assert!(
@@ -369,23 +389,8 @@ fn cluster_up_runs_real_processes_and_stops_cleanly() {
     assert_eq!(stdout(&after), "s,n\n0.5,5\n", "{}", stderr(&after));
 
     // Ctrl-C stops every process and removes their shuffle files.
-    let ClusterUp {
-        mut child, pids, ..
-    } = cluster;
-    unsafe {
-        libc::kill(child.id() as i32, libc::SIGINT);
-    }
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "cluster up did not stop within 30s"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    let pids = cluster.pids.clone();
+    let status = cluster.stop();
     assert!(status.success(), "cluster up exited with {status}");
     std::thread::sleep(Duration::from_millis(200));
     assert!(
@@ -500,38 +505,17 @@ fn parquet_on_an_s3_compatible_store_embedded_and_on_a_cluster() {
 
     // Executors started by `cluster up` inherit its S3 configuration.
     let work = tempfile::tempdir().unwrap();
-    let mut command = ember();
-    command
-        .args([
-            "cluster",
-            "up",
-            "--executors",
-            "2",
-            "--port",
-            "0",
-            "--slots",
-            "1",
-            "--work-dir",
-        ])
-        .arg(work.path())
-        .envs(s3.env())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null());
-    let mut child = command.spawn().unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let url = lines
-        .by_ref()
-        .map(|l| l.unwrap())
-        .find_map(|l| {
-            l.strip_prefix("ember cluster is up: ")
-                .map(|u| u.trim().to_string())
-        })
-        .expect("cluster URL");
-    let distributed = with_s3(&["sql", "--master", &url, "-c", query, "--format", "csv"]);
-    unsafe {
-        libc::kill(child.id() as i32, libc::SIGINT);
-    }
-    let _ = child.wait();
+    let cluster = ClusterUp::start(work.path(), &s3.env());
+    let distributed = with_s3(&[
+        "sql",
+        "--master",
+        &cluster.url,
+        "-c",
+        query,
+        "--format",
+        "csv",
+    ]);
+    assert!(cluster.stop().success());
     assert_eq!(
         stdout(&distributed),
         "n,r\n25,50\n",

@@ -118,14 +118,14 @@ impl EmberContext {
     pub async fn remote(url: &str) -> Result<Self> {
         let master = Master::parse(url)?;
         let Master::Remote { host, port } = &master else {
-            unreachable!("Master::parse returns Remote")
+            return Self::embedded();
         };
         check_reachable(host, *port).await?;
         let state = ember_session_state(cluster_config())?;
         let ctx = SessionContext::remote_with_state(&format!("df://{host}:{port}"), state)
             .await?
             .enable_url_table();
-        register_ember_functions_on_context(&ctx);
+        register_ember_functions_on_context(&ctx)?;
         Ok(Self { ctx, master })
     }
 

@@ -107,14 +107,8 @@ pub fn register_ember_functions(registry: &mut dyn FunctionRegistry) -> Result<(
 /// Registers ember's functions on a context. Ballista's client replaces the
 /// function list of the state it is given, so remote contexts need this after
 /// they are created.
-pub fn register_ember_functions_on_context(ctx: &SessionContext) {
-    let functions = ember_functions();
-    for udf in functions.scalar {
-        ctx.register_udf(udf.as_ref().clone());
-    }
-    for udaf in functions.aggregate {
-        ctx.register_udaf(udaf.as_ref().clone());
-    }
+pub fn register_ember_functions_on_context(ctx: &SessionContext) -> Result<()> {
+    register_ember_functions(&mut *ctx.state_ref().write())
 }
 
 #[cfg(test)]

@@ -80,23 +80,19 @@ pub async fn run_executor(
 
     // Keep an owned temporary directory alive for the executor's whole life, so
     // its shuffle files are removed when it stops.
-    let temp_dir = match &options.work_dir {
-        Some(_) => None,
-        None => Some(
-            tempfile::Builder::new()
-                .prefix("ember-executor-")
-                .tempdir()?,
-        ),
-    };
-    let work_dir = match (&options.work_dir, &temp_dir) {
-        (Some(dir), _) => {
+    let (work_dir, temp_dir) = match &options.work_dir {
+        Some(dir) => {
             std::fs::create_dir_all(dir).map_err(|e| {
                 DataFusionError::Execution(format!("cannot create work dir {}: {e}", dir.display()))
             })?;
-            dir.clone()
+            (dir.clone(), None)
         }
-        (None, Some(temp)) => temp.path().to_path_buf(),
-        (None, None) => unreachable!("a temporary directory exists when no work dir is given"),
+        None => {
+            let temp = tempfile::Builder::new()
+                .prefix("ember-executor-")
+                .tempdir()?;
+            (temp.path().to_path_buf(), Some(temp))
+        }
     };
     let work_dir_text = work_dir
         .to_str()
