@@ -50,15 +50,21 @@ pub struct TextTable {
     pub rows: Vec<Vec<String>>,
 }
 
-/// The rows of a statement's output as text (NULL as an empty string).
+/// The rows of a statement's output as text (NULL as an empty string, as in the
+/// CSV fixtures).
 pub fn to_text(output: &StatementOutput) -> TextTable {
+    to_text_with_null(output, "")
+}
+
+/// The rows of a statement's output as text, NULL written as `null`.
+pub fn to_text_with_null(output: &StatementOutput, null: &str) -> TextTable {
     let header = output
         .schema
         .fields()
         .iter()
         .map(|f| f.name().clone())
         .collect();
-    let options = FormatOptions::default().with_null("");
+    let options = FormatOptions::default().with_null(null);
     let mut rows = Vec::new();
     for batch in &output.batches {
         let formatters: Vec<_> = batch
