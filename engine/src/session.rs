@@ -46,11 +46,17 @@ pub fn embedded_config() -> SessionConfig {
 pub fn cluster_config() -> SessionConfig {
     SessionConfig::new_with_ballista()
         .with_target_partitions(default_cluster_partitions())
+        .with_ballista_grpc_client_max_message_size(MAX_MESSAGE_BYTES)
         .with_information_schema(true)
         .with_option_extension(EmberConfig::default())
         .with_ballista_logical_extension_codec(Arc::new(EmberLogicalCodec::default()))
         .with_ballista_physical_extension_codec(Arc::new(EmberPhysicalCodec::default()))
 }
+
+/// The largest gRPC/Flight message any ember process sends or accepts. gRPC's
+/// default of 16 MiB is smaller than one shuffle batch of wide rows (TPC-H q10 at
+/// scale 10 moves 33 MB batches) and than the plans that will carry model weights.
+pub const MAX_MESSAGE_BYTES: usize = 512 * 1024 * 1024;
 
 /// Twice this machine's cores: the task slots of a local cluster of executors
 /// with the default slots. On a larger cluster, `SET

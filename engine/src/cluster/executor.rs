@@ -13,7 +13,7 @@ use datafusion::common::{DataFusionError, Result};
 use super::scheduler::ballista_error;
 use super::{advertised_host, free_port, parse_bind};
 use crate::codec::{EmberLogicalCodec, EmberPhysicalCodec};
-use crate::session::{cluster_config, ember_runtime_env, ember_session_state};
+use crate::session::{MAX_MESSAGE_BYTES, cluster_config, ember_runtime_env, ember_session_state};
 
 /// How an executor finds its scheduler and serves its shuffle data.
 #[derive(Debug, Clone)]
@@ -119,6 +119,8 @@ pub async fn run_executor(
         executor_heartbeat_interval_seconds: options.heartbeat_seconds,
         job_data_clean_up_interval_seconds: 300,
         job_data_ttl_seconds: 3600,
+        grpc_max_decoding_message_size: MAX_MESSAGE_BYTES as u32,
+        grpc_max_encoding_message_size: MAX_MESSAGE_BYTES as u32,
         override_function_registry: Some(Arc::new(registry)),
         override_config_producer: Some(Arc::new(cluster_config)),
         override_runtime_producer: Some(Arc::new(move |_config| {

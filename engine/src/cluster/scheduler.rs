@@ -12,7 +12,7 @@ use tokio::task::JoinHandle;
 
 use super::{advertised_host, parse_bind};
 use crate::codec::{EmberLogicalCodec, EmberPhysicalCodec};
-use crate::session::{cluster_config, ember_session_state};
+use crate::session::{MAX_MESSAGE_BYTES, cluster_config, ember_session_state};
 
 /// Where and how a scheduler listens.
 #[derive(Debug, Clone)]
@@ -104,6 +104,9 @@ pub async fn start_scheduler(options: &SchedulerOptions) -> Result<SchedulerHand
     config.bind_host = ip.to_string();
     config.override_logical_codec = Some(Arc::new(EmberLogicalCodec::default()));
     config.override_physical_codec = Some(Arc::new(EmberPhysicalCodec::default()));
+    config.grpc_server_max_decoding_message_size = MAX_MESSAGE_BYTES as u32;
+    config.grpc_server_max_encoding_message_size = MAX_MESSAGE_BYTES as u32;
+    config.grpc_client_max_message_size = MAX_MESSAGE_BYTES as u32;
     config.executor_timeout_seconds = options.executor_timeout_seconds;
     config.no_executors_grace_period_seconds = options.executor_timeout_seconds;
     config.validate().map_err(ballista_error)?;
