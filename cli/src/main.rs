@@ -14,7 +14,7 @@ use std::process::ExitCode;
 use clap::{CommandFactory, FromArgMatches};
 use datafusion::common::{DataFusionError, Result};
 use ember_engine::cluster::{ExecutorOptions, SchedulerOptions};
-use ember_engine::errors::one_line;
+use ember_engine::errors::{is_broken_pipe, one_line};
 
 use args::{Cli, ClusterCommand, Command, DatagenCommand};
 
@@ -39,6 +39,8 @@ fn main() -> ExitCode {
     let sub_matches = matches.subcommand().map(|(_, m)| m.clone());
     match runtime.block_on(run(cli.command, sub_matches)) {
         Ok(()) => ExitCode::SUCCESS,
+        // The reader of our output went away (`| head`): it has all it wanted.
+        Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {}", one_line(&e));
             ExitCode::FAILURE

@@ -72,10 +72,57 @@ pub async fn run_script(
     let stdout = std::io::stdout();
     for statement in statements {
         let output = with_spinner("running", ember.execute(statement)).await?;
-        let mut out = stdout.lock();
-        print_output(&mut out, &output, format)?;
-        out.flush()
-            .map_err(|e| DataFusionError::External(Box::new(e)))?;
+        let mut out = PipeAwareWriter::new(stdout.lock());
+        let printed = print_output(&mut out, &output, format).and_then(|()| {
+            out.flush()
+                .map_err(|e| DataFusionError::External(Box::new(e)))
+        });
+        if let Err(e) = printed {
+            // Arrow's writers flatten I/O errors into text; the writer itself
+            // knows whether the reader went away.
+            return Err(if out.broken_pipe {
+                DataFusionError::IoError(std::io::ErrorKind::BrokenPipe.into())
+            } else {
+                e
+            });
+        }
     }
     Ok(())
+}
+
+/// A writer that remembers whether a write failed because the reader of the
+/// pipe went away (`ember sql ... | head`).
+struct PipeAwareWriter<W> {
+    inner: W,
+    broken_pipe: bool,
+}
+
+impl<W: Write> PipeAwareWriter<W> {
+    fn new(inner: W) -> Self {
+        Self {
+            inner,
+            broken_pipe: false,
+        }
+    }
+
+    fn note<T>(&mut self, result: std::io::Result<T>) -> std::io::Result<T> {
+        if let Err(e) = &result
+            && e.kind() == std::io::ErrorKind::BrokenPipe
+        {
+            self.broken_pipe = true;
+        }
+        result
+    }
+}
+
+impl<W: Write> Write for PipeAwareWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let result = self.inner.write(buf);
+        self.note(result)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        let result = self.inner.flush();
+        self.note(result)
+    }
 }

@@ -108,6 +108,31 @@ fn statements_run_in_the_order_given_in_every_format() {
 }
 
 #[test]
+fn a_reader_that_stops_early_is_not_an_error() {
+    // `ember sql ... | head -1`: the pipe closes after the first line.
+    let mut child = ember()
+        .args([
+            "sql",
+            "-c",
+            "select * from generate_series(1, 2000000)",
+            "--format",
+            "csv",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    assert_eq!(first, "value\n");
+    let output = child.wait_with_output().unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert_eq!(stderr(&output), "");
+}
+
+#[test]
 fn data_dir_tables_and_tpch_queries() {
     let query = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/tpch/queries/q1.sql");
     let output = run(&[

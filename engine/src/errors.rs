@@ -14,6 +14,24 @@ pub fn one_line(error: &DataFusionError) -> String {
     line
 }
 
+/// Whether the error is a write to a pipe whose reader has gone (`ember sql ... |
+/// head`): the reader asked for no more, so there is nothing to report.
+pub fn is_broken_pipe(error: &DataFusionError) -> bool {
+    use datafusion::arrow::error::ArrowError;
+    use std::io::ErrorKind::BrokenPipe;
+    match error {
+        DataFusionError::ArrowError(arrow, _) => {
+            matches!(arrow.as_ref(), ArrowError::IoError(_, io) if io.kind() == BrokenPipe)
+        }
+        DataFusionError::IoError(io) => io.kind() == BrokenPipe,
+        DataFusionError::External(inner) => inner
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == BrokenPipe),
+        DataFusionError::Context(_, inner) => is_broken_pipe(inner),
+        _ => false,
+    }
+}
+
 /// Prefixes that say where an error passed through rather than what went wrong.
 const WRAPPERS: [&str; 4] = [
     "External error: ",
@@ -39,6 +57,19 @@ fn strip_wrappers(mut text: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn broken_pipes_are_recognised_through_wrappers() {
+        let pipe = || std::io::Error::from(std::io::ErrorKind::BrokenPipe);
+        assert!(is_broken_pipe(&DataFusionError::IoError(pipe())));
+        assert!(is_broken_pipe(&DataFusionError::External(Box::new(pipe()))));
+        let arrow = datafusion::arrow::error::ArrowError::IoError("x".into(), pipe());
+        assert!(is_broken_pipe(&DataFusionError::ArrowError(
+            Box::new(arrow),
+            None
+        )));
+        assert!(!is_broken_pipe(&DataFusionError::Plan("no".into())));
+    }
 
     #[test]
     fn folds_lines_and_strips_wrappers() {
