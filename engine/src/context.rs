@@ -44,27 +44,30 @@ pub enum Master {
 impl Master {
     /// Parses `df://HOST[:PORT]` (the scheduler of a cluster).
     pub fn parse(url: &str) -> Result<Self> {
-        let Some(rest) = url.strip_prefix("df://") else {
-            return plan_err!("master URL must look like df://HOST:PORT, not '{url}'");
-        };
-        let rest = rest.trim_end_matches('/');
-        let (host, port) = match rest.rsplit_once(':') {
-            Some((host, port)) => {
-                let port = port.parse::<u16>().map_err(|_| {
-                    DataFusionError::Plan(format!("bad port '{port}' in master URL '{url}'"))
-                })?;
-                (host, port)
-            }
-            None => (rest, DEFAULT_SCHEDULER_PORT),
-        };
-        if host.is_empty() {
-            return plan_err!("no host in master URL '{url}'");
-        }
-        Ok(Master::Remote {
-            host: host.to_string(),
-            port,
-        })
+        let (host, port) = parse_scheduler_url(url)?;
+        Ok(Master::Remote { host, port })
     }
+}
+
+/// Splits `df://HOST[:PORT]` into the scheduler's host and port.
+fn parse_scheduler_url(url: &str) -> Result<(String, u16)> {
+    let Some(rest) = url.strip_prefix("df://") else {
+        return plan_err!("master URL must look like df://HOST:PORT, not '{url}'");
+    };
+    let rest = rest.trim_end_matches('/');
+    let (host, port) = match rest.rsplit_once(':') {
+        Some((host, port)) => {
+            let port = port.parse::<u16>().map_err(|_| {
+                DataFusionError::Plan(format!("bad port '{port}' in master URL '{url}'"))
+            })?;
+            (host, port)
+        }
+        None => (rest, DEFAULT_SCHEDULER_PORT),
+    };
+    if host.is_empty() {
+        return plan_err!("no host in master URL '{url}'");
+    }
+    Ok((host.to_string(), port))
 }
 
 impl std::fmt::Display for Master {
@@ -116,17 +119,17 @@ impl EmberContext {
     ///
     /// Fails with a clear error when no scheduler answers there.
     pub async fn remote(url: &str) -> Result<Self> {
-        let master = Master::parse(url)?;
-        let Master::Remote { host, port } = &master else {
-            return Self::embedded();
-        };
-        check_reachable(host, *port).await?;
+        let (host, port) = parse_scheduler_url(url)?;
+        check_reachable(&host, port).await?;
         let state = ember_session_state(cluster_config())?;
         let ctx = SessionContext::remote_with_state(&format!("df://{host}:{port}"), state)
             .await?
             .enable_url_table();
         register_ember_functions_on_context(&ctx)?;
-        Ok(Self { ctx, master })
+        Ok(Self {
+            ctx,
+            master: Master::Remote { host, port },
+        })
     }
 
     /// Embedded when `master` is `None`, else on that cluster.
@@ -219,7 +222,7 @@ impl EmberContext {
             EmberStatement::DataFusion(statement) => {
                 let state = self.ctx.state();
                 let plan = state.statement_to_plan(*statement).await?;
-                let returns_rows = !matches!(plan, LogicalPlan::Ddl(_) | LogicalPlan::Statement(_));
+                let returns_rows = returns_rows(&plan);
                 let frame = self.ctx.execute_logical_plan(plan).await?;
                 let schema = frame.schema().inner().clone();
                 let batches = frame.collect().await?;
@@ -231,6 +234,12 @@ impl EmberContext {
             }
         }
     }
+}
+
+/// Whether a plan is a query whose rows a user reads: DDL and `SET`-like
+/// statements are not.
+pub fn returns_rows(plan: &LogicalPlan) -> bool {
+    !matches!(plan, LogicalPlan::Ddl(_) | LogicalPlan::Statement(_))
 }
 
 /// Tries a TCP connection to the scheduler, so that a wrong `--master` fails at

@@ -56,7 +56,8 @@ pub fn to_text(output: &StatementOutput) -> TextTable {
     to_text_with_null(output, "")
 }
 
-/// The rows of a statement's output as text, NULL written as `null`.
+/// The rows of a statement's output as text, NULL written as `null` (sqllogictest
+/// files write `NULL`).
 pub fn to_text_with_null(output: &StatementOutput, null: &str) -> TextTable {
     let header = output
         .schema

@@ -15,6 +15,7 @@ use datafusion::prelude::{ParquetReadOptions, SessionContext};
 use ember_benches::best_of;
 use ember_engine::EmberContext;
 use ember_engine::cluster::InProcessCluster;
+use ember_engine::context::returns_rows;
 use ember_engine::datagen::{TPCH_TABLES, TpchOptions, generate_tpch};
 
 /// TPC-H: DataFusion alone vs ember embedded vs ember on a cluster.
@@ -65,16 +66,14 @@ async fn datafusion_alone(args: &Args) -> Result<SessionContext> {
 }
 
 /// Runs a query's statements in turn on plain DataFusion; returns the rows of the
-/// last query among them (q15 ends with a DROP VIEW).
+/// last one that returns rows (q15 ends with a DROP VIEW).
 async fn run_datafusion(ctx: &SessionContext, sql: &str) -> Result<usize> {
     let mut rows = 0;
     for statement in sql.split(';').filter(|s| !s.trim().is_empty()) {
-        let batches = ctx.sql(statement).await?.collect().await?;
-        if statement
-            .trim_start()
-            .to_ascii_lowercase()
-            .starts_with("select")
-        {
+        let frame = ctx.sql(statement).await?;
+        let is_query = returns_rows(frame.logical_plan());
+        let batches = frame.collect().await?;
+        if is_query {
             rows = batches.iter().map(|b| b.num_rows()).sum();
         }
     }
@@ -93,6 +92,14 @@ async fn run_ember(ember: &EmberContext, sql: &str) -> Result<usize> {
 
 fn secs(d: Duration) -> f64 {
     d.as_secs_f64()
+}
+
+/// The cluster's two columns: seconds and ratio, or dashes when not measured.
+fn cluster_cells(seconds: Option<f64>, baseline: f64) -> String {
+    match seconds {
+        Some(s) => format!("{s:>12.3} {:>8.2}", s / baseline),
+        None => format!("{:>12} {:>8}", "-", "-"),
+    }
 }
 
 #[tokio::main]
@@ -157,7 +164,7 @@ async fn main() -> Result<()> {
         }
         total_df += secs(df_time);
         total_embedded += secs(em_time);
-        let cluster_cells = match &distributed {
+        let cluster_time = match &distributed {
             Some(ember) => {
                 let (time, rows) = best_of(args.iterations, || run_ember(ember, &sql)).await;
                 let rows = rows?;
@@ -165,27 +172,24 @@ async fn main() -> Result<()> {
                     eprintln!("q{n}: cluster returned {rows} rows, DataFusion {df_rows}");
                 }
                 total_cluster += secs(time);
-                format!("{:>12.3} {:>8.2}", secs(time), secs(time) / secs(df_time))
+                Some(secs(time))
             }
-            None => format!("{:>12} {:>8}", "-", "-"),
+            None => None,
         };
         println!(
-            "{:>5} {:>12.3} {:>12.3} {:>8.2} {cluster_cells}",
+            "{:>5} {:>12.3} {:>12.3} {:>8.2} {}",
             format!("q{n}"),
             secs(df_time),
             secs(em_time),
-            secs(em_time) / secs(df_time)
+            secs(em_time) / secs(df_time),
+            cluster_cells(cluster_time, secs(df_time))
         );
     }
-    let cluster_total = if distributed.is_some() {
-        format!("{total_cluster:>12.3} {:>8.2}", total_cluster / total_df)
-    } else {
-        format!("{:>12} {:>8}", "-", "-")
-    };
     println!(
-        "{:>5} {total_df:>12.3} {total_embedded:>12.3} {:>8.2} {cluster_total}",
+        "{:>5} {total_df:>12.3} {total_embedded:>12.3} {:>8.2} {}",
         "total",
-        total_embedded / total_df
+        total_embedded / total_df,
+        cluster_cells(distributed.is_some().then_some(total_cluster), total_df)
     );
     Ok(())
 }
