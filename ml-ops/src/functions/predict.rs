@@ -1,0 +1,351 @@
+//! `predict('model', inputs...)` and `predict_proba('model', inputs...)`.
+//!
+//! As written in SQL the functions are *unbound*: they name a model. Before a
+//! statement is planned the client loads the named models into a
+//! [`ModelCatalog`], which gives the calls their types and checks their
+//! arguments; the engine then replaces each call by a *bound* one that carries
+//! the model's parameters and takes the model's features (its TRANSFORM inlined
+//! as ordinary expressions). Bound functions travel to executors inside the plan
+//! through ember's codecs, so executors never read the model store.
+
+use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
+use std::sync::{Arc, RwLock};
+
+use datafusion::arrow::array::{ArrayRef, Float64Array, Int64Array};
+use datafusion::arrow::datatypes::{DataType, Field, FieldRef};
+use datafusion::common::{Result, ScalarValue, exec_err, plan_err};
+use datafusion::logical_expr::{
+    ColumnarValue, Expr, ReturnFieldArgs, ScalarFunctionArgs, ScalarUDFImpl, Signature,
+    Volatility,
+};
+use serde::{Deserialize, Serialize};
+
+use crate::kernels::{FeatureBlock, FeatureColumns, for_each_block, kmeans};
+use crate::models::{Model, ModelParams, ModelType};
+
+use super::sigmoid;
+
+/// Models loaded for the statement being planned, by name.
+pub type ModelCatalog = Arc<RwLock<HashMap<String, Arc<Model>>>>;
+
+/// Which of the two functions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum PredictOutput {
+    /// `predict`: the value, class or cluster.
+    Value,
+    /// `predict_proba`: the probability of class 1.
+    Probability,
+}
+
+impl PredictOutput {
+    /// The SQL name.
+    pub fn name(self) -> &'static str {
+        match self {
+            PredictOutput::Value => "predict",
+            PredictOutput::Probability => "predict_proba",
+        }
+    }
+
+    fn return_type(self, model_type: ModelType, model: &str) -> Result<DataType> {
+        match (self, model_type) {
+            (PredictOutput::Value, ModelType::LinearRegression) => Ok(DataType::Float64),
+            (PredictOutput::Value, _) => Ok(DataType::Int64),
+            (PredictOutput::Probability, ModelType::LogisticRegression) => Ok(DataType::Float64),
+            (PredictOutput::Probability, other) => plan_err!(
+                "predict_proba needs a logistic_regression model; '{model}' is {}",
+                other.name()
+            ),
+        }
+    }
+}
+
+/// What a bound call carries: the parameters, not the model's history.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BoundModel {
+    pub name: String,
+    pub model_type: ModelType,
+    pub params: ModelParams,
+    pub features: Vec<String>,
+    pub width: usize,
+    /// The call as written (`predict('churn', tenure, plan)`), kept as the
+    /// expression's name so that plan schemas do not change on binding.
+    pub display: String,
+}
+
+#[derive(Debug, Clone)]
+enum Binding {
+    Unbound(ModelCatalog),
+    Bound(Arc<BoundModel>),
+}
+
+/// `predict` / `predict_proba`, unbound or bound.
+#[derive(Debug, Clone)]
+pub struct PredictFunc {
+    output: PredictOutput,
+    binding: Binding,
+    signature: Signature,
+}
+
+impl PartialEq for PredictFunc {
+    fn eq(&self, other: &Self) -> bool {
+        self.output == other.output
+            && match (&self.binding, &other.binding) {
+                (Binding::Unbound(a), Binding::Unbound(b)) => Arc::ptr_eq(a, b),
+                (Binding::Bound(a), Binding::Bound(b)) => a == b,
+                _ => false,
+            }
+    }
+}
+
+impl Eq for PredictFunc {}
+
+impl Hash for PredictFunc {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.output.hash(state);
+        if let Binding::Bound(model) = &self.binding {
+            model.name.hash(state);
+            model.display.hash(state);
+        }
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct Encoded {
+    output: PredictOutput,
+    model: BoundModel,
+}
+
+impl PredictFunc {
+    /// The unbound function, resolving model names in `catalog`.
+    pub fn unbound(output: PredictOutput, catalog: ModelCatalog) -> Self {
+        Self {
+            output,
+            binding: Binding::Unbound(catalog),
+            signature: Signature::variadic_any(Volatility::Immutable),
+        }
+    }
+
+    /// The function bound to `model`.
+    pub fn bound(output: PredictOutput, model: BoundModel) -> Self {
+        Self {
+            output,
+            binding: Binding::Bound(Arc::new(model)),
+            signature: Signature::variadic_any(Volatility::Immutable),
+        }
+    }
+
+    /// Which of the two functions this is.
+    pub fn output(&self) -> PredictOutput {
+        self.output
+    }
+
+    /// The model a bound call carries.
+    pub fn bound_model(&self) -> Option<&BoundModel> {
+        match &self.binding {
+            Binding::Bound(model) => Some(model),
+            Binding::Unbound(_) => None,
+        }
+    }
+
+    /// Serialized form of a bound call, for the plan codecs.
+    pub fn to_bytes(&self) -> Option<Result<Vec<u8>>> {
+        let model = self.bound_model()?.clone();
+        Some(
+            serde_json::to_vec(&Encoded {
+                output: self.output,
+                model,
+            })
+            .map_err(|e| datafusion::error::DataFusionError::External(e.into())),
+        )
+    }
+
+    /// Inverse of [`Self::to_bytes`].
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self> {
+        let encoded: Encoded = serde_json::from_slice(bytes)
+            .map_err(|e| datafusion::error::DataFusionError::External(e.into()))?;
+        Ok(Self::bound(encoded.output, encoded.model))
+    }
+
+    /// The model an unbound call names, checked against its arguments.
+    fn resolve(&self, catalog: &ModelCatalog, args: &ReturnFieldArgs) -> Result<Arc<Model>> {
+        let name = self.output.name();
+        let model_name = match args.scalar_arguments.first() {
+            Some(Some(ScalarValue::Utf8(Some(n))))
+            | Some(Some(ScalarValue::LargeUtf8(Some(n))))
+            | Some(Some(ScalarValue::Utf8View(Some(n)))) => n.to_ascii_lowercase(),
+            _ => return plan_err!("{name}('model', inputs...) needs the model name as a string literal first"),
+        };
+        let model = catalog
+            .read()
+            .map_err(|_| datafusion::error::DataFusionError::Internal("model catalog poisoned".into()))?
+            .get(&model_name)
+            .cloned();
+        let Some(model) = model else {
+            return plan_err!("unknown model '{model_name}'");
+        };
+        let given = &args.arg_fields[1..];
+        if given.len() != model.inputs.len() {
+            let names: Vec<&str> = model.inputs.iter().map(|i| i.name.as_str()).collect();
+            return plan_err!(
+                "model '{model_name}' takes {} inputs ({}), got {}",
+                names.len(),
+                names.join(", "),
+                given.len()
+            );
+        }
+        for (i, (field, input)) in given.iter().zip(&model.inputs).enumerate() {
+            let want = kind_of_name(&input.data_type);
+            let got = kind_of(field.data_type());
+            if want != got && got != Kind::Null {
+                return plan_err!(
+                    "model '{model_name}' input {} ('{}') must be {} ({} in training), got {}",
+                    i + 1,
+                    input.name,
+                    want.describe(),
+                    input.data_type,
+                    field.data_type()
+                );
+            }
+        }
+        Ok(model)
+    }
+}
+
+#[derive(Debug, PartialEq, Eq, Clone, Copy)]
+enum Kind {
+    Number,
+    Text,
+    Null,
+    Other,
+}
+
+impl Kind {
+    fn describe(self) -> &'static str {
+        match self {
+            Kind::Number => "a number",
+            Kind::Text => "text",
+            Kind::Null => "NULL",
+            Kind::Other => "of the training type",
+        }
+    }
+}
+
+fn kind_of(t: &DataType) -> Kind {
+    match t {
+        DataType::Null => Kind::Null,
+        t if t.is_numeric() || *t == DataType::Boolean => Kind::Number,
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => Kind::Text,
+        _ => Kind::Other,
+    }
+}
+
+fn kind_of_name(name: &str) -> Kind {
+    match name {
+        "Utf8" | "LargeUtf8" | "Utf8View" => Kind::Text,
+        "Boolean" => Kind::Number,
+        n if n.starts_with("Int")
+            || n.starts_with("UInt")
+            || n.starts_with("Float")
+            || n.starts_with("Decimal") =>
+        {
+            Kind::Number
+        }
+        _ => Kind::Other,
+    }
+}
+
+/// Applies `model` to the rows of `columns`.
+pub fn apply(model: &BoundModel, output: PredictOutput, columns: &FeatureColumns) -> Result<ArrayRef> {
+    let mut block = FeatureBlock::new(columns.width());
+    match (&model.params, output) {
+        (ModelParams::Linear { coefficients, intercept }, _) => {
+            let mut out = Vec::with_capacity(columns.rows());
+            for_each_block(columns, &mut block, |_, block| {
+                for r in 0..block.rows {
+                    let z: f64 = block.row(r).iter().zip(coefficients).map(|(x, w)| x * w).sum::<f64>() + intercept;
+                    out.push(z);
+                }
+            })?;
+            Ok(match (model.model_type, output) {
+                (ModelType::LogisticRegression, PredictOutput::Value) => {
+                    Arc::new(out.into_iter().map(|z| i64::from(z > 0.0)).collect::<Int64Array>())
+                }
+                (ModelType::LogisticRegression, PredictOutput::Probability) => {
+                    Arc::new(out.into_iter().map(sigmoid).collect::<Float64Array>())
+                }
+                _ => Arc::new(Float64Array::from(out)),
+            })
+        }
+        (ModelParams::Centroids { centroids }, PredictOutput::Value) => {
+            let flat = centroids.concat();
+            let mut out = Vec::with_capacity(columns.rows());
+            for_each_block(columns, &mut block, |_, block| {
+                for r in 0..block.rows {
+                    out.push(kmeans::nearest(block.row(r), &flat, model.width).0 as i64);
+                }
+            })?;
+            Ok(Arc::new(Int64Array::from(out)))
+        }
+        (ModelParams::Centroids { .. }, PredictOutput::Probability) => {
+            exec_err!("predict_proba needs a logistic_regression model; '{}' is kmeans", model.name)
+        }
+    }
+}
+
+impl ScalarUDFImpl for PredictFunc {
+    fn name(&self) -> &str {
+        self.output.name()
+    }
+
+    fn schema_name(&self, args: &[Expr]) -> Result<String> {
+        match &self.binding {
+            Binding::Bound(model) => Ok(model.display.clone()),
+            Binding::Unbound(_) => {
+                let args: Vec<String> = args.iter().map(|a| a.schema_name().to_string()).collect();
+                Ok(format!("{}({})", self.name(), args.join(",")))
+            }
+        }
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _arg_types: &[DataType]) -> Result<DataType> {
+        plan_err!("{} is typed from its arguments", self.name())
+    }
+
+    fn return_field_from_args(&self, args: ReturnFieldArgs) -> Result<FieldRef> {
+        let data_type = match &self.binding {
+            Binding::Unbound(catalog) => {
+                let model = self.resolve(catalog, &args)?;
+                self.output.return_type(model.model_type, &model.name)?
+            }
+            Binding::Bound(model) => self.output.return_type(model.model_type, &model.name)?,
+        };
+        Ok(Arc::new(Field::new(self.name(), data_type, true)))
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let Binding::Bound(model) = &self.binding else {
+            return exec_err!("{}: the model was not bound into the plan", self.name());
+        };
+        let rows = args.number_rows;
+        let arrays = args
+            .args
+            .iter()
+            .map(|a| a.to_array(rows))
+            .collect::<Result<Vec<_>>>()?;
+        let columns = FeatureColumns::new(&arrays, &model.features)?;
+        if columns.width() != model.width {
+            return exec_err!(
+                "model '{}' expects {} feature values per row, got {}",
+                model.name,
+                model.width,
+                columns.width()
+            );
+        }
+        Ok(ColumnarValue::Array(apply(model, self.output, &columns)?))
+    }
+}

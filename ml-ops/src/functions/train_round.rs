@@ -1,0 +1,278 @@
+//! `ember_train_round(...)`: one pass of training as an aggregate.
+//!
+//! Each partition accumulates the statistics of its rows (see [`crate::kernels`]);
+//! partial states merge by element-wise addition in the final stage; the result is
+//! one `List<Float64>` the driver turns into its next step. The function carries
+//! what the round needs (current weights or centroids), so it travels to the
+//! executors inside the plan through ember's codecs.
+
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
+
+use datafusion::arrow::array::{Array, ArrayRef, AsArray, Float64Array, ListArray};
+use datafusion::arrow::buffer::OffsetBuffer;
+use datafusion::arrow::compute::cast;
+use datafusion::arrow::datatypes::{DataType, Field, FieldRef, Float64Type};
+use datafusion::common::{Result, ScalarValue, exec_err, plan_err};
+use datafusion::logical_expr::function::{AccumulatorArgs, StateFieldsArgs};
+use datafusion::logical_expr::{Accumulator, AggregateUDFImpl, Signature, Volatility};
+use serde::{Deserialize, Serialize};
+
+use crate::kernels::{FeatureBlock, FeatureColumns, for_each_block, gram, kmeans, logistic};
+
+/// The name the function is registered and encoded under.
+pub const TRAIN_ROUND: &str = "ember_train_round";
+
+/// What one pass computes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum RoundSpec {
+    /// XᵀX, Xᵀy, yᵀy, n (arguments: label, features...).
+    LeastSquares,
+    /// Log-loss, gradient and optionally Hessian at `weights` (arguments: label,
+    /// features...; the label must be 0 or 1).
+    Logistic { weights: Vec<f64>, hessian: bool },
+    /// Nearest-centroid sums, counts and distances (arguments: features...).
+    KMeans {
+        centroids: Vec<f64>,
+        measure: Option<Vec<f64>>,
+    },
+}
+
+/// The aggregate for one round of training.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TrainRoundFunc {
+    spec: RoundSpec,
+    /// Feature names, for errors.
+    features: Vec<String>,
+    /// Label name, for errors; `None` for unsupervised rounds.
+    label: Option<String>,
+    /// Features per row after vectors are flattened.
+    width: usize,
+    #[serde(skip, default = "any_signature")]
+    signature: Signature,
+}
+
+fn any_signature() -> Signature {
+    Signature::variadic_any(Volatility::Immutable)
+}
+
+impl PartialEq for TrainRoundFunc {
+    fn eq(&self, other: &Self) -> bool {
+        self.spec == other.spec
+            && self.features == other.features
+            && self.label == other.label
+            && self.width == other.width
+    }
+}
+
+impl Eq for TrainRoundFunc {}
+
+impl Hash for TrainRoundFunc {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.features.hash(state);
+        self.label.hash(state);
+        self.width.hash(state);
+        std::mem::discriminant(&self.spec).hash(state);
+    }
+}
+
+impl TrainRoundFunc {
+    /// A round computing `spec` over `features` (flattened `width` wide), with
+    /// `label` first among the arguments when given.
+    pub fn new(spec: RoundSpec, features: Vec<String>, label: Option<String>, width: usize) -> Self {
+        Self {
+            spec,
+            features,
+            label,
+            width,
+            signature: any_signature(),
+        }
+    }
+
+    /// Length of the statistics vector this round returns.
+    pub fn stats_len(&self) -> usize {
+        match &self.spec {
+            RoundSpec::LeastSquares => gram::stats_len(self.width),
+            RoundSpec::Logistic { hessian, .. } => logistic::stats_len(self.width, *hessian),
+            RoundSpec::KMeans { centroids, .. } => {
+                kmeans::stats_len(centroids.len() / self.width.max(1), self.width)
+            }
+        }
+    }
+
+    /// Serialized form, for the plan codecs.
+    pub fn to_bytes(&self) -> Result<Vec<u8>> {
+        serde_json::to_vec(self).map_err(|e| datafusion::error::DataFusionError::External(e.into()))
+    }
+
+    /// Inverse of [`Self::to_bytes`].
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self> {
+        serde_json::from_slice(bytes).map_err(|e| datafusion::error::DataFusionError::External(e.into()))
+    }
+}
+
+fn stats_field() -> FieldRef {
+    Arc::new(Field::new("item", DataType::Float64, true))
+}
+
+fn stats_type() -> DataType {
+    DataType::List(stats_field())
+}
+
+/// A one-row `List<Float64>` scalar holding `values`.
+pub fn stats_scalar(values: Vec<f64>) -> ScalarValue {
+    let len = values.len();
+    let list = ListArray::new(
+        stats_field(),
+        OffsetBuffer::from_lengths([len]),
+        Arc::new(Float64Array::from(values)),
+        None,
+    );
+    ScalarValue::List(Arc::new(list))
+}
+
+/// The numbers of a `List<Float64>` scalar such as a round's result.
+pub fn stats_values(value: &ScalarValue) -> Result<Vec<f64>> {
+    match value {
+        ScalarValue::List(list) if list.len() == 1 && !list.is_null(0) => {
+            let values = list.value(0);
+            Ok(values.as_primitive::<Float64Type>().values().to_vec())
+        }
+        other => exec_err!("a training round returned {other} instead of statistics"),
+    }
+}
+
+impl AggregateUDFImpl for TrainRoundFunc {
+    fn name(&self) -> &str {
+        TRAIN_ROUND
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, arg_types: &[DataType]) -> Result<DataType> {
+        let expected = self.features.len() + usize::from(self.label.is_some());
+        if arg_types.len() != expected {
+            return plan_err!(
+                "{TRAIN_ROUND} expects {expected} arguments, got {}",
+                arg_types.len()
+            );
+        }
+        Ok(stats_type())
+    }
+
+    fn state_fields(&self, _args: StateFieldsArgs) -> Result<Vec<FieldRef>> {
+        Ok(vec![Arc::new(Field::new("stats", stats_type(), true))])
+    }
+
+    fn accumulator(&self, _args: AccumulatorArgs) -> Result<Box<dyn Accumulator>> {
+        Ok(Box::new(RoundAccumulator {
+            stats: vec![0.0; self.stats_len()],
+            block: FeatureBlock::new(self.width),
+            function: self.clone(),
+        }))
+    }
+}
+
+#[derive(Debug)]
+struct RoundAccumulator {
+    function: TrainRoundFunc,
+    stats: Vec<f64>,
+    block: FeatureBlock,
+}
+
+impl RoundAccumulator {
+    fn labels(&self, array: &ArrayRef) -> Result<Float64Array> {
+        let name = self.function.label.as_deref().unwrap_or("label");
+        if !(array.data_type().is_numeric() || *array.data_type() == DataType::Boolean) {
+            return exec_err!("label '{name}' is {}, not a number", array.data_type());
+        }
+        if array.null_count() > 0 {
+            return exec_err!("label '{name}' is NULL in some rows: filter them out");
+        }
+        let labels = cast(array, &DataType::Float64)?.as_primitive::<Float64Type>().clone();
+        if labels.values().iter().any(|v| !v.is_finite()) {
+            return exec_err!("label '{name}' has NaN or infinite values");
+        }
+        if matches!(self.function.spec, RoundSpec::Logistic { .. }) {
+            if let Some(bad) = labels.values().iter().find(|v| **v != 0.0 && **v != 1.0) {
+                return exec_err!(
+                    "label '{name}' must be 0 or 1 (or a boolean) for logistic_regression, found {bad}"
+                );
+            }
+        }
+        Ok(labels)
+    }
+}
+
+impl Accumulator for RoundAccumulator {
+    fn update_batch(&mut self, values: &[ArrayRef]) -> Result<()> {
+        let (labels, features) = if self.function.label.is_some() {
+            let (first, rest) = values.split_first().expect("signature checked");
+            (Some(self.labels(first)?), rest)
+        } else {
+            (None, values)
+        };
+        let columns = FeatureColumns::new(features, &self.function.features)?;
+        if columns.width() != self.function.width {
+            return exec_err!(
+                "features are {} wide, the model expects {}",
+                columns.width(),
+                self.function.width
+            );
+        }
+        let stats = &mut self.stats;
+        let y = labels.as_ref().map(|l| l.values().as_ref()).unwrap_or(&[]);
+        match &self.function.spec {
+            RoundSpec::LeastSquares => for_each_block(&columns, &mut self.block, |start, block| {
+                gram::accumulate(block, &y[start..start + block.rows], stats)
+            }),
+            RoundSpec::Logistic { weights, hessian } => {
+                for_each_block(&columns, &mut self.block, |start, block| {
+                    logistic::accumulate(block, &y[start..start + block.rows], weights, *hessian, stats)
+                })
+            }
+            RoundSpec::KMeans { centroids, measure } => {
+                for_each_block(&columns, &mut self.block, |_, block| {
+                    kmeans::accumulate(block, centroids, measure.as_deref(), stats)
+                })
+            }
+        }
+    }
+
+    fn evaluate(&mut self) -> Result<ScalarValue> {
+        Ok(stats_scalar(self.stats.clone()))
+    }
+
+    fn size(&self) -> usize {
+        std::mem::size_of_val(self) + (self.stats.len() + self.block.values.len()) * 8
+    }
+
+    fn state(&mut self) -> Result<Vec<ScalarValue>> {
+        Ok(vec![self.evaluate()?])
+    }
+
+    fn merge_batch(&mut self, states: &[ArrayRef]) -> Result<()> {
+        let lists = states[0].as_list::<i32>();
+        for i in 0..lists.len() {
+            if lists.is_null(i) {
+                continue;
+            }
+            let part = lists.value(i);
+            let part = part.as_primitive::<Float64Type>().values();
+            if part.len() != self.stats.len() {
+                return exec_err!(
+                    "{TRAIN_ROUND}: partial state of {} values, expected {}",
+                    part.len(),
+                    self.stats.len()
+                );
+            }
+            for (s, p) in self.stats.iter_mut().zip(part.iter()) {
+                *s += p;
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,16 @@
+//! Numeric kernels over dense blocks of feature rows.
+//!
+//! ```text
+//!   Arrow columns --FeatureBlock::gather--> row-major f64 block --kernel--> statistics
+//! ```
+//!
+//! Kernels take plain slices and know nothing of plans or SQL. Each accumulates
+//! into a flat `Vec<f64>` of statistics that partitions merge by element-wise
+//! addition, which is what makes a training round one distributed aggregate.
+
+mod block;
+pub mod gram;
+pub mod kmeans;
+pub mod logistic;
+
+pub use block::{BLOCK_ROWS, FeatureBlock, FeatureColumns, for_each_block};

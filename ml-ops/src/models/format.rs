@@ -1,0 +1,137 @@
+//! `model.json`: everything needed to describe a model and to apply it.
+
+use std::collections::BTreeMap;
+
+use datafusion::common::{Result, exec_err};
+use serde::{Deserialize, Serialize};
+
+use super::{ModelOptions, ModelType, OptionValue};
+
+/// Version of the `model.json` layout; readers refuse newer ones.
+pub const MODEL_FORMAT: u32 = 1;
+
+/// A raw input column of the training query (what `predict` takes, in order).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InputColumn {
+    pub name: String,
+    /// Arrow type, as displayed (`Float64`, `Utf8`, ...).
+    pub data_type: String,
+}
+
+/// One TRANSFORM output, as SQL over the input columns with fitted statistics
+/// written in (`standard_scale(x, 3.5, 1.25)`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TransformItem {
+    pub name: String,
+    pub sql: String,
+}
+
+/// One feature the estimator sees; `width` > 1 for vectors (`one_hot`, ...).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Feature {
+    pub name: String,
+    pub width: usize,
+}
+
+/// One training iteration.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Iteration {
+    pub iteration: usize,
+    pub loss: f64,
+    /// Seconds since training started.
+    pub elapsed_seconds: f64,
+}
+
+/// The learned parameters.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum ModelParams {
+    /// `y = coefficients · x + intercept` (linear), or its sigmoid (logistic).
+    Linear {
+        coefficients: Vec<f64>,
+        intercept: f64,
+    },
+    /// One centroid per cluster.
+    Centroids { centroids: Vec<Vec<f64>> },
+}
+
+/// A trained model: the content of `NAME/v{N}/model.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Model {
+    pub format: u32,
+    pub name: String,
+    pub version: u64,
+    /// Seconds since the Unix epoch.
+    pub created_at: u64,
+    pub model_type: ModelType,
+    /// The options as written in CREATE MODEL.
+    pub options_given: BTreeMap<String, OptionValue>,
+    /// The options with defaults filled in.
+    pub options: ModelOptions,
+    pub inputs: Vec<InputColumn>,
+    /// Empty when the model has no TRANSFORM: the inputs are the features.
+    pub transform: Vec<TransformItem>,
+    pub features: Vec<Feature>,
+    pub params: ModelParams,
+    pub training_info: Vec<Iteration>,
+    /// Passes over the training data, initialisation included.
+    pub passes: usize,
+    pub training_rows: u64,
+    pub metrics: BTreeMap<String, f64>,
+    /// "evaluation split" or "training data".
+    pub metrics_on: String,
+    /// Hash of the training query's text and row count, to tell data sets apart.
+    pub data_fingerprint: String,
+}
+
+impl Model {
+    /// Parses and checks a `model.json`.
+    pub fn from_json(bytes: &[u8]) -> Result<Self> {
+        let model: Model = serde_json::from_slice(bytes)
+            .map_err(|e| datafusion::error::DataFusionError::Execution(format!("invalid model.json: {e}")))?;
+        if model.format > MODEL_FORMAT {
+            return exec_err!(
+                "model.json has format {}, this ember reads up to {MODEL_FORMAT}",
+                model.format
+            );
+        }
+        model.check()?;
+        Ok(model)
+    }
+
+    /// The JSON text.
+    pub fn to_json(&self) -> Result<Vec<u8>> {
+        serde_json::to_vec_pretty(self).map_err(|e| datafusion::error::DataFusionError::External(e.into()))
+    }
+
+    /// Features per row after vectors are flattened.
+    pub fn width(&self) -> usize {
+        self.features.iter().map(|f| f.width).sum()
+    }
+
+    /// Checks that the parameters fit the features (a hand-edited file may not).
+    pub fn check(&self) -> Result<()> {
+        let width = self.width();
+        let bad = |what: String| exec_err!("model '{}' is inconsistent: {what}", self.name);
+        match (&self.params, self.model_type) {
+            (ModelParams::Linear { coefficients, intercept }, ModelType::LinearRegression | ModelType::LogisticRegression) => {
+                if coefficients.len() != width {
+                    return bad(format!("{} coefficients for {width} features", coefficients.len()));
+                }
+                if coefficients.iter().chain([intercept]).any(|c| !c.is_finite()) {
+                    return bad("a coefficient is not a finite number".into());
+                }
+            }
+            (ModelParams::Centroids { centroids }, ModelType::KMeans) => {
+                if centroids.is_empty() || centroids.iter().any(|c| c.len() != width) {
+                    return bad(format!("centroids are not {width} wide"));
+                }
+            }
+            _ => return bad("parameters do not match the model type".into()),
+        }
+        if !self.transform.is_empty() && self.transform.len() != self.features.len() {
+            return bad("transform and features differ in length".into());
+        }
+        Ok(())
+    }
+}

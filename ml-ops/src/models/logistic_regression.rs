@@ -1,0 +1,221 @@
+//! Binary logistic regression.
+//!
+//! Objective: (1/n)·Σ log-loss + (l2/2)·‖w‖² (the intercept is not penalised),
+//! i.e. scikit-learn's `LogisticRegression(C = 1/(n·l2))`, and `penalty=None` when
+//! l2 = 0. Each pass is one distributed round returning the loss and gradient
+//! (and, for Newton, the Hessian XᵀWX) at the current weights.
+//!
+//! Newton steps reach the optimum in a handful of passes on dense features; a step
+//! that raises the loss is halved (each trial costs a pass). Wide feature vectors
+//! (hashing, large one-hot blocks) use L-BFGS, whose passes need no Hessian.
+
+use std::collections::VecDeque;
+
+use async_trait::async_trait;
+use datafusion::common::{Result, plan_err};
+
+use super::training::record;
+use super::{
+    Estimator, Fitted, Iteration, ModelOptions, ModelParams, ModelType, NEWTON_MAX_WIDTH,
+    Optimizer, Progress, TrainingData,
+};
+use crate::functions::RoundSpec;
+use crate::kernels::logistic;
+use crate::linalg::solve_symmetric;
+
+pub struct LogisticRegression;
+
+/// Loss and gradient of the objective at some weights.
+struct Evaluation {
+    loss: f64,
+    gradient: Vec<f64>,
+    hessian: Option<Vec<f64>>,
+}
+
+async fn evaluate(
+    data: &TrainingData,
+    weights: &[f64],
+    l2: f64,
+    hessian: bool,
+) -> Result<Evaluation> {
+    let d = data.width();
+    let m = d + 1;
+    let mut stats = data
+        .round(RoundSpec::Logistic {
+            weights: weights.to_vec(),
+            hessian,
+        })
+        .await?;
+    logistic::finish(&mut stats, d, hessian);
+    let n = stats[1];
+    if n == 0.0 {
+        return plan_err!("no training rows");
+    }
+    let penalty: f64 = weights[..d].iter().map(|w| w * w).sum::<f64>() * l2 / 2.0;
+    let mut gradient: Vec<f64> = stats[2..2 + m].iter().map(|g| g / n).collect();
+    for j in 0..d {
+        gradient[j] += l2 * weights[j];
+    }
+    let hessian = hessian.then(|| {
+        let mut h: Vec<f64> = stats[2 + m..].iter().map(|h| h / n).collect();
+        for j in 0..d {
+            h[j * m + j] += l2;
+        }
+        h
+    });
+    Ok(Evaluation {
+        loss: stats[0] / n + penalty,
+        gradient,
+        hessian,
+    })
+}
+
+fn dot(a: &[f64], b: &[f64]) -> f64 {
+    a.iter().zip(b).map(|(x, y)| x * y).sum()
+}
+
+fn max_abs(a: &[f64]) -> f64 {
+    a.iter().fold(0.0, |m, v| m.max(v.abs()))
+}
+
+#[async_trait]
+impl Estimator for LogisticRegression {
+    async fn fit(
+        &self,
+        data: &TrainingData,
+        options: &ModelOptions,
+        progress: &dyn Progress,
+    ) -> Result<Fitted> {
+        let newton = match options.optimizer {
+            Optimizer::Newton => true,
+            Optimizer::Lbfgs => false,
+            Optimizer::Auto => data.width() <= NEWTON_MAX_WIDTH,
+        };
+        let (weights, info) = if newton {
+            fit_newton(data, options, progress).await?
+        } else {
+            fit_lbfgs(data, options, progress).await?
+        };
+        let d = data.width();
+        Ok(Fitted {
+            params: ModelParams::Linear {
+                coefficients: weights[..d].to_vec(),
+                intercept: weights[d],
+            },
+            training_info: info,
+        })
+    }
+}
+
+/// Gradient small enough to call the optimum reached.
+const GRADIENT_TOLERANCE: f64 = 1e-10;
+
+async fn fit_newton(
+    data: &TrainingData,
+    options: &ModelOptions,
+    progress: &dyn Progress,
+) -> Result<(Vec<f64>, Vec<Iteration>)> {
+    let m = data.width() + 1;
+    let mut weights = vec![0.0; m];
+    let mut info = Vec::new();
+    let mut accepted: Option<(Vec<f64>, f64, Vec<f64>)> = None; // weights, loss, step
+    let mut step_scale = 1.0;
+    while info.len() < options.max_iterations {
+        let eval = evaluate(data, &weights, options.l2, true).await?;
+        record(data, progress, ModelType::LogisticRegression, options.max_iterations, &mut info, eval.loss);
+        if let Some((previous, previous_loss, step)) = &accepted
+            && eval.loss > *previous_loss + 1e-12 * previous_loss.abs()
+        {
+            // The full step overshot: halve it from the last accepted point.
+            step_scale /= 2.0;
+            if step_scale < 1e-6 {
+                weights = previous.clone();
+                break;
+            }
+            weights = previous.iter().zip(step).map(|(w, s)| w - step_scale * s).collect();
+            continue;
+        }
+        if max_abs(&eval.gradient) < GRADIENT_TOLERANCE {
+            break;
+        }
+        let hessian = eval.hessian.as_ref().expect("asked for the Hessian");
+        let step = solve_symmetric(hessian, &eval.gradient);
+        let decrement = dot(&eval.gradient, &step);
+        let previous_loss = eval.loss;
+        let previous = weights.clone();
+        step_scale = 1.0;
+        weights = weights.iter().zip(&step).map(|(w, s)| w - s).collect();
+        let converged = decrement / 2.0 <= options.tolerance * previous_loss.abs().max(1e-300);
+        accepted = Some((previous, previous_loss, step));
+        if converged {
+            break;
+        }
+    }
+    Ok((weights, info))
+}
+
+/// Pairs of (step, gradient change) L-BFGS remembers.
+const LBFGS_MEMORY: usize = 10;
+
+async fn fit_lbfgs(
+    data: &TrainingData,
+    options: &ModelOptions,
+    progress: &dyn Progress,
+) -> Result<(Vec<f64>, Vec<Iteration>)> {
+    let m = data.width() + 1;
+    let mut weights = vec![0.0; m];
+    let mut info = Vec::new();
+    let mut current = evaluate(data, &weights, options.l2, false).await?;
+    record(data, progress, ModelType::LogisticRegression, options.max_iterations, &mut info, current.loss);
+    let mut memory: VecDeque<(Vec<f64>, Vec<f64>, f64)> = VecDeque::new();
+    while info.len() < options.max_iterations && max_abs(&current.gradient) >= GRADIENT_TOLERANCE {
+        // Two-loop recursion: direction = −H⁻¹ g.
+        let mut q = current.gradient.clone();
+        let mut alphas = Vec::with_capacity(memory.len());
+        for (s, y, rho) in memory.iter().rev() {
+            let alpha = rho * dot(s, &q);
+            q.iter_mut().zip(y).for_each(|(q, y)| *q -= alpha * y);
+            alphas.push(alpha);
+        }
+        let gamma = memory
+            .back()
+            .map_or(1.0 / max_abs(&current.gradient).max(1.0), |(s, y, _)| dot(s, y) / dot(y, y));
+        q.iter_mut().for_each(|v| *v *= gamma);
+        for ((s, y, rho), alpha) in memory.iter().zip(alphas.iter().rev()) {
+            let beta = rho * dot(y, &q);
+            q.iter_mut().zip(s).for_each(|(q, s)| *q += (alpha - beta) * s);
+        }
+        let direction: Vec<f64> = q.iter().map(|v| -v).collect();
+        let slope = dot(&current.gradient, &direction);
+        // Backtracking line search (Armijo); each trial is one pass.
+        let mut t = 1.0;
+        let next = loop {
+            let trial: Vec<f64> = weights.iter().zip(&direction).map(|(w, p)| w + t * p).collect();
+            let eval = evaluate(data, &trial, options.l2, false).await?;
+            if eval.loss <= current.loss + 1e-4 * t * slope || t < 1e-10 {
+                break (trial, eval);
+            }
+            t /= 2.0;
+        };
+        let (trial, eval) = next;
+        let s: Vec<f64> = trial.iter().zip(&weights).map(|(a, b)| a - b).collect();
+        let y: Vec<f64> = eval.gradient.iter().zip(&current.gradient).map(|(a, b)| a - b).collect();
+        let sy = dot(&s, &y);
+        let improvement = current.loss - eval.loss;
+        weights = trial;
+        let previous_loss = current.loss;
+        current = eval;
+        record(data, progress, ModelType::LogisticRegression, options.max_iterations, &mut info, current.loss);
+        if sy > 1e-300 {
+            memory.push_back((s, y, 1.0 / sy));
+            if memory.len() > LBFGS_MEMORY {
+                memory.pop_front();
+            }
+        }
+        if improvement <= options.tolerance * previous_loss.abs() {
+            break;
+        }
+    }
+    let _ = m;
+    Ok((weights, info))
+}

@@ -1,0 +1,166 @@
+//! The data an estimator trains on, and the one operation it needs: run a round.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Instant;
+
+use datafusion::common::{Column, Result, ScalarValue, exec_err};
+use datafusion::logical_expr::{AggregateUDF, Expr, LogicalPlan, ScalarUDF, SortExpr};
+use datafusion::prelude::{DataFrame, SessionContext, lit};
+
+use super::{Feature, ModelType};
+use crate::functions::{RoundSpec, RowHashFunc, TrainRoundFunc, stats_values};
+use crate::kernels::{FeatureBlock, FeatureColumns, for_each_block};
+
+/// Told about each training iteration (the CLI draws a progress line from it).
+pub trait Progress: Send + Sync {
+    /// Iteration `iteration` of at most `max` ended with `loss`.
+    fn iteration(&self, model_type: ModelType, iteration: usize, max: usize, loss: f64);
+}
+
+/// Progress that shows nothing.
+#[derive(Debug, Default)]
+pub struct SilentProgress;
+
+impl Progress for SilentProgress {
+    fn iteration(&self, _: ModelType, _: usize, _: usize, _: f64) {}
+}
+
+/// A plan whose rows are the training examples: the label column (when
+/// supervised) and one column per feature, numbers or fixed-size vectors.
+pub struct TrainingData {
+    ctx: SessionContext,
+    plan: LogicalPlan,
+    label: Option<String>,
+    features: Vec<Feature>,
+    rows: u64,
+    passes: AtomicUsize,
+    started: Instant,
+}
+
+impl TrainingData {
+    /// Training data read by `plan` on `ctx` (embedded or a cluster).
+    pub fn new(
+        ctx: SessionContext,
+        plan: LogicalPlan,
+        label: Option<String>,
+        features: Vec<Feature>,
+        rows: u64,
+    ) -> Self {
+        Self {
+            ctx,
+            plan,
+            label,
+            features,
+            rows,
+            passes: AtomicUsize::new(0),
+            started: Instant::now(),
+        }
+    }
+
+    /// Features per row, vectors flattened.
+    pub fn width(&self) -> usize {
+        self.features.iter().map(|f| f.width).sum()
+    }
+
+    /// Rows of training data.
+    pub fn rows(&self) -> u64 {
+        self.rows
+    }
+
+    /// Passes over the data so far.
+    pub fn passes(&self) -> usize {
+        self.passes.load(Ordering::Relaxed)
+    }
+
+    /// Seconds since training started.
+    pub fn elapsed_seconds(&self) -> f64 {
+        self.started.elapsed().as_secs_f64()
+    }
+
+    fn frame(&self) -> DataFrame {
+        DataFrame::new(self.ctx.state(), self.plan.clone())
+    }
+
+    fn feature_exprs(&self) -> Vec<Expr> {
+        self.features
+            .iter()
+            .map(|f| Expr::Column(Column::from_name(&f.name)))
+            .collect()
+    }
+
+    /// Runs one round: a distributed aggregate of `spec`'s statistics over every row.
+    pub async fn round(&self, spec: RoundSpec) -> Result<Vec<f64>> {
+        let names = self.features.iter().map(|f| f.name.clone()).collect();
+        let label = match spec {
+            RoundSpec::KMeans { .. } => None,
+            _ => self.label.clone(),
+        };
+        let mut args = Vec::new();
+        if let Some(label) = &label {
+            args.push(Expr::Column(Column::from_name(label)));
+        }
+        args.extend(self.feature_exprs());
+        let function = TrainRoundFunc::new(spec, names, label, self.width());
+        let expected = function.stats_len();
+        let round = AggregateUDF::from(function).call(args).alias("stats");
+        let batches = self.frame().aggregate(vec![], vec![round])?.collect().await?;
+        self.passes.fetch_add(1, Ordering::Relaxed);
+        let Some(batch) = batches.iter().find(|b| b.num_rows() > 0) else {
+            return exec_err!("a training round returned no rows");
+        };
+        let stats = stats_values(&ScalarValue::try_from_array(batch.column(0), 0)?)?;
+        if stats.len() != expected {
+            return exec_err!("a training round returned {} statistics, expected {expected}", stats.len());
+        }
+        Ok(stats)
+    }
+
+    /// The feature vectors of up to `n` rows chosen by a seeded hash of each row:
+    /// the same rows on any partitioning.
+    pub async fn sample_rows(&self, seed: u64, n: usize) -> Result<Vec<Vec<f64>>> {
+        let mut hash_args = vec![lit(seed as i64)];
+        hash_args.extend(self.feature_exprs());
+        let hash = ScalarUDF::from(RowHashFunc::new()).call(hash_args).alias("__ember_hash");
+        let mut select = vec![hash];
+        select.extend(self.feature_exprs());
+        let order = SortExpr::new(Expr::Column(Column::from_name("__ember_hash")), true, false);
+        let batches = self
+            .frame()
+            .select(select)?
+            .sort(vec![order])?
+            .limit(0, Some(n))?
+            .collect()
+            .await?;
+        self.passes.fetch_add(1, Ordering::Relaxed);
+        let names: Vec<String> = self.features.iter().map(|f| f.name.clone()).collect();
+        let mut rows = Vec::new();
+        for batch in batches {
+            let columns = FeatureColumns::new(&batch.columns()[1..], &names)?;
+            let mut block = FeatureBlock::new(columns.width());
+            for_each_block(&columns, &mut block, |_, block| {
+                for r in 0..block.rows {
+                    rows.push(block.row(r).to_vec());
+                }
+            })?;
+        }
+        Ok(rows)
+    }
+}
+
+/// Appends an iteration to `info` and tells `progress`.
+pub(crate) fn record(
+    data: &TrainingData,
+    progress: &dyn Progress,
+    model_type: ModelType,
+    max: usize,
+    info: &mut Vec<super::Iteration>,
+    loss: f64,
+) {
+    let iteration = info.len() + 1;
+    info.push(super::Iteration {
+        iteration,
+        loss,
+        elapsed_seconds: data.elapsed_seconds(),
+    });
+    progress.iteration(model_type, iteration, max, loss);
+}
