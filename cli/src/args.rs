@@ -74,6 +74,10 @@ pub struct SqlArgs {
     /// as a table named after it.
     #[arg(long, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
+    /// Where models are kept: a directory or an object store URL (s3://bucket/prefix).
+    /// Default: ~/.ember/models.
+    #[arg(long, value_name = "URL", env = "EMBER_MODEL_STORE")]
+    pub model_store: Option<String>,
 }
 
 #[derive(Debug, Args)]

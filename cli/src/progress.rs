@@ -52,3 +52,36 @@ pub fn bar(total: u64, message: &str) -> ProgressBar {
     bar.set_message(message.to_string());
     bar
 }
+
+/// Training progress: one line per iteration with its loss, on a terminal only.
+pub struct TrainingProgress {
+    bar: ProgressBar,
+}
+
+impl TrainingProgress {
+    pub fn new() -> Self {
+        let bar = if on_terminal() {
+            ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr())
+        } else {
+            ProgressBar::hidden()
+        };
+        Self { bar }
+    }
+}
+
+impl ember_ml_ops::models::Progress for TrainingProgress {
+    fn iteration(
+        &self,
+        model_type: ember_ml_ops::models::ModelType,
+        iteration: usize,
+        max: usize,
+        loss: f64,
+    ) {
+        if !self.bar.is_hidden() {
+            self.bar.println(format!(
+                "{} iteration {iteration}/{max}  loss {loss:.8}",
+                model_type.name()
+            ));
+        }
+    }
+}

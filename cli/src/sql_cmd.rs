@@ -42,7 +42,12 @@ pub fn ordered_sources(args: &SqlArgs, matches: &ArgMatches) -> Vec<Source> {
 
 /// Runs `ember sql`.
 pub async fn run(args: SqlArgs, sources: Vec<Source>) -> Result<()> {
-    let ember = EmberContext::connect(args.master.as_deref()).await?;
+    let mut ember = EmberContext::connect(args.master.as_deref())
+        .await?
+        .with_progress(std::sync::Arc::new(crate::progress::TrainingProgress::new()));
+    if let Some(url) = &args.model_store {
+        ember = ember.with_model_store(url)?;
+    }
     if let Some(dir) = &args.data_dir {
         ember.register_data_dir(dir).await?;
     }

@@ -18,6 +18,7 @@ use datafusion::logical_expr::{AggregateUDF, Extension, LogicalPlan, ScalarUDF, 
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion_proto::logical_plan::LogicalExtensionCodec;
 use datafusion_proto::physical_plan::{PhysicalExtensionCodec, PhysicalProtoConverterExtension};
+use ember_ml_ops::functions;
 
 /// ember's logical codec: Ballista's, plus ember's stateful functions.
 #[derive(Debug, Default)]
@@ -76,19 +77,37 @@ impl LogicalExtensionCodec for EmberLogicalCodec {
     }
 
     fn try_decode_udf(&self, name: &str, buf: &[u8]) -> Result<Arc<ScalarUDF>> {
-        self.inner.try_decode_udf(name, buf)
+        match functions::decode_udf(name, buf) {
+            Some(decoded) => decoded,
+            None => self.inner.try_decode_udf(name, buf),
+        }
     }
 
     fn try_encode_udf(&self, node: &ScalarUDF, buf: &mut Vec<u8>) -> Result<()> {
-        self.inner.try_encode_udf(node, buf)
+        match functions::encode_udf(node) {
+            Some(bytes) => {
+                buf.extend(bytes?);
+                Ok(())
+            }
+            None => self.inner.try_encode_udf(node, buf),
+        }
     }
 
     fn try_decode_udaf(&self, name: &str, buf: &[u8]) -> Result<Arc<AggregateUDF>> {
-        self.inner.try_decode_udaf(name, buf)
+        match functions::decode_udaf(name, buf) {
+            Some(decoded) => decoded,
+            None => self.inner.try_decode_udaf(name, buf),
+        }
     }
 
     fn try_encode_udaf(&self, node: &AggregateUDF, buf: &mut Vec<u8>) -> Result<()> {
-        self.inner.try_encode_udaf(node, buf)
+        match functions::encode_udaf(node) {
+            Some(bytes) => {
+                buf.extend(bytes?);
+                Ok(())
+            }
+            None => self.inner.try_encode_udaf(node, buf),
+        }
     }
 
     fn try_decode_udwf(&self, name: &str, buf: &[u8]) -> Result<Arc<WindowUDF>> {
@@ -127,19 +146,37 @@ impl PhysicalExtensionCodec for EmberPhysicalCodec {
     }
 
     fn try_decode_udf(&self, name: &str, buf: &[u8]) -> Result<Arc<ScalarUDF>> {
-        self.inner.try_decode_udf(name, buf)
+        match functions::decode_udf(name, buf) {
+            Some(decoded) => decoded,
+            None => self.inner.try_decode_udf(name, buf),
+        }
     }
 
     fn try_encode_udf(&self, node: &ScalarUDF, buf: &mut Vec<u8>) -> Result<()> {
-        self.inner.try_encode_udf(node, buf)
+        match functions::encode_udf(node) {
+            Some(bytes) => {
+                buf.extend(bytes?);
+                Ok(())
+            }
+            None => self.inner.try_encode_udf(node, buf),
+        }
     }
 
     fn try_decode_udaf(&self, name: &str, buf: &[u8]) -> Result<Arc<AggregateUDF>> {
-        self.inner.try_decode_udaf(name, buf)
+        match functions::decode_udaf(name, buf) {
+            Some(decoded) => decoded,
+            None => self.inner.try_decode_udaf(name, buf),
+        }
     }
 
     fn try_encode_udaf(&self, node: &AggregateUDF, buf: &mut Vec<u8>) -> Result<()> {
-        self.inner.try_encode_udaf(node, buf)
+        match functions::encode_udaf(node) {
+            Some(bytes) => {
+                buf.extend(bytes?);
+                Ok(())
+            }
+            None => self.inner.try_encode_udaf(node, buf),
+        }
     }
 
     fn try_decode_udwf(&self, name: &str, buf: &[u8]) -> Result<Arc<WindowUDF>> {

@@ -13,6 +13,7 @@
 //! ```
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use ballista::prelude::SessionContextExt;
@@ -21,7 +22,16 @@ use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::common::{DataFusionError, Result, plan_err};
 use datafusion::logical_expr::LogicalPlan;
 use datafusion::prelude::{ParquetReadOptions, SessionContext};
+use ember_ml_ops::functions::{ModelCatalog, predict_functions};
+use ember_ml_ops::models::{Progress, SilentProgress};
+use ember_ml_ops::store::ModelStore;
+use ember_sql::ml::{
+    MlContext, MlOutput, TrainingInfoFunc, bind_models, create_model, describe_model, drop_model,
+    evaluate_model, explain_create_model, load_referenced_models, show_models,
+};
 use ember_sql::{EmberStatement, parse_statements};
+
+use crate::model_store::{default_model_store, open_model_store};
 
 use crate::session::{
     cluster_config, embedded_config, ember_session_state, register_ember_functions_on_context,
@@ -97,22 +107,92 @@ impl StatementOutput {
     }
 }
 
+impl From<MlOutput> for StatementOutput {
+    fn from(output: MlOutput) -> Self {
+        Self {
+            schema: output.schema,
+            batches: output.batches,
+            returns_rows: output.returns_rows,
+        }
+    }
+}
+
 /// A session of ember: plans SQL with ember's parser and functions, and runs it in
 /// this process or on a cluster.
 #[derive(Clone)]
 pub struct EmberContext {
     ctx: SessionContext,
     master: Master,
+    /// Models loaded for the statements being planned.
+    catalog: ModelCatalog,
+    store: ModelStore,
+    progress: Arc<dyn Progress>,
+}
+
+/// Gives `ctx` the `predict` functions and `training_info` over `catalog`.
+fn install_model_functions(ctx: &SessionContext, catalog: &ModelCatalog) {
+    for function in predict_functions(catalog.clone()) {
+        ctx.register_udf(function.as_ref().clone());
+    }
+    ctx.register_udtf(
+        "training_info",
+        Arc::new(TrainingInfoFunc::new(catalog.clone())),
+    );
 }
 
 impl EmberContext {
     /// A context that runs everything in this process.
     pub fn embedded() -> Result<Self> {
         let state = ember_session_state(embedded_config())?;
+        Self::assemble(
+            SessionContext::new_with_state(state).enable_url_table(),
+            Master::Embedded,
+        )
+    }
+
+    fn assemble(ctx: SessionContext, master: Master) -> Result<Self> {
+        let catalog = ModelCatalog::default();
+        install_model_functions(&ctx, &catalog);
+        let store = open_model_store(
+            &default_model_store(),
+            ctx.runtime_env().object_store_registry.as_ref(),
+        )?;
         Ok(Self {
-            ctx: SessionContext::new_with_state(state).enable_url_table(),
-            master: Master::Embedded,
+            ctx,
+            master,
+            catalog,
+            store,
+            progress: Arc::new(SilentProgress),
         })
+    }
+
+    /// Uses the model store at `url` (a directory, or an object store URL such as
+    /// `s3://bucket/models`) instead of the default (`$EMBER_MODEL_STORE`, else
+    /// `~/.ember/models`).
+    pub fn with_model_store(mut self, url: &str) -> Result<Self> {
+        self.store = open_model_store(url, self.ctx.runtime_env().object_store_registry.as_ref())?;
+        Ok(self)
+    }
+
+    /// Reports training iterations to `progress`.
+    pub fn with_progress(mut self, progress: Arc<dyn Progress>) -> Self {
+        self.progress = progress;
+        self
+    }
+
+    /// The model store in use.
+    pub fn model_store(&self) -> &ModelStore {
+        &self.store
+    }
+
+    fn ml(&self) -> MlContext {
+        MlContext {
+            ctx: self.ctx.clone(),
+            store: self.store.clone(),
+            catalog: self.catalog.clone(),
+            cache_features: self.master == Master::Embedded,
+            progress: self.progress.clone(),
+        }
     }
 
     /// A context whose queries run on the cluster at `url` (`df://HOST:PORT`).
@@ -126,10 +206,7 @@ impl EmberContext {
             .await?
             .enable_url_table();
         register_ember_functions_on_context(&ctx)?;
-        Ok(Self {
-            ctx,
-            master: Master::Remote { host, port },
-        })
+        Self::assemble(ctx, Master::Remote { host, port })
     }
 
     /// Embedded when `master` is `None`, else on that cluster.
@@ -220,8 +297,10 @@ impl EmberContext {
     pub async fn execute(&self, statement: EmberStatement) -> Result<StatementOutput> {
         match statement {
             EmberStatement::DataFusion(statement) => {
+                load_referenced_models(&statement, &self.store, &self.catalog).await?;
                 let state = self.ctx.state();
                 let plan = state.statement_to_plan(*statement).await?;
+                let plan = bind_models(plan, &state, &self.catalog)?;
                 let returns_rows = returns_rows(&plan);
                 let frame = self.ctx.execute_logical_plan(plan).await?;
                 let schema = frame.schema().inner().clone();
@@ -231,6 +310,25 @@ impl EmberContext {
                     batches,
                     returns_rows,
                 })
+            }
+            EmberStatement::CreateModel(create) => {
+                Ok(create_model(&self.ml(), &create).await?.into())
+            }
+            EmberStatement::ExplainCreateModel(create) => {
+                Ok(explain_create_model(&self.ml(), &create).await?.into())
+            }
+            EmberStatement::EvaluateModel { name, on } => {
+                let on = on.map(|q| q.to_string());
+                Ok(evaluate_model(&self.ml(), &name, on.as_deref())
+                    .await?
+                    .into())
+            }
+            EmberStatement::ShowModels => Ok(show_models(&self.ml()).await?.into()),
+            EmberStatement::DescribeModel { name } => {
+                Ok(describe_model(&self.ml(), &name).await?.into())
+            }
+            EmberStatement::DropModel { name, if_exists } => {
+                Ok(drop_model(&self.ml(), &name, if_exists).await?.into())
             }
         }
     }

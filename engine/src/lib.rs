@@ -8,7 +8,7 @@
 //!                 │
 //!               engine                 session, config, codecs, EmberContext, cluster, datagen
 //!                 │
-//!                sql                   parser extensions
+//!                sql                   parser extensions, model statements
 //!                 │
 //!              ml-ops                  functions, kernels, models
 //! ```
@@ -22,6 +22,7 @@ pub mod config;
 pub mod context;
 pub mod datagen;
 pub mod errors;
+pub mod model_store;
 pub mod object_store;
 pub mod session;
 

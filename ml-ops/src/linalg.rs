@@ -13,7 +13,10 @@ pub fn solve_symmetric(a: &[f64], b: &[f64]) -> Vec<f64> {
 /// Cholesky solve; `None` when a pivot is not clearly positive.
 pub fn cholesky_solve(a: &[f64], b: &[f64]) -> Option<Vec<f64>> {
     let n = b.len();
-    let scale = (0..n).map(|i| a[i * n + i].abs()).fold(0.0, f64::max).max(1e-300);
+    let scale = (0..n)
+        .map(|i| a[i * n + i].abs())
+        .fold(0.0, f64::max)
+        .max(1e-300);
     let mut l = vec![0.0; n * n];
     for i in 0..n {
         for j in 0..=i {
@@ -132,7 +135,10 @@ mod tests {
         let a = [1.0, 1.0, 1.0, 1.0];
         assert!(cholesky_solve(&a, &[1.0, 1.0]).is_none());
         let x = solve_symmetric(&a, &[1.0, 1.0]);
-        assert!((x[0] - 0.5).abs() < 1e-12 && (x[1] - 0.5).abs() < 1e-12, "{x:?}");
+        assert!(
+            (x[0] - 0.5).abs() < 1e-12 && (x[1] - 0.5).abs() < 1e-12,
+            "{x:?}"
+        );
     }
 
     #[test]
@@ -141,7 +147,9 @@ mod tests {
         let (values, v) = symmetric_eigen(&a, 3);
         for i in 0..3 {
             for j in 0..3 {
-                let r: f64 = (0..3).map(|k| v[i * 3 + k] * values[k] * v[j * 3 + k]).sum();
+                let r: f64 = (0..3)
+                    .map(|k| v[i * 3 + k] * values[k] * v[j * 3 + k])
+                    .sum();
                 assert!((r - a[i * 3 + j]).abs() < 1e-12);
             }
         }

@@ -81,7 +81,12 @@ impl ModelStore {
         let mut complete = Vec::new();
         let mut highest = 0;
         for meta in objects {
-            let parts: Vec<_> = meta.location.prefix_match(&dir).into_iter().flatten().collect();
+            let parts: Vec<_> = meta
+                .location
+                .prefix_match(&dir)
+                .into_iter()
+                .flatten()
+                .collect();
             let Some(version) = parts
                 .first()
                 .and_then(|p| p.as_ref().strip_prefix('v'))
@@ -117,8 +122,14 @@ impl ModelStore {
     }
 
     async fn load_version(&self, name: &str, version: u64) -> Result<Model> {
-        let path = self.model_dir(name).join(format!("v{version}")).join(MODEL_FILE);
-        let context = format!("cannot read model '{name}' version {version} from {}", self.url);
+        let path = self
+            .model_dir(name)
+            .join(format!("v{version}"))
+            .join(MODEL_FILE);
+        let context = format!(
+            "cannot read model '{name}' version {version} from {}",
+            self.url
+        );
         let bytes = self
             .store
             .get(&path)
@@ -138,10 +149,17 @@ impl ModelStore {
             let (_, highest) = self.scan(&name).await?;
             model.version = highest + 1;
             let bytes = model.to_json()?;
-            let path = self.model_dir(&name).join(format!("v{}", model.version)).join(MODEL_FILE);
+            let path = self
+                .model_dir(&name)
+                .join(format!("v{}", model.version))
+                .join(MODEL_FILE);
             let put = self
                 .store
-                .put_opts(&path, PutPayload::from(bytes.clone()), PutOptions::from(PutMode::Create))
+                .put_opts(
+                    &path,
+                    PutPayload::from(bytes.clone()),
+                    PutOptions::from(PutMode::Create),
+                )
                 .await;
             match put {
                 Ok(_) => return Ok(model.version),
@@ -152,7 +170,10 @@ impl ModelStore {
                     self.store
                         .put(&path, PutPayload::from(bytes))
                         .await
-                        .map_err(store_error(format!("cannot write model '{name}' to {}", self.url)))?;
+                        .map_err(store_error(format!(
+                            "cannot write model '{name}' to {}",
+                            self.url
+                        )))?;
                     return Ok(model.version);
                 }
                 Err(e) => {
@@ -176,11 +197,20 @@ impl ModelStore {
             .map_err(store_error(format!("cannot list model store {}", self.url)))?;
         let mut models = BTreeMap::new();
         for meta in objects {
-            let parts: Vec<_> = meta.location.prefix_match(&self.root).into_iter().flatten().collect();
+            let parts: Vec<_> = meta
+                .location
+                .prefix_match(&self.root)
+                .into_iter()
+                .flatten()
+                .collect();
             if parts.len() != 3 || parts[2].as_ref() != MODEL_FILE {
                 continue;
             }
-            let Some(version) = parts[1].as_ref().strip_prefix('v').and_then(|v| v.parse::<u64>().ok()) else {
+            let Some(version) = parts[1]
+                .as_ref()
+                .strip_prefix('v')
+                .and_then(|v| v.parse::<u64>().ok())
+            else {
                 continue;
             };
             let entry = models.entry(parts[0].as_ref().to_string()).or_insert(0);

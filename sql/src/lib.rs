@@ -8,6 +8,7 @@
 //! are passed through untouched; ember's own (model DDL, EVALUATE, ...) get their own
 //! variants here so that the engine can plan them.
 
+pub mod ml;
 mod parser;
 
-pub use parser::{EmberStatement, parse_statements};
+pub use parser::{CreateModel, EmberStatement, parse_statements};

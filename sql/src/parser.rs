@@ -1,22 +1,100 @@
-//! Splitting and parsing SQL scripts.
+//! Splitting and parsing SQL scripts: DataFusion's statements plus ember's model
+//! statements (CREATE MODEL, EVALUATE MODEL, SHOW MODELS, DESCRIBE MODEL, DROP MODEL).
 
 use std::fmt;
 
-use datafusion::common::{Result, plan_datafusion_err};
-use datafusion::sql::parser::{DFParserBuilder, Statement};
+use datafusion::common::{DataFusionError, Result, plan_datafusion_err};
+use datafusion::sql::parser::{DFParser, DFParserBuilder, Statement};
+use datafusion::sql::sqlparser::ast::{
+    Expr as SqlExpr, ExprWithAlias, Query, UnaryOperator, Value,
+};
 use datafusion::sql::sqlparser::dialect::dialect_from_str;
+use datafusion::sql::sqlparser::keywords::Keyword;
+use datafusion::sql::sqlparser::parser::ParserError;
+use datafusion::sql::sqlparser::tokenizer::Token;
+use ember_ml_ops::models::OptionValue;
+
+/// `CREATE [OR REPLACE] MODEL [IF NOT EXISTS] name [TRANSFORM (...)] OPTIONS (...) AS query`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CreateModel {
+    pub name: String,
+    pub or_replace: bool,
+    pub if_not_exists: bool,
+    /// TRANSFORM items; empty without TRANSFORM.
+    pub transform: Vec<ExprWithAlias>,
+    pub options: Vec<(String, OptionValue)>,
+    pub query: Box<Query>,
+}
 
 /// One statement of a script.
 #[derive(Debug, Clone, PartialEq)]
 pub enum EmberStatement {
     /// A statement DataFusion plans itself (queries, DDL, `SET`, `EXPLAIN`, ...).
     DataFusion(Box<Statement>),
+    CreateModel(Box<CreateModel>),
+    /// `EXPLAIN CREATE MODEL ...`: where training runs, without training.
+    ExplainCreateModel(Box<CreateModel>),
+    /// `EVALUATE MODEL name [ON (query)]`.
+    EvaluateModel {
+        name: String,
+        on: Option<Box<Query>>,
+    },
+    ShowModels,
+    DescribeModel {
+        name: String,
+    },
+    DropModel {
+        name: String,
+        if_exists: bool,
+    },
+}
+
+impl fmt::Display for CreateModel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "CREATE ")?;
+        if self.or_replace {
+            write!(f, "OR REPLACE ")?;
+        }
+        write!(f, "MODEL ")?;
+        if self.if_not_exists {
+            write!(f, "IF NOT EXISTS ")?;
+        }
+        write!(f, "{}", self.name)?;
+        if !self.transform.is_empty() {
+            let items: Vec<String> = self.transform.iter().map(|t| t.to_string()).collect();
+            write!(f, " TRANSFORM ({})", items.join(", "))?;
+        }
+        let options: Vec<String> = self
+            .options
+            .iter()
+            .map(|(k, v)| format!("{k} = {v}"))
+            .collect();
+        write!(f, " OPTIONS ({}) AS {}", options.join(", "), self.query)
+    }
 }
 
 impl fmt::Display for EmberStatement {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             EmberStatement::DataFusion(statement) => write!(f, "{statement}"),
+            EmberStatement::CreateModel(create) => write!(f, "{create}"),
+            EmberStatement::ExplainCreateModel(create) => write!(f, "EXPLAIN {create}"),
+            EmberStatement::EvaluateModel { name, on } => {
+                write!(f, "EVALUATE MODEL {name}")?;
+                if let Some(on) = on {
+                    write!(f, " ON ({on})")?;
+                }
+                Ok(())
+            }
+            EmberStatement::ShowModels => write!(f, "SHOW MODELS"),
+            EmberStatement::DescribeModel { name } => write!(f, "DESCRIBE MODEL {name}"),
+            EmberStatement::DropModel { name, if_exists } => {
+                write!(
+                    f,
+                    "DROP MODEL {}{name}",
+                    if *if_exists { "IF EXISTS " } else { "" }
+                )
+            }
         }
     }
 }
@@ -28,14 +106,170 @@ impl fmt::Display for EmberStatement {
 pub fn parse_statements(sql: &str, dialect: &str) -> Result<Vec<EmberStatement>> {
     let dialect = dialect_from_str(dialect)
         .ok_or_else(|| plan_datafusion_err!("unknown SQL dialect '{dialect}'"))?;
-    let statements = DFParserBuilder::new(sql)
+    let mut parser = DFParserBuilder::new(sql)
         .with_dialect(dialect.as_ref())
-        .build()?
-        .parse_statements()?;
-    Ok(statements
-        .into_iter()
-        .map(|statement| EmberStatement::DataFusion(Box::new(statement)))
-        .collect())
+        .build()?;
+    let mut statements = Vec::new();
+    loop {
+        while parser.parser.consume_token(&Token::SemiColon) {}
+        if parser.parser.peek_token().token == Token::EOF {
+            break;
+        }
+        let statement = match ember_statement(&mut parser).map_err(sql_error)? {
+            Some(statement) => statement,
+            None => EmberStatement::DataFusion(Box::new(parser.parse_statement()?)),
+        };
+        statements.push(statement);
+        let next = parser.parser.peek_token();
+        if next.token != Token::EOF && next.token != Token::SemiColon {
+            return Err(sql_error(ParserError::ParserError(format!(
+                "Expected: end of statement, found: {next}"
+            ))));
+        }
+    }
+    Ok(statements)
+}
+
+fn sql_error(e: ParserError) -> DataFusionError {
+    DataFusionError::SQL(Box::new(e), None)
+}
+
+/// Whether the `n`th token ahead is the word `word` (any case).
+fn word_at(parser: &DFParser, n: usize, word: &str) -> bool {
+    matches!(parser.parser.peek_nth_token(n).token, Token::Word(w) if w.value.eq_ignore_ascii_case(word))
+}
+
+/// Parses one of ember's statements if one starts here; `None` leaves the
+/// tokens to DataFusion.
+fn ember_statement(p: &mut DFParser) -> Result<Option<EmberStatement>, ParserError> {
+    let create_at = |p: &DFParser, n: usize| {
+        word_at(p, n, "create")
+            && (word_at(p, n + 1, "model")
+                || (word_at(p, n + 1, "or")
+                    && word_at(p, n + 2, "replace")
+                    && word_at(p, n + 3, "model")))
+    };
+    if create_at(p, 0) {
+        return Ok(Some(EmberStatement::CreateModel(Box::new(create_model(
+            p,
+        )?))));
+    }
+    if word_at(p, 0, "explain") && create_at(p, 1) {
+        p.parser.next_token();
+        return Ok(Some(EmberStatement::ExplainCreateModel(Box::new(
+            create_model(p)?,
+        ))));
+    }
+    if word_at(p, 0, "evaluate") && word_at(p, 1, "model") {
+        p.parser.next_token();
+        p.parser.next_token();
+        let name = p.parser.parse_identifier()?.value;
+        let on = if p.parser.parse_keyword(Keyword::ON) {
+            p.parser.expect_token(&Token::LParen)?;
+            let query = p.parser.parse_query()?;
+            p.parser.expect_token(&Token::RParen)?;
+            Some(query)
+        } else {
+            None
+        };
+        return Ok(Some(EmberStatement::EvaluateModel { name, on }));
+    }
+    if word_at(p, 0, "show") && word_at(p, 1, "models") {
+        p.parser.next_token();
+        p.parser.next_token();
+        return Ok(Some(EmberStatement::ShowModels));
+    }
+    if (word_at(p, 0, "describe") || word_at(p, 0, "desc")) && word_at(p, 1, "model") {
+        p.parser.next_token();
+        p.parser.next_token();
+        let name = p.parser.parse_identifier()?.value;
+        return Ok(Some(EmberStatement::DescribeModel { name }));
+    }
+    if word_at(p, 0, "drop") && word_at(p, 1, "model") {
+        p.parser.next_token();
+        p.parser.next_token();
+        let if_exists = p.parser.parse_keywords(&[Keyword::IF, Keyword::EXISTS]);
+        let name = p.parser.parse_identifier()?.value;
+        return Ok(Some(EmberStatement::DropModel { name, if_exists }));
+    }
+    Ok(None)
+}
+
+fn create_model(p: &mut DFParser) -> Result<CreateModel, ParserError> {
+    p.parser.next_token(); // CREATE
+    let or_replace = p.parser.parse_keywords(&[Keyword::OR, Keyword::REPLACE]);
+    p.parser.next_token(); // MODEL
+    let if_not_exists = p
+        .parser
+        .parse_keywords(&[Keyword::IF, Keyword::NOT, Keyword::EXISTS]);
+    if or_replace && if_not_exists {
+        return Err(ParserError::ParserError(
+            "CREATE OR REPLACE MODEL and IF NOT EXISTS cannot be used together".into(),
+        ));
+    }
+    let name = p.parser.parse_identifier()?.value;
+    let mut transform = Vec::new();
+    if word_at(p, 0, "transform") {
+        p.parser.next_token();
+        p.parser.expect_token(&Token::LParen)?;
+        transform = p
+            .parser
+            .parse_comma_separated(|parser| parser.parse_expr_with_alias())?;
+        p.parser.expect_token(&Token::RParen)?;
+    }
+    let mut options = Vec::new();
+    if p.parser.parse_keyword(Keyword::OPTIONS) {
+        p.parser.expect_token(&Token::LParen)?;
+        options = p.parser.parse_comma_separated(|parser| {
+            let key = parser.parse_identifier()?.value.to_ascii_lowercase();
+            parser.expect_token(&Token::Eq)?;
+            let value = parser.parse_expr()?;
+            Ok((key.clone(), option_value(&key, &value)?))
+        })?;
+        p.parser.expect_token(&Token::RParen)?;
+    }
+    if !p.parser.parse_keyword(Keyword::AS) {
+        let found = p.parser.peek_token();
+        return Err(ParserError::ParserError(format!(
+            "Expected: OPTIONS (...) AS <query> in CREATE MODEL, found: {found}"
+        )));
+    }
+    let query = p.parser.parse_query()?;
+    Ok(CreateModel {
+        name,
+        or_replace,
+        if_not_exists,
+        transform,
+        options,
+        query,
+    })
+}
+
+/// An option's value: a number, string or boolean literal.
+fn option_value(key: &str, expr: &SqlExpr) -> Result<OptionValue, ParserError> {
+    let bad = || {
+        ParserError::ParserError(format!(
+            "option {key} must be a number, string or boolean literal, not {expr}"
+        ))
+    };
+    match expr {
+        SqlExpr::Value(v) => match &v.value {
+            Value::Number(n, _) => n.parse::<f64>().map(OptionValue::Number).map_err(|_| bad()),
+            Value::SingleQuotedString(s) | Value::DoubleQuotedString(s) => {
+                Ok(OptionValue::Text(s.clone()))
+            }
+            Value::Boolean(b) => Ok(OptionValue::Bool(*b)),
+            _ => Err(bad()),
+        },
+        SqlExpr::UnaryOp {
+            op: UnaryOperator::Minus,
+            expr,
+        } => match option_value(key, expr)? {
+            OptionValue::Number(n) => Ok(OptionValue::Number(-n)),
+            _ => Err(bad()),
+        },
+        _ => Err(bad()),
+    }
 }
 
 #[cfg(test)]
@@ -79,5 +313,96 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("klingon"), "{err}");
+    }
+
+    #[test]
+    fn model_statements() {
+        let sql = "CREATE OR REPLACE MODEL churn
+              TRANSFORM (standard_scale(tenure) AS tenure, one_hot(plan) AS plan, churned)
+              OPTIONS (model_type = 'logistic_regression', label = 'churned', l2 = 0.01, seed = -1, flag = true)
+              AS SELECT tenure, plan, churned FROM customers;
+            EVALUATE MODEL churn ON (SELECT * FROM holdout);
+            evaluate model churn;
+            SHOW MODELS; DESCRIBE MODEL churn; desc model churn; DROP MODEL IF EXISTS churn; drop model churn;
+            EXPLAIN CREATE MODEL m OPTIONS (model_type = 'kmeans', num_clusters = 2) AS SELECT 1 AS x;
+            select predict('churn', 1, 'a')";
+        let s = parse_statements(sql, "generic").unwrap();
+        assert_eq!(s.len(), 10);
+        let EmberStatement::CreateModel(create) = &s[0] else {
+            panic!("{:?}", s[0])
+        };
+        assert!(create.or_replace && !create.if_not_exists);
+        assert_eq!(create.name, "churn");
+        assert_eq!(create.transform.len(), 3);
+        assert_eq!(
+            create.options[2],
+            ("l2".to_string(), OptionValue::Number(0.01))
+        );
+        assert_eq!(
+            create.options[3],
+            ("seed".to_string(), OptionValue::Number(-1.0))
+        );
+        assert_eq!(
+            create.options[4],
+            ("flag".to_string(), OptionValue::Bool(true))
+        );
+        assert!(matches!(
+            &s[1],
+            EmberStatement::EvaluateModel { on: Some(_), .. }
+        ));
+        assert!(matches!(
+            &s[2],
+            EmberStatement::EvaluateModel { on: None, .. }
+        ));
+        assert_eq!(s[3], EmberStatement::ShowModels);
+        assert_eq!(
+            s[4],
+            EmberStatement::DescribeModel {
+                name: "churn".into()
+            }
+        );
+        assert_eq!(s[5], s[4]);
+        assert_eq!(
+            s[6],
+            EmberStatement::DropModel {
+                name: "churn".into(),
+                if_exists: true
+            }
+        );
+        assert_eq!(
+            s[7],
+            EmberStatement::DropModel {
+                name: "churn".into(),
+                if_exists: false
+            }
+        );
+        assert!(matches!(&s[8], EmberStatement::ExplainCreateModel(_)));
+        assert!(matches!(&s[9], EmberStatement::DataFusion(_)));
+        // Round trip through Display.
+        let again = parse_statements(&s[0].to_string(), "generic").unwrap();
+        assert_eq!(again[0], s[0]);
+    }
+
+    #[test]
+    fn model_statement_errors() {
+        for (sql, needle) in [
+            (
+                "CREATE MODEL m OPTIONS (model_type = 'kmeans')",
+                "AS <query>",
+            ),
+            (
+                "CREATE MODEL m OPTIONS (l2 = abs(1)) AS SELECT 1",
+                "literal",
+            ),
+            (
+                "CREATE OR REPLACE MODEL IF NOT EXISTS m AS SELECT 1",
+                "cannot be used together",
+            ),
+            ("DROP MODEL", "identifier"),
+            ("SHOW MODELS extra", "end of statement"),
+        ] {
+            let err = parse_statements(sql, "generic").unwrap_err().to_string();
+            assert!(err.contains(needle), "{sql}: {err}");
+        }
     }
 }

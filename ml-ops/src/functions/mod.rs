@@ -59,7 +59,12 @@ pub fn ember_functions() -> EmberFunctions {
 pub fn predict_functions(catalog: ModelCatalog) -> Vec<Arc<ScalarUDF>> {
     [PredictOutput::Value, PredictOutput::Probability]
         .into_iter()
-        .map(|output| Arc::new(ScalarUDF::from(PredictFunc::unbound(output, catalog.clone()))))
+        .map(|output| {
+            Arc::new(ScalarUDF::from(PredictFunc::unbound(
+                output,
+                catalog.clone(),
+            )))
+        })
         .collect()
 }
 

@@ -16,8 +16,7 @@ use datafusion::arrow::array::{ArrayRef, Float64Array, Int64Array};
 use datafusion::arrow::datatypes::{DataType, Field, FieldRef};
 use datafusion::common::{Result, ScalarValue, exec_err, plan_err};
 use datafusion::logical_expr::{
-    ColumnarValue, Expr, ReturnFieldArgs, ScalarFunctionArgs, ScalarUDFImpl, Signature,
-    Volatility,
+    ColumnarValue, Expr, ReturnFieldArgs, ScalarFunctionArgs, ScalarUDFImpl, Signature, Volatility,
 };
 use serde::{Deserialize, Serialize};
 
@@ -174,11 +173,17 @@ impl PredictFunc {
             Some(Some(ScalarValue::Utf8(Some(n))))
             | Some(Some(ScalarValue::LargeUtf8(Some(n))))
             | Some(Some(ScalarValue::Utf8View(Some(n)))) => n.to_ascii_lowercase(),
-            _ => return plan_err!("{name}('model', inputs...) needs the model name as a string literal first"),
+            _ => {
+                return plan_err!(
+                    "{name}('model', inputs...) needs the model name as a string literal first"
+                );
+            }
         };
         let model = catalog
             .read()
-            .map_err(|_| datafusion::error::DataFusionError::Internal("model catalog poisoned".into()))?
+            .map_err(|_| {
+                datafusion::error::DataFusionError::Internal("model catalog poisoned".into())
+            })?
             .get(&model_name)
             .cloned();
         let Some(model) = model else {
@@ -256,21 +261,39 @@ fn kind_of_name(name: &str) -> Kind {
 }
 
 /// Applies `model` to the rows of `columns`.
-pub fn apply(model: &BoundModel, output: PredictOutput, columns: &FeatureColumns) -> Result<ArrayRef> {
+pub fn apply(
+    model: &BoundModel,
+    output: PredictOutput,
+    columns: &FeatureColumns,
+) -> Result<ArrayRef> {
     let mut block = FeatureBlock::new(columns.width());
     match (&model.params, output) {
-        (ModelParams::Linear { coefficients, intercept }, _) => {
+        (
+            ModelParams::Linear {
+                coefficients,
+                intercept,
+            },
+            _,
+        ) => {
             let mut out = Vec::with_capacity(columns.rows());
             for_each_block(columns, &mut block, |_, block| {
                 for r in 0..block.rows {
-                    let z: f64 = block.row(r).iter().zip(coefficients).map(|(x, w)| x * w).sum::<f64>() + intercept;
+                    let z: f64 = block
+                        .row(r)
+                        .iter()
+                        .zip(coefficients)
+                        .map(|(x, w)| x * w)
+                        .sum::<f64>()
+                        + intercept;
                     out.push(z);
                 }
             })?;
             Ok(match (model.model_type, output) {
-                (ModelType::LogisticRegression, PredictOutput::Value) => {
-                    Arc::new(out.into_iter().map(|z| i64::from(z > 0.0)).collect::<Int64Array>())
-                }
+                (ModelType::LogisticRegression, PredictOutput::Value) => Arc::new(
+                    out.into_iter()
+                        .map(|z| i64::from(z > 0.0))
+                        .collect::<Int64Array>(),
+                ),
                 (ModelType::LogisticRegression, PredictOutput::Probability) => {
                     Arc::new(out.into_iter().map(sigmoid).collect::<Float64Array>())
                 }
@@ -288,7 +311,10 @@ pub fn apply(model: &BoundModel, output: PredictOutput, columns: &FeatureColumns
             Ok(Arc::new(Int64Array::from(out)))
         }
         (ModelParams::Centroids { .. }, PredictOutput::Probability) => {
-            exec_err!("predict_proba needs a logistic_regression model; '{}' is kmeans", model.name)
+            exec_err!(
+                "predict_proba needs a logistic_regression model; '{}' is kmeans",
+                model.name
+            )
         }
     }
 }

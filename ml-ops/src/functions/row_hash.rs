@@ -84,7 +84,9 @@ impl ScalarUDFImpl for RowHashFunc {
 
     fn return_type(&self, arg_types: &[DataType]) -> Result<DataType> {
         if arg_types.len() < 2 || !arg_types[0].is_integer() {
-            return plan_err!("{ROW_HASH}(seed, column, ...) takes an integer seed and at least one column");
+            return plan_err!(
+                "{ROW_HASH}(seed, column, ...) takes an integer seed and at least one column"
+            );
         }
         Ok(DataType::Float64)
     }

@@ -80,7 +80,12 @@ impl Hash for TrainRoundFunc {
 impl TrainRoundFunc {
     /// A round computing `spec` over `features` (flattened `width` wide), with
     /// `label` first among the arguments when given.
-    pub fn new(spec: RoundSpec, features: Vec<String>, label: Option<String>, width: usize) -> Self {
+    pub fn new(
+        spec: RoundSpec,
+        features: Vec<String>,
+        label: Option<String>,
+        width: usize,
+    ) -> Self {
         Self {
             spec,
             features,
@@ -108,7 +113,8 @@ impl TrainRoundFunc {
 
     /// Inverse of [`Self::to_bytes`].
     pub fn from_bytes(bytes: &[u8]) -> Result<Self> {
-        serde_json::from_slice(bytes).map_err(|e| datafusion::error::DataFusionError::External(e.into()))
+        serde_json::from_slice(bytes)
+            .map_err(|e| datafusion::error::DataFusionError::External(e.into()))
     }
 }
 
@@ -192,7 +198,9 @@ impl RoundAccumulator {
         if array.null_count() > 0 {
             return exec_err!("label '{name}' is NULL in some rows: filter them out");
         }
-        let labels = cast(array, &DataType::Float64)?.as_primitive::<Float64Type>().clone();
+        let labels = cast(array, &DataType::Float64)?
+            .as_primitive::<Float64Type>()
+            .clone();
         if labels.values().iter().any(|v| !v.is_finite()) {
             return exec_err!("label '{name}' has NaN or infinite values");
         }
@@ -231,7 +239,13 @@ impl Accumulator for RoundAccumulator {
             }),
             RoundSpec::Logistic { weights, hessian } => {
                 for_each_block(&columns, &mut self.block, |start, block| {
-                    logistic::accumulate(block, &y[start..start + block.rows], weights, *hessian, stats)
+                    logistic::accumulate(
+                        block,
+                        &y[start..start + block.rows],
+                        weights,
+                        *hessian,
+                        stats,
+                    )
                 })
             }
             RoundSpec::KMeans { centroids, measure } => {

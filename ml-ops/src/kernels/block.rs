@@ -12,7 +12,11 @@ pub const BLOCK_ROWS: usize = 1024;
 /// (what `one_hot`, `feature_hash` and `polynomial_expand` return).
 enum Column {
     Scalar(ArrayRef),
-    Vector { values: ArrayRef, width: usize, list: ArrayRef },
+    Vector {
+        values: ArrayRef,
+        width: usize,
+        list: ArrayRef,
+    },
 }
 
 /// Feature columns of one batch, checked and cast to Float64.
@@ -94,7 +98,11 @@ impl FeatureColumns {
                     }
                     offset += 1;
                 }
-                Column::Vector { values, width, list } => {
+                Column::Vector {
+                    values,
+                    width,
+                    list,
+                } => {
                     let list: &FixedSizeListArray = list.as_fixed_size_list();
                     if list.null_count() > 0 && (start..start + rows).any(|r| list.is_null(r)) {
                         return self.missing(i);
@@ -198,8 +206,10 @@ mod tests {
         assert_eq!(columns.width(), 3);
         let mut block = FeatureBlock::new(3);
         let mut seen = vec![];
-        for_each_block(&columns, &mut block, |_, b| seen.extend_from_slice(&b.values[..b.rows * 3]))
-            .unwrap();
+        for_each_block(&columns, &mut block, |_, b| {
+            seen.extend_from_slice(&b.values[..b.rows * 3])
+        })
+        .unwrap();
         assert_eq!(seen, vec![1.0, 10.0, 11.0, 2.0, 20.0, 21.0]);
     }
 
@@ -208,8 +218,13 @@ mod tests {
         let a: ArrayRef = Arc::new(Float64Array::from(vec![Some(1.0), None]));
         let columns = FeatureColumns::new(&[a], &["age".into()]).unwrap();
         let mut block = FeatureBlock::new(1);
-        let err = for_each_block(&columns, &mut block, |_, _| {}).unwrap_err().to_string();
-        assert!(err.contains("'age'") && err.contains("impute(age)"), "{err}");
+        let err = for_each_block(&columns, &mut block, |_, _| {})
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("'age'") && err.contains("impute(age)"),
+            "{err}"
+        );
         let a: ArrayRef = Arc::new(Float64Array::from(vec![f64::NAN]));
         let columns = FeatureColumns::new(&[a], &["x".into()]).unwrap();
         assert!(for_each_block(&columns, &mut block, |_, _| {}).is_err());
@@ -218,7 +233,10 @@ mod tests {
     #[test]
     fn text_is_refused_with_a_hint() {
         let a: ArrayRef = Arc::new(datafusion::arrow::array::StringArray::from(vec!["a"]));
-        let err = FeatureColumns::new(&[a], &["plan".into()]).err().unwrap().to_string();
+        let err = FeatureColumns::new(&[a], &["plan".into()])
+            .err()
+            .unwrap()
+            .to_string();
         assert!(err.contains("one_hot(plan)"), "{err}");
     }
 }

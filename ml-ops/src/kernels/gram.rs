@@ -59,7 +59,10 @@ mod tests {
         accumulate(&block, &y, &mut stats);
         symmetrize(&mut stats, 3);
         // X with intercept: [[1,2,1],[3,4,1],[5,6,1]]
-        assert_eq!(&stats[..9], &[35.0, 44.0, 9.0, 44.0, 56.0, 12.0, 9.0, 12.0, 3.0]);
+        assert_eq!(
+            &stats[..9],
+            &[35.0, 44.0, 9.0, 44.0, 56.0, 12.0, 9.0, 12.0, 3.0]
+        );
         assert_eq!(&stats[9..12], &[22.0, 28.0, 6.0]);
         assert_eq!(&stats[12..], &[14.0, 3.0]);
     }

@@ -26,7 +26,12 @@ pub fn nearest(row: &[f64], centroids: &[f64], d: usize) -> (usize, f64) {
 
 /// Adds the block's rows to `stats`. `measure`, when given, holds one centre per
 /// centroid to which Euclidean distances are summed.
-pub fn accumulate(block: &FeatureBlock, centroids: &[f64], measure: Option<&[f64]>, stats: &mut [f64]) {
+pub fn accumulate(
+    block: &FeatureBlock,
+    centroids: &[f64],
+    measure: Option<&[f64]>,
+    stats: &mut [f64],
+) {
     let d = block.width;
     let k = centroids.len() / d;
     let (sums, rest) = stats.split_at_mut(k * d);

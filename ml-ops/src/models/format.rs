@@ -68,6 +68,10 @@ pub struct Model {
     pub options_given: BTreeMap<String, OptionValue>,
     /// The options with defaults filled in.
     pub options: ModelOptions,
+    /// The training query, as SQL.
+    pub query: String,
+    /// Every column of the training query (the data split hashes them all).
+    pub query_columns: Vec<String>,
     pub inputs: Vec<InputColumn>,
     /// Empty when the model has no TRANSFORM: the inputs are the features.
     pub transform: Vec<TransformItem>,
@@ -87,8 +91,9 @@ pub struct Model {
 impl Model {
     /// Parses and checks a `model.json`.
     pub fn from_json(bytes: &[u8]) -> Result<Self> {
-        let model: Model = serde_json::from_slice(bytes)
-            .map_err(|e| datafusion::error::DataFusionError::Execution(format!("invalid model.json: {e}")))?;
+        let model: Model = serde_json::from_slice(bytes).map_err(|e| {
+            datafusion::error::DataFusionError::Execution(format!("invalid model.json: {e}"))
+        })?;
         if model.format > MODEL_FORMAT {
             return exec_err!(
                 "model.json has format {}, this ember reads up to {MODEL_FORMAT}",
@@ -101,7 +106,8 @@ impl Model {
 
     /// The JSON text.
     pub fn to_json(&self) -> Result<Vec<u8>> {
-        serde_json::to_vec_pretty(self).map_err(|e| datafusion::error::DataFusionError::External(e.into()))
+        serde_json::to_vec_pretty(self)
+            .map_err(|e| datafusion::error::DataFusionError::External(e.into()))
     }
 
     /// Features per row after vectors are flattened.
@@ -114,11 +120,24 @@ impl Model {
         let width = self.width();
         let bad = |what: String| exec_err!("model '{}' is inconsistent: {what}", self.name);
         match (&self.params, self.model_type) {
-            (ModelParams::Linear { coefficients, intercept }, ModelType::LinearRegression | ModelType::LogisticRegression) => {
+            (
+                ModelParams::Linear {
+                    coefficients,
+                    intercept,
+                },
+                ModelType::LinearRegression | ModelType::LogisticRegression,
+            ) => {
                 if coefficients.len() != width {
-                    return bad(format!("{} coefficients for {width} features", coefficients.len()));
+                    return bad(format!(
+                        "{} coefficients for {width} features",
+                        coefficients.len()
+                    ));
                 }
-                if coefficients.iter().chain([intercept]).any(|c| !c.is_finite()) {
+                if coefficients
+                    .iter()
+                    .chain([intercept])
+                    .any(|c| !c.is_finite())
+                {
                     return bad("a coefficient is not a finite number".into());
                 }
             }

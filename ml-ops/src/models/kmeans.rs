@@ -27,12 +27,6 @@ impl Estimator for KMeans {
     ) -> Result<Fitted> {
         let k = options.num_clusters;
         let d = data.width();
-        if (data.rows() as usize) < k {
-            return plan_err!(
-                "num_clusters = {k} but the training data has only {} rows",
-                data.rows()
-            );
-        }
         let mut centroids = initial_centroids(data, options.seed, k).await?;
         let mut info = Vec::new();
         while info.len() < options.max_iterations {
@@ -45,7 +39,15 @@ impl Estimator for KMeans {
             let (sums, rest) = stats.split_at(k * d);
             let counts = &rest[..k];
             let inertia: f64 = rest[k..2 * k].iter().sum();
-            record(data, progress, ModelType::KMeans, options.max_iterations, &mut info, inertia);
+            data.note_rows(counts.iter().sum());
+            record(
+                data,
+                progress,
+                ModelType::KMeans,
+                options.max_iterations,
+                &mut info,
+                inertia,
+            );
             let mut shift = 0.0;
             for c in 0..k {
                 if counts[c] == 0.0 {
@@ -73,7 +75,9 @@ impl Estimator for KMeans {
 /// `k` distinct rows with the smallest seeded hash, flattened row-major.
 async fn initial_centroids(data: &TrainingData, seed: u64, k: usize) -> Result<Vec<f64>> {
     // Ask for extra rows so that duplicates can be skipped.
-    let sample = data.sample_rows(seed, (4 * k).max(k + 16)).await?;
+    let wanted = (4 * k).max(k + 16);
+    let sample = data.sample_rows(seed, wanted).await?;
+    let sampled = sample.len();
     let mut chosen: Vec<Vec<f64>> = Vec::with_capacity(k);
     for row in sample {
         if !chosen.contains(&row) {
@@ -83,9 +87,15 @@ async fn initial_centroids(data: &TrainingData, seed: u64, k: usize) -> Result<V
             }
         }
     }
+    if chosen.len() < k && sampled < wanted {
+        return plan_err!(
+            "num_clusters = {k} is more than the {} distinct rows of the training data",
+            chosen.len()
+        );
+    }
     if chosen.len() < k {
         return plan_err!(
-            "num_clusters = {k} but the sampled training rows have only {} distinct values",
+            "num_clusters = {k}: only {} distinct rows among {sampled} sampled; the data has too few distinct rows",
             chosen.len()
         );
     }

@@ -31,6 +31,7 @@ impl Estimator for LinearRegression {
         if n == 0.0 {
             return plan_err!("no training rows");
         }
+        data.note_rows(n);
         symmetrize(&mut stats[..m * m], m);
         let gram = &stats[..m * m];
         let xty = &stats[m * m..m * m + m];
@@ -49,7 +50,14 @@ impl Estimator for LinearRegression {
         let sse = (yty - 2.0 * wxty + wgw).max(0.0);
         let penalty: f64 = w[..d].iter().map(|c| c * c).sum::<f64>() * options.l2;
         let mut info = Vec::new();
-        record(data, progress, ModelType::LinearRegression, 1, &mut info, sse / n + penalty);
+        record(
+            data,
+            progress,
+            ModelType::LinearRegression,
+            1,
+            &mut info,
+            sse / n + penalty,
+        );
         Ok(Fitted {
             params: ModelParams::Linear {
                 coefficients: w[..d].to_vec(),

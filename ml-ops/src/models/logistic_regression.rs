@@ -51,6 +51,7 @@ async fn evaluate(
     if n == 0.0 {
         return plan_err!("no training rows");
     }
+    data.note_rows(n);
     let penalty: f64 = weights[..d].iter().map(|w| w * w).sum::<f64>() * l2 / 2.0;
     let mut gradient: Vec<f64> = stats[2..2 + m].iter().map(|g| g / n).collect();
     for j in 0..d {
@@ -122,7 +123,14 @@ async fn fit_newton(
     let mut step_scale = 1.0;
     while info.len() < options.max_iterations {
         let eval = evaluate(data, &weights, options.l2, true).await?;
-        record(data, progress, ModelType::LogisticRegression, options.max_iterations, &mut info, eval.loss);
+        record(
+            data,
+            progress,
+            ModelType::LogisticRegression,
+            options.max_iterations,
+            &mut info,
+            eval.loss,
+        );
         if let Some((previous, previous_loss, step)) = &accepted
             && eval.loss > *previous_loss + 1e-12 * previous_loss.abs()
         {
@@ -132,7 +140,11 @@ async fn fit_newton(
                 weights = previous.clone();
                 break;
             }
-            weights = previous.iter().zip(step).map(|(w, s)| w - step_scale * s).collect();
+            weights = previous
+                .iter()
+                .zip(step)
+                .map(|(w, s)| w - step_scale * s)
+                .collect();
             continue;
         }
         if max_abs(&eval.gradient) < GRADIENT_TOLERANCE {
@@ -166,7 +178,14 @@ async fn fit_lbfgs(
     let mut weights = vec![0.0; m];
     let mut info = Vec::new();
     let mut current = evaluate(data, &weights, options.l2, false).await?;
-    record(data, progress, ModelType::LogisticRegression, options.max_iterations, &mut info, current.loss);
+    record(
+        data,
+        progress,
+        ModelType::LogisticRegression,
+        options.max_iterations,
+        &mut info,
+        current.loss,
+    );
     let mut memory: VecDeque<(Vec<f64>, Vec<f64>, f64)> = VecDeque::new();
     while info.len() < options.max_iterations && max_abs(&current.gradient) >= GRADIENT_TOLERANCE {
         // Two-loop recursion: direction = −H⁻¹ g.
@@ -179,18 +198,26 @@ async fn fit_lbfgs(
         }
         let gamma = memory
             .back()
-            .map_or(1.0 / max_abs(&current.gradient).max(1.0), |(s, y, _)| dot(s, y) / dot(y, y));
+            .map_or(1.0 / max_abs(&current.gradient).max(1.0), |(s, y, _)| {
+                dot(s, y) / dot(y, y)
+            });
         q.iter_mut().for_each(|v| *v *= gamma);
         for ((s, y, rho), alpha) in memory.iter().zip(alphas.iter().rev()) {
             let beta = rho * dot(y, &q);
-            q.iter_mut().zip(s).for_each(|(q, s)| *q += (alpha - beta) * s);
+            q.iter_mut()
+                .zip(s)
+                .for_each(|(q, s)| *q += (alpha - beta) * s);
         }
         let direction: Vec<f64> = q.iter().map(|v| -v).collect();
         let slope = dot(&current.gradient, &direction);
         // Backtracking line search (Armijo); each trial is one pass.
         let mut t = 1.0;
         let next = loop {
-            let trial: Vec<f64> = weights.iter().zip(&direction).map(|(w, p)| w + t * p).collect();
+            let trial: Vec<f64> = weights
+                .iter()
+                .zip(&direction)
+                .map(|(w, p)| w + t * p)
+                .collect();
             let eval = evaluate(data, &trial, options.l2, false).await?;
             if eval.loss <= current.loss + 1e-4 * t * slope || t < 1e-10 {
                 break (trial, eval);
@@ -199,13 +226,25 @@ async fn fit_lbfgs(
         };
         let (trial, eval) = next;
         let s: Vec<f64> = trial.iter().zip(&weights).map(|(a, b)| a - b).collect();
-        let y: Vec<f64> = eval.gradient.iter().zip(&current.gradient).map(|(a, b)| a - b).collect();
+        let y: Vec<f64> = eval
+            .gradient
+            .iter()
+            .zip(&current.gradient)
+            .map(|(a, b)| a - b)
+            .collect();
         let sy = dot(&s, &y);
         let improvement = current.loss - eval.loss;
         weights = trial;
         let previous_loss = current.loss;
         current = eval;
-        record(data, progress, ModelType::LogisticRegression, options.max_iterations, &mut info, current.loss);
+        record(
+            data,
+            progress,
+            ModelType::LogisticRegression,
+            options.max_iterations,
+            &mut info,
+            current.loss,
+        );
         if sy > 1e-300 {
             memory.push_back((s, y, 1.0 / sy));
             if memory.len() > LBFGS_MEMORY {

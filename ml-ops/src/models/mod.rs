@@ -22,8 +22,10 @@ use async_trait::async_trait;
 use datafusion::common::{Result, plan_err};
 use serde::{Deserialize, Serialize};
 
-pub use format::{Feature, InputColumn, Iteration, MODEL_FORMAT, Model, ModelParams, TransformItem};
-pub use options::{DataSplit, ModelOptions, NEWTON_MAX_WIDTH, OptionValue, Optimizer};
+pub use format::{
+    Feature, InputColumn, Iteration, MODEL_FORMAT, Model, ModelParams, TransformItem,
+};
+pub use options::{DataSplit, ModelOptions, NEWTON_MAX_WIDTH, Optimizer, OptionValue};
 pub use training::{Progress, SilentProgress, TrainingData};
 
 /// The kinds of model ember trains.

@@ -108,7 +108,8 @@ impl ModelOptions {
             other => return plan_err!("model_type must be a string, not {other}"),
         };
         for key in map.keys() {
-            if !COMMON.contains(&key.as_str()) && !model_type.own_options().contains(&key.as_str()) {
+            if !COMMON.contains(&key.as_str()) && !model_type.own_options().contains(&key.as_str())
+            {
                 let mut known: Vec<&str> = COMMON.to_vec();
                 known.extend(model_type.own_options());
                 return plan_err!(
@@ -133,7 +134,8 @@ impl ModelOptions {
             ModelType::LogisticRegression => 50,
             ModelType::KMeans => 20,
         };
-        let max_iterations = integer(&map, "max_iterations", 1, 100_000)?.unwrap_or(default_iterations);
+        let max_iterations =
+            integer(&map, "max_iterations", 1, 100_000)?.unwrap_or(default_iterations);
         let l2 = number(&map, "l2")?.unwrap_or(0.0);
         if !(l2 >= 0.0 && l2.is_finite()) {
             return plan_err!("l2 must be a finite number >= 0, not {l2}");
@@ -160,11 +162,15 @@ impl ModelOptions {
         let data_split = match text(&map, "data_split")?.as_deref() {
             None | Some("none") | Some("no_split") => DataSplit::None,
             Some("random") => DataSplit::Random,
-            Some(other) => return plan_err!("data_split must be 'none' or 'random', not '{other}'"),
+            Some(other) => {
+                return plan_err!("data_split must be 'none' or 'random', not '{other}'");
+            }
         };
         let eval_fraction = number(&map, "eval_fraction")?.unwrap_or(0.2);
         if !(eval_fraction > 0.0 && eval_fraction < 1.0) {
-            return plan_err!("eval_fraction must be between 0 and 1 (exclusive), not {eval_fraction}");
+            return plan_err!(
+                "eval_fraction must be between 0 and 1 (exclusive), not {eval_fraction}"
+            );
         }
         if map.contains_key("eval_fraction") && data_split == DataSplit::None {
             return plan_err!("eval_fraction needs data_split = 'random'");
@@ -206,7 +212,12 @@ fn number(map: &BTreeMap<String, OptionValue>, key: &str) -> Result<Option<f64>>
     }
 }
 
-fn integer(map: &BTreeMap<String, OptionValue>, key: &str, min: u64, max: u64) -> Result<Option<u64>> {
+fn integer(
+    map: &BTreeMap<String, OptionValue>,
+    key: &str,
+    min: u64,
+    max: u64,
+) -> Result<Option<u64>> {
     match number(map, key)? {
         None => Ok(None),
         Some(n) if n.fract() == 0.0 && n >= min as f64 && n <= max as f64 => Ok(Some(n as u64)),
@@ -219,8 +230,10 @@ mod tests {
     use super::*;
 
     fn opts(pairs: &[(&str, OptionValue)]) -> Result<ModelOptions> {
-        let given: Vec<(String, OptionValue)> =
-            pairs.iter().map(|(k, v)| (k.to_string(), v.clone())).collect();
+        let given: Vec<(String, OptionValue)> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.clone()))
+            .collect();
         ModelOptions::parse(&given)
     }
 
@@ -236,14 +249,38 @@ mod tests {
         let err = |pairs: &[(&str, OptionValue)]| opts(pairs).unwrap_err().to_string();
         assert!(err(&[("label", t("y"))]).contains("needs model_type"));
         assert!(err(&[("model_type", t("svm"))]).contains("unknown model_type 'svm'"));
-        assert!(err(&[("model_type", t("kmeans")), ("num_clusters", OptionValue::Number(2.0)), ("l2", OptionValue::Number(1.0))])
-            .contains("unknown option 'l2' for kmeans"));
+        assert!(
+            err(&[
+                ("model_type", t("kmeans")),
+                ("num_clusters", OptionValue::Number(2.0)),
+                ("l2", OptionValue::Number(1.0))
+            ])
+            .contains("unknown option 'l2' for kmeans")
+        );
         assert!(err(&[("model_type", t("linear_regression"))]).contains("needs OPTIONS (label"));
-        assert!(err(&[("model_type", t("kmeans")), ("num_clusters", OptionValue::Number(2.5))])
-            .contains("whole number"));
-        assert!(err(&[("model_type", t("linear_regression")), ("label", t("y")), ("l2", t("x"))])
-            .contains("l2 must be a number"));
-        assert!(err(&[("model_type", t("linear_regression")), ("label", t("y")), ("data_split", t("random")), ("eval_fraction", OptionValue::Number(1.5))])
-            .contains("eval_fraction"));
+        assert!(
+            err(&[
+                ("model_type", t("kmeans")),
+                ("num_clusters", OptionValue::Number(2.5))
+            ])
+            .contains("whole number")
+        );
+        assert!(
+            err(&[
+                ("model_type", t("linear_regression")),
+                ("label", t("y")),
+                ("l2", t("x"))
+            ])
+            .contains("l2 must be a number")
+        );
+        assert!(
+            err(&[
+                ("model_type", t("linear_regression")),
+                ("label", t("y")),
+                ("data_split", t("random")),
+                ("eval_fraction", OptionValue::Number(1.5))
+            ])
+            .contains("eval_fraction")
+        );
     }
 }

@@ -1,6 +1,6 @@
 //! The data an estimator trains on, and the one operation it needs: run a round.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Instant;
 
 use datafusion::common::{Column, Result, ScalarValue, exec_err};
@@ -32,7 +32,7 @@ pub struct TrainingData {
     plan: LogicalPlan,
     label: Option<String>,
     features: Vec<Feature>,
-    rows: u64,
+    rows: AtomicU64,
     passes: AtomicUsize,
     started: Instant,
 }
@@ -44,14 +44,13 @@ impl TrainingData {
         plan: LogicalPlan,
         label: Option<String>,
         features: Vec<Feature>,
-        rows: u64,
     ) -> Self {
         Self {
             ctx,
             plan,
             label,
             features,
-            rows,
+            rows: AtomicU64::new(0),
             passes: AtomicUsize::new(0),
             started: Instant::now(),
         }
@@ -62,9 +61,14 @@ impl TrainingData {
         self.features.iter().map(|f| f.width).sum()
     }
 
-    /// Rows of training data.
+    /// Rows of training data, as the last round counted them.
     pub fn rows(&self) -> u64 {
-        self.rows
+        self.rows.load(Ordering::Relaxed)
+    }
+
+    /// Records the row count a round saw.
+    pub fn note_rows(&self, rows: f64) {
+        self.rows.store(rows as u64, Ordering::Relaxed);
     }
 
     /// Passes over the data so far.
@@ -88,8 +92,9 @@ impl TrainingData {
             .collect()
     }
 
-    /// Runs one round: a distributed aggregate of `spec`'s statistics over every row.
-    pub async fn round(&self, spec: RoundSpec) -> Result<Vec<f64>> {
+    /// The aggregate query of one round computing `spec`, and the number of
+    /// statistics it returns.
+    pub fn round_frame(&self, spec: RoundSpec) -> Result<(DataFrame, usize)> {
         let names = self.features.iter().map(|f| f.name.clone()).collect();
         let label = match spec {
             RoundSpec::KMeans { .. } => None,
@@ -103,14 +108,23 @@ impl TrainingData {
         let function = TrainRoundFunc::new(spec, names, label, self.width());
         let expected = function.stats_len();
         let round = AggregateUDF::from(function).call(args).alias("stats");
-        let batches = self.frame().aggregate(vec![], vec![round])?.collect().await?;
+        Ok((self.frame().aggregate(vec![], vec![round])?, expected))
+    }
+
+    /// Runs one round: a distributed aggregate of `spec`'s statistics over every row.
+    pub async fn round(&self, spec: RoundSpec) -> Result<Vec<f64>> {
+        let (frame, expected) = self.round_frame(spec)?;
+        let batches = frame.collect().await?;
         self.passes.fetch_add(1, Ordering::Relaxed);
         let Some(batch) = batches.iter().find(|b| b.num_rows() > 0) else {
             return exec_err!("a training round returned no rows");
         };
         let stats = stats_values(&ScalarValue::try_from_array(batch.column(0), 0)?)?;
         if stats.len() != expected {
-            return exec_err!("a training round returned {} statistics, expected {expected}", stats.len());
+            return exec_err!(
+                "a training round returned {} statistics, expected {expected}",
+                stats.len()
+            );
         }
         Ok(stats)
     }
@@ -120,7 +134,9 @@ impl TrainingData {
     pub async fn sample_rows(&self, seed: u64, n: usize) -> Result<Vec<Vec<f64>>> {
         let mut hash_args = vec![lit(seed as i64)];
         hash_args.extend(self.feature_exprs());
-        let hash = ScalarUDF::from(RowHashFunc::new()).call(hash_args).alias("__ember_hash");
+        let hash = ScalarUDF::from(RowHashFunc::new())
+            .call(hash_args)
+            .alias("__ember_hash");
         let mut select = vec![hash];
         select.extend(self.feature_exprs());
         let order = SortExpr::new(Expr::Column(Column::from_name("__ember_hash")), true, false);

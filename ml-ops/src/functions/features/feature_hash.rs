@@ -32,8 +32,12 @@ impl Default for FeatureHashFunc {
 
 fn bucket_count(value: Option<&ScalarValue>) -> Result<usize> {
     match value.map(|v| v.cast_to(&DataType::Int64)) {
-        Some(Ok(ScalarValue::Int64(Some(n)))) if n >= 1 && n as usize <= MAX_BUCKETS => Ok(n as usize),
-        _ => plan_err!("feature_hash(x, buckets): buckets must be a whole number from 1 to {MAX_BUCKETS}"),
+        Some(Ok(ScalarValue::Int64(Some(n)))) if n >= 1 && n as usize <= MAX_BUCKETS => {
+            Ok(n as usize)
+        }
+        _ => plan_err!(
+            "feature_hash(x, buckets): buckets must be a whole number from 1 to {MAX_BUCKETS}"
+        ),
     }
 }
 
@@ -59,16 +63,25 @@ impl ScalarUDFImpl for FeatureHashFunc {
 
     fn return_field_from_args(&self, args: ReturnFieldArgs) -> Result<FieldRef> {
         if args.arg_fields.len() != 2 {
-            return plan_err!("feature_hash(x, buckets) takes 2 arguments, got {}", args.arg_fields.len());
+            return plan_err!(
+                "feature_hash(x, buckets) takes 2 arguments, got {}",
+                args.arg_fields.len()
+            );
         }
         let buckets = bucket_count(args.scalar_arguments[1])?;
-        Ok(Arc::new(Field::new(self.name(), vector_type(buckets), true)))
+        Ok(Arc::new(Field::new(
+            self.name(),
+            vector_type(buckets),
+            true,
+        )))
     }
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
         let buckets = match &args.args[1] {
             ColumnarValue::Scalar(s) => bucket_count(Some(s))?,
-            ColumnarValue::Array(_) => return plan_err!("feature_hash: buckets must be a constant"),
+            ColumnarValue::Array(_) => {
+                return plan_err!("feature_hash: buckets must be a constant");
+            }
         };
         let x = cast(&args.args[0].to_array(args.number_rows)?, &DataType::Utf8)?;
         let x = x.as_string::<i32>();

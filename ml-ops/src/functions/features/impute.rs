@@ -40,7 +40,10 @@ impl ScalarUDFImpl for ImputeFunc {
 
     fn return_type(&self, arg_types: &[DataType]) -> Result<DataType> {
         match arg_types.len() {
-            1 | 2 => unfitted("impute(x)", "impute(x, 'constant', value) or coalesce(x, value)"),
+            1 | 2 => unfitted(
+                "impute(x)",
+                "impute(x, 'constant', value) or coalesce(x, value)",
+            ),
             3 => Ok(DataType::Float64),
             n => plan_err!("impute takes 1 or 2 arguments (in TRANSFORM) or 3, got {n}"),
         }

@@ -27,7 +27,7 @@ pub use bucketize::{BucketizeFunc, QuantileBucketizeFunc};
 pub use feature_hash::FeatureHashFunc;
 pub use impute::{IMPUTE_STRATEGIES, ImputeFunc};
 pub use min_max_scale::MinMaxScaleFunc;
-pub use one_hot::OneHotFunc;
+pub use one_hot::{MAX_CATEGORIES, OneHotFunc};
 pub use polynomial_expand::PolynomialExpandFunc;
 pub use standard_scale::StandardScaleFunc;
 
@@ -76,12 +76,17 @@ pub(crate) fn numbers(function: &str, arg: &ColumnarValue, rows: usize) -> Resul
     if !(t.is_numeric() || *t == DataType::Boolean || *t == DataType::Null) {
         return exec_err!("{function} takes a number, not {t}");
     }
-    Ok(cast(&array, &DataType::Float64)?.as_primitive::<Float64Type>().clone())
+    Ok(cast(&array, &DataType::Float64)?
+        .as_primitive::<Float64Type>()
+        .clone())
 }
 
 /// The `FixedSizeList<Float64>` type of `width`-wide vectors.
 pub(crate) fn vector_type(width: usize) -> DataType {
-    DataType::FixedSizeList(Arc::new(Field::new("item", DataType::Float64, true)), width as i32)
+    DataType::FixedSizeList(
+        Arc::new(Field::new("item", DataType::Float64, true)),
+        width as i32,
+    )
 }
 
 /// `rows` vectors of `width` values, row-major, as a `FixedSizeList<Float64>`.

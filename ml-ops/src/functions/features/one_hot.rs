@@ -57,8 +57,11 @@ impl ScalarUDFImpl for OneHotFunc {
             .iter()
             .map(|a| constant_text(self.name(), a, "a category"))
             .collect::<Result<Vec<_>>>()?;
-        let index: HashMap<&str, usize> =
-            categories.iter().enumerate().map(|(i, c)| (c.as_str(), i)).collect();
+        let index: HashMap<&str, usize> = categories
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (c.as_str(), i))
+            .collect();
         let width = categories.len();
         let x = cast(&args.args[0].to_array(args.number_rows)?, &DataType::Utf8)?;
         let x = x.as_string::<i32>();

@@ -60,7 +60,11 @@ fn shape(types: &[DataType], last: Option<&ScalarValue>) -> Result<(usize, usize
     let (inputs, degree) = if degree_given {
         match last.and_then(|v| v.cast_to(&DataType::Int64).ok()) {
             Some(ScalarValue::Int64(Some(d))) if (1..=10).contains(&d) => (n - 1, d as usize),
-            _ => return plan_err!("polynomial_expand: the degree must be a whole number from 1 to 10"),
+            _ => {
+                return plan_err!(
+                    "polynomial_expand: the degree must be a whole number from 1 to 10"
+                );
+            }
         }
     } else {
         (n, 2)
@@ -85,7 +89,11 @@ impl ScalarUDFImpl for PolynomialExpandFunc {
     }
 
     fn return_field_from_args(&self, args: ReturnFieldArgs) -> Result<FieldRef> {
-        let types: Vec<DataType> = args.arg_fields.iter().map(|f| f.data_type().clone()).collect();
+        let types: Vec<DataType> = args
+            .arg_fields
+            .iter()
+            .map(|f| f.data_type().clone())
+            .collect();
         let (inputs, degree) = shape(&types, args.scalar_arguments.last().copied().flatten())?;
         let terms = monomials(inputs, degree).len();
         if terms > MAX_TERMS {
@@ -95,7 +103,11 @@ impl ScalarUDFImpl for PolynomialExpandFunc {
     }
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
-        let types: Vec<DataType> = args.arg_fields.iter().map(|f| f.data_type().clone()).collect();
+        let types: Vec<DataType> = args
+            .arg_fields
+            .iter()
+            .map(|f| f.data_type().clone())
+            .collect();
         let last = match args.args.last() {
             Some(ColumnarValue::Scalar(s)) => Some(s.clone()),
             _ => None,

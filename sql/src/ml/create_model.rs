@@ -1,0 +1,256 @@
+//! CREATE MODEL: plan the query, fit the TRANSFORM, run the estimator's rounds,
+//! measure the model, and write it to the store as a new version.
+
+use std::collections::BTreeMap;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use datafusion::arrow::datatypes::DataType;
+use datafusion::common::{Result, plan_err};
+use datafusion::logical_expr::LogicalPlan;
+use ember_ml_ops::functions::RoundSpec;
+use ember_ml_ops::hashing::StableHasher;
+use ember_ml_ops::models::{
+    Feature, InputColumn, MODEL_FORMAT, Model, ModelOptions, ModelType, TrainingData,
+    TransformItem, estimator,
+};
+use ember_ml_ops::store::validate_model_name;
+
+use super::evaluate::compute_metrics;
+use super::fit_transform::fit_transform;
+use super::sql_text::{Rows, ident, rows_sql};
+use super::{MlContext, MlOutput};
+use crate::parser::CreateModel;
+
+/// A CREATE MODEL statement made ready to train.
+struct Prepared {
+    name: String,
+    options: ModelOptions,
+    query: String,
+    query_columns: Vec<String>,
+    inputs: Vec<InputColumn>,
+    transform: Vec<TransformItem>,
+    features: Vec<Feature>,
+    /// label (when supervised) and features of the training rows.
+    plan: LogicalPlan,
+}
+
+/// The SELECT list computing a model's features from its input columns.
+pub fn feature_select(inputs: &[InputColumn], transform: &[TransformItem]) -> Vec<String> {
+    if transform.is_empty() {
+        inputs.iter().map(|i| ident(&i.name)).collect()
+    } else {
+        transform
+            .iter()
+            .map(|t| format!("{} AS {}", t.sql, ident(&t.name)))
+            .collect()
+    }
+}
+
+/// Features and their widths from the planned feature columns.
+pub fn feature_widths(plan: &LogicalPlan, names: &[String]) -> Result<Vec<Feature>> {
+    names
+        .iter()
+        .map(|name| {
+            let field = plan.schema().field_with_unqualified_name(name)?;
+            let width = match field.data_type() {
+                DataType::FixedSizeList(_, n) => *n as usize,
+                t if t.is_numeric() || *t == DataType::Boolean => 1,
+                DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => {
+                    return plan_err!(
+                        "feature '{name}' is text: encode it in TRANSFORM with one_hot({name}) or feature_hash({name}, buckets)"
+                    );
+                }
+                other => return plan_err!("feature '{name}' is {other}: features must be numbers"),
+            };
+            Ok(Feature { name: name.clone(), width })
+        })
+        .collect()
+}
+
+async fn prepare(ml: &MlContext, create: &CreateModel) -> Result<Prepared> {
+    let name = validate_model_name(&create.name)?;
+    let options = ModelOptions::parse(&create.options)?;
+    let query = create.query.to_string();
+    let state = ml.ctx.state();
+    let query_plan = state.create_logical_plan(&query).await?;
+    let schema = query_plan.schema();
+    let query_columns: Vec<String> = schema.fields().iter().map(|f| f.name().clone()).collect();
+    for (i, c) in query_columns.iter().enumerate() {
+        if query_columns[..i].contains(c) {
+            return plan_err!("the training query has two columns named '{c}': alias them apart");
+        }
+    }
+    if let Some(label) = &options.label {
+        let Some(field) = schema.fields().iter().find(|f| f.name() == label) else {
+            return plan_err!(
+                "label '{label}' is not a column of the training query (columns: {})",
+                query_columns.join(", ")
+            );
+        };
+        let t = field.data_type();
+        if !(t.is_numeric() || *t == DataType::Boolean) {
+            return plan_err!("label '{label}' is {t}, not numeric");
+        }
+    }
+    let inputs: Vec<InputColumn> = schema
+        .fields()
+        .iter()
+        .filter(|f| Some(f.name()) != options.label.as_ref())
+        .map(|f| InputColumn {
+            name: f.name().clone(),
+            data_type: f.data_type().to_string(),
+        })
+        .collect();
+    if inputs.is_empty() {
+        return plan_err!("the training query has no feature columns besides the label");
+    }
+    let training_rows = rows_sql(&query, &query_columns, &options, Rows::Training);
+    let transform = if create.transform.is_empty() {
+        vec![]
+    } else {
+        fit_transform(
+            &ml.ctx,
+            &create.transform,
+            options.label.as_deref(),
+            &training_rows,
+        )
+        .await?
+    };
+    let mut select = feature_select(&inputs, &transform);
+    if let Some(label) = &options.label {
+        select.push(ident(label));
+    }
+    let features_sql = format!(
+        "SELECT {} FROM ({training_rows}) AS __ember_rows",
+        select.join(", ")
+    );
+    let plan = state.create_logical_plan(&features_sql).await?;
+    let names: Vec<String> = if transform.is_empty() {
+        inputs.iter().map(|i| i.name.clone()).collect()
+    } else {
+        transform.iter().map(|t| t.name.clone()).collect()
+    };
+    let features = feature_widths(&plan, &names)?;
+    Ok(Prepared {
+        name,
+        options,
+        query,
+        query_columns,
+        inputs,
+        transform,
+        features,
+        plan,
+    })
+}
+
+/// Runs CREATE MODEL.
+pub async fn create_model(ml: &MlContext, create: &CreateModel) -> Result<MlOutput> {
+    let name = validate_model_name(&create.name)?;
+    // Options first: a bad option fails before any data is read.
+    ModelOptions::parse(&create.options)?;
+    if ml.store.latest(&name).await?.is_some() {
+        if create.if_not_exists {
+            return Ok(MlOutput::none());
+        }
+        if !create.or_replace {
+            return plan_err!(
+                "model '{name}' already exists: use CREATE OR REPLACE MODEL to add a version"
+            );
+        }
+    }
+    let prepared = prepare(ml, create).await?;
+    let options = &prepared.options;
+    let mut plan = prepared.plan.clone();
+    let iterative = options.model_type != ModelType::LinearRegression;
+    if ml.cache_features && iterative {
+        // Decode and transform the input once; every round then reads memory.
+        let frame = datafusion::prelude::DataFrame::new(ml.ctx.state(), plan);
+        plan = frame.cache().await?.into_unoptimized_plan();
+    }
+    let data = TrainingData::new(
+        ml.ctx.clone(),
+        plan,
+        options.label.clone(),
+        prepared.features.clone(),
+    );
+    let fitted = estimator(options.model_type)
+        .fit(&data, options, ml.progress.as_ref())
+        .await?;
+    let created_at = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let mut fingerprint = StableHasher::new(0);
+    fingerprint.write(prepared.query.as_bytes());
+    fingerprint.write(&data.rows().to_le_bytes());
+    let mut model = Model {
+        format: MODEL_FORMAT,
+        name: prepared.name.clone(),
+        version: 0,
+        created_at,
+        model_type: options.model_type,
+        options_given: create.options.iter().cloned().collect::<BTreeMap<_, _>>(),
+        options: options.clone(),
+        query: prepared.query.clone(),
+        query_columns: prepared.query_columns.clone(),
+        inputs: prepared.inputs.clone(),
+        transform: prepared.transform.clone(),
+        features: prepared.features.clone(),
+        params: fitted.params,
+        training_info: fitted.training_info,
+        passes: data.passes(),
+        training_rows: data.rows(),
+        metrics: BTreeMap::new(),
+        metrics_on: String::new(),
+        data_fingerprint: format!("{:016x}", fingerprint.finish()),
+    };
+    model.check()?;
+    let (rows, on) = match options.data_split {
+        ember_ml_ops::models::DataSplit::Random => (Rows::Evaluation, "evaluation split"),
+        ember_ml_ops::models::DataSplit::None => (Rows::All, "training data"),
+    };
+    let rows = rows_sql(&model.query, &model.query_columns, options, rows);
+    model.metrics = compute_metrics(ml, &model, &rows)
+        .await?
+        .into_iter()
+        .filter_map(|(k, v)| v.map(|v| (k.to_string(), v)))
+        .collect();
+    model.metrics_on = on.to_string();
+    ml.store.save(&mut model).await?;
+    Ok(MlOutput::none())
+}
+
+/// EXPLAIN CREATE MODEL: the plan of one training round (fits the TRANSFORM's
+/// statistics, trains nothing).
+pub async fn explain_create_model(ml: &MlContext, create: &CreateModel) -> Result<MlOutput> {
+    let prepared = prepare(ml, create).await?;
+    let width: usize = prepared.features.iter().map(|f| f.width).sum();
+    let spec = match prepared.options.model_type {
+        ModelType::LinearRegression => RoundSpec::LeastSquares,
+        ModelType::LogisticRegression => RoundSpec::Logistic {
+            weights: vec![0.0; width + 1],
+            hessian: true,
+        },
+        ModelType::KMeans => RoundSpec::KMeans {
+            centroids: vec![0.0; width * prepared.options.num_clusters],
+            measure: None,
+        },
+    };
+    let data = TrainingData::new(
+        ml.ctx.clone(),
+        prepared.plan,
+        prepared.options.label.clone(),
+        prepared.features,
+    );
+    let (frame, _) = data.round_frame(spec)?;
+    let batches = frame.explain(false, false)?.collect().await?;
+    let schema = batches
+        .first()
+        .map(|b| b.schema())
+        .unwrap_or_else(|| std::sync::Arc::new(datafusion::arrow::datatypes::Schema::empty()));
+    Ok(MlOutput {
+        schema,
+        batches,
+        returns_rows: true,
+    })
+}

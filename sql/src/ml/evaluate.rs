@@ -1,0 +1,271 @@
+//! EVALUATE MODEL: metrics as scikit-learn defines them, each computed by
+//! distributed aggregate queries over the model's predictions.
+//!
+//! - regression: `rmse`, `mae`, `r2`
+//! - classification: `accuracy`, `precision`, `recall`, `f1` (class 1 positive,
+//!   0 when undefined), `log_loss` (mean over rows, probabilities clipped to
+//!   [ε, 1−ε]), `roc_auc` (from ranks, ties averaged; NULL with one class)
+//! - kmeans: `inertia` (sum of squared distances to the nearest centroid),
+//!   `davies_bouldin` (over the clusters' own means, as scikit-learn's)
+
+use std::sync::Arc;
+
+use datafusion::arrow::array::{Array, AsArray, Float64Array, RecordBatch};
+use datafusion::arrow::compute::cast;
+use datafusion::arrow::datatypes::{DataType, Field, Float64Type, Schema};
+use datafusion::common::{Result, plan_err};
+use datafusion::prelude::DataFrame;
+use ember_ml_ops::functions::RoundSpec;
+use ember_ml_ops::models::{Model, ModelParams, ModelType, TrainingData};
+
+use super::bind::{bind_models, insert};
+use super::create_model::{feature_select, feature_widths};
+use super::sql_text::{Rows, ident, rows_sql, text_literal};
+use super::{MlContext, MlOutput};
+
+/// The metric names of a model type, in output order.
+pub fn metric_names(model_type: ModelType) -> &'static [&'static str] {
+    match model_type {
+        ModelType::LinearRegression => &["rmse", "mae", "r2"],
+        ModelType::LogisticRegression => &[
+            "accuracy",
+            "precision",
+            "recall",
+            "f1",
+            "log_loss",
+            "roc_auc",
+        ],
+        ModelType::KMeans => &["inertia", "davies_bouldin"],
+    }
+}
+
+/// Runs `sql` (which may call `predict` on `model`, held in memory) and returns
+/// the first row as floats.
+async fn first_row(ml: &MlContext, model: &Model, sql: &str) -> Result<Vec<Option<f64>>> {
+    insert(&ml.catalog, model.clone())?;
+    let state = ml.ctx.state();
+    let plan = state.create_logical_plan(sql).await?;
+    let plan = bind_models(plan, &state, &ml.catalog)?;
+    let batches = DataFrame::new(state, plan).collect().await?;
+    let Some(batch) = batches.iter().find(|b| b.num_rows() > 0) else {
+        return Ok(vec![]);
+    };
+    batch
+        .columns()
+        .iter()
+        .map(|c| {
+            let c = cast(c, &DataType::Float64)?;
+            let c = c.as_primitive::<Float64Type>();
+            Ok(c.is_valid(0).then(|| c.value(0)))
+        })
+        .collect()
+}
+
+fn ratio(num: f64, den: f64) -> f64 {
+    if den == 0.0 { 0.0 } else { num / den }
+}
+
+/// The metrics of `model` over the rows `rows` (SQL) returns.
+pub async fn compute_metrics(
+    ml: &MlContext,
+    model: &Model,
+    rows: &str,
+) -> Result<Vec<(&'static str, Option<f64>)>> {
+    let names = metric_names(model.model_type);
+    let inputs: Vec<String> = model.inputs.iter().map(|i| ident(&i.name)).collect();
+    let call = |f: &str| format!("{f}({}, {})", text_literal(&model.name), inputs.join(", "));
+    let label = model.options.label.as_deref().map(ident);
+    let values: Vec<Option<f64>> = match model.model_type {
+        ModelType::LinearRegression => {
+            let label = label.expect("supervised");
+            let sql = format!(
+                "SELECT count(*), sum((p - y) * (p - y)), sum(abs(p - y)), var_pop(y) FROM \
+                 (SELECT CAST({label} AS DOUBLE) AS y, {} AS p FROM ({rows}) AS r) AS t",
+                call("predict")
+            );
+            let v = first_row(ml, model, &sql).await?;
+            let n = v[0].unwrap_or(0.0);
+            if n == 0.0 {
+                return plan_err!("no rows to evaluate on");
+            }
+            let (sse, sae, var) = (
+                v[1].unwrap_or(0.0),
+                v[2].unwrap_or(0.0),
+                v[3].unwrap_or(0.0),
+            );
+            let total = var * n;
+            // scikit-learn: a constant target scores 1 when fitted exactly, else 0.
+            let r2 = if total == 0.0 {
+                if sse == 0.0 { 1.0 } else { 0.0 }
+            } else {
+                1.0 - sse / total
+            };
+            vec![Some((sse / n).sqrt()), Some(sae / n), Some(r2)]
+        }
+        ModelType::LogisticRegression => {
+            let label = label.expect("supervised");
+            let eps = f64::EPSILON;
+            let predictions = format!(
+                "SELECT CAST({label} AS DOUBLE) AS y, CAST({} AS DOUBLE) AS c, \
+                 least(greatest({}, {eps:?}), {:?}) AS q FROM ({rows}) AS r",
+                call("predict"),
+                call("predict_proba"),
+                1.0 - eps
+            );
+            let sql = format!(
+                "SELECT count(*), sum(CASE WHEN c = y THEN 1.0 ELSE 0.0 END), sum(c * y), sum(c), sum(y), \
+                 sum(-(y * ln(q) + (1.0 - y) * ln(1.0 - q))) FROM ({predictions}) AS t"
+            );
+            let v = first_row(ml, model, &sql).await?;
+            let n = v[0].unwrap_or(0.0);
+            if n == 0.0 {
+                return plan_err!("no rows to evaluate on");
+            }
+            let [correct, tp, predicted, positive, log_loss] =
+                [v[1], v[2], v[3], v[4], v[5]].map(|x| x.unwrap_or(0.0));
+            let auc_sql = format!(
+                "SELECT sum(CASE WHEN y = 1.0 THEN r ELSE 0.0 END) FROM (SELECT y, \
+                 CAST(rank() OVER (ORDER BY q) AS DOUBLE) + (CAST(count(*) OVER (PARTITION BY q) AS DOUBLE) - 1.0) / 2.0 AS r \
+                 FROM ({predictions}) AS t) AS ranked"
+            );
+            let negative = n - positive;
+            let roc_auc = if positive == 0.0 || negative == 0.0 {
+                None
+            } else {
+                let rank_sum = first_row(ml, model, &auc_sql).await?[0].unwrap_or(0.0);
+                Some((rank_sum - positive * (positive + 1.0) / 2.0) / (positive * negative))
+            };
+            vec![
+                Some(correct / n),
+                Some(ratio(tp, predicted)),
+                Some(ratio(tp, positive)),
+                Some(ratio(2.0 * tp, predicted + positive)),
+                Some(log_loss / n),
+                roc_auc,
+            ]
+        }
+        ModelType::KMeans => kmeans_metrics(ml, model, rows).await?,
+    };
+    Ok(names.iter().copied().zip(values).collect())
+}
+
+async fn kmeans_metrics(ml: &MlContext, model: &Model, rows: &str) -> Result<Vec<Option<f64>>> {
+    let ModelParams::Centroids { centroids } = &model.params else {
+        return plan_err!("model '{}' has no centroids", model.name);
+    };
+    let sql = format!(
+        "SELECT {} FROM ({rows}) AS r",
+        feature_select(&model.inputs, &model.transform).join(", ")
+    );
+    let state = ml.ctx.state();
+    let plan = state.create_logical_plan(&sql).await?;
+    let names: Vec<String> = model.features.iter().map(|f| f.name.clone()).collect();
+    let features = feature_widths(&plan, &names)?;
+    let data = TrainingData::new(ml.ctx.clone(), plan, None, features);
+    let d = model.width();
+    let k = centroids.len();
+    let flat = centroids.concat();
+    let stats = data
+        .round(RoundSpec::KMeans {
+            centroids: flat.clone(),
+            measure: None,
+        })
+        .await?;
+    let counts = &stats[k * d..k * d + k];
+    if counts.iter().sum::<f64>() == 0.0 {
+        return plan_err!("no rows to evaluate on");
+    }
+    let inertia: f64 = stats[k * d + k..k * d + 2 * k].iter().sum();
+    // Davies-Bouldin over the clusters that have rows, around their own means.
+    let mut means = flat.clone();
+    for c in 0..k {
+        if counts[c] > 0.0 {
+            for j in 0..d {
+                means[c * d + j] = stats[c * d + j] / counts[c];
+            }
+        }
+    }
+    let present: Vec<usize> = (0..k).filter(|&c| counts[c] > 0.0).collect();
+    let davies_bouldin = if present.len() < 2 {
+        None
+    } else {
+        let measured = data
+            .round(RoundSpec::KMeans {
+                centroids: flat,
+                measure: Some(means.clone()),
+            })
+            .await?;
+        let spread: Vec<f64> = (0..k)
+            .map(|c| ratio(measured[k * d + 2 * k + c], counts[c]))
+            .collect();
+        let mut total = 0.0;
+        for &i in &present {
+            let mut worst: f64 = 0.0;
+            for &j in &present {
+                if i == j {
+                    continue;
+                }
+                let distance: f64 = (0..d)
+                    .map(|t| (means[i * d + t] - means[j * d + t]).powi(2))
+                    .sum::<f64>()
+                    .sqrt();
+                let score = if distance == 0.0 {
+                    0.0
+                } else {
+                    (spread[i] + spread[j]) / distance
+                };
+                worst = worst.max(score);
+            }
+            total += worst;
+        }
+        Some(total / present.len() as f64)
+    };
+    Ok(vec![Some(inertia), davies_bouldin])
+}
+
+/// One row of metrics.
+pub fn metrics_batch(metrics: &[(&str, Option<f64>)]) -> Result<RecordBatch> {
+    let fields: Vec<Field> = metrics
+        .iter()
+        .map(|(n, _)| Field::new(*n, DataType::Float64, true))
+        .collect();
+    let columns = metrics
+        .iter()
+        .map(|(_, v)| Arc::new(Float64Array::from(vec![*v])) as Arc<dyn Array>)
+        .collect();
+    Ok(RecordBatch::try_new(
+        Arc::new(Schema::new(fields)),
+        columns,
+    )?)
+}
+
+/// EVALUATE MODEL name [ON (query)].
+pub async fn evaluate_model(ml: &MlContext, name: &str, on: Option<&str>) -> Result<MlOutput> {
+    let model = ml.store.load(name).await?;
+    let rows = match on {
+        Some(query) => {
+            let rows = format!("SELECT * FROM ({query}) AS __ember_on");
+            let plan = ml.ctx.state().create_logical_plan(&rows).await?;
+            let mut needed: Vec<&str> = model.inputs.iter().map(|i| i.name.as_str()).collect();
+            needed.extend(model.options.label.as_deref());
+            for column in needed {
+                if plan.schema().field_with_unqualified_name(column).is_err() {
+                    return plan_err!(
+                        "EVALUATE MODEL {}: the ON query has no column '{column}'",
+                        model.name
+                    );
+                }
+            }
+            rows
+        }
+        None => {
+            let rows = match model.options.data_split {
+                ember_ml_ops::models::DataSplit::Random => Rows::Evaluation,
+                ember_ml_ops::models::DataSplit::None => Rows::All,
+            };
+            rows_sql(&model.query, &model.query_columns, &model.options, rows)
+        }
+    };
+    let metrics = compute_metrics(ml, &model, &rows).await?;
+    Ok(MlOutput::rows(metrics_batch(&metrics)?))
+}

@@ -1,0 +1,147 @@
+//! SHOW MODELS, DESCRIBE MODEL, DROP MODEL.
+
+use std::sync::Arc;
+
+use datafusion::arrow::array::{ArrayRef, RecordBatch, StringArray, UInt64Array};
+use datafusion::arrow::datatypes::{DataType, Field, Schema};
+use datafusion::common::{Result, plan_err};
+use ember_ml_ops::models::{Model, ModelParams};
+use ember_ml_ops::store::validate_model_name;
+
+use super::{MlContext, MlOutput};
+
+fn json<T: serde::Serialize>(value: &T) -> String {
+    serde_json::to_string(value).unwrap_or_default()
+}
+
+/// SHOW MODELS: one row per model, its newest version.
+pub async fn show_models(ml: &MlContext) -> Result<MlOutput> {
+    let mut names = Vec::new();
+    let mut versions = Vec::new();
+    let mut types = Vec::new();
+    let mut labels = Vec::new();
+    let mut features = Vec::new();
+    let mut rows = Vec::new();
+    let mut created = Vec::new();
+    for (name, _) in ml.store.list().await? {
+        let model = ml.store.load(&name).await?;
+        names.push(model.name.clone());
+        versions.push(model.version);
+        types.push(model.model_type.name().to_string());
+        labels.push(model.options.label.clone());
+        features.push(
+            model
+                .features
+                .iter()
+                .map(|f| f.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
+        );
+        rows.push(model.training_rows);
+        created.push(model.created_at);
+    }
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("model_name", DataType::Utf8, false),
+        Field::new("version", DataType::UInt64, false),
+        Field::new("model_type", DataType::Utf8, false),
+        Field::new("label", DataType::Utf8, true),
+        Field::new("features", DataType::Utf8, false),
+        Field::new("training_rows", DataType::UInt64, false),
+        Field::new("created_at", DataType::UInt64, false),
+    ]));
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(StringArray::from(names)),
+        Arc::new(UInt64Array::from(versions)),
+        Arc::new(StringArray::from(types)),
+        Arc::new(StringArray::from(labels)),
+        Arc::new(StringArray::from(features)),
+        Arc::new(UInt64Array::from(rows)),
+        Arc::new(UInt64Array::from(created)),
+    ];
+    Ok(MlOutput::rows(RecordBatch::try_new(schema, columns)?))
+}
+
+/// The (property, value) rows DESCRIBE MODEL shows.
+pub fn describe_rows(model: &Model, store: &str) -> Vec<(String, String)> {
+    let mut rows = vec![
+        ("name".to_string(), model.name.clone()),
+        ("version".to_string(), model.version.to_string()),
+        (
+            "model_type".to_string(),
+            model.model_type.name().to_string(),
+        ),
+        ("created_at".to_string(), model.created_at.to_string()),
+        ("options".to_string(), json(&model.options)),
+        ("query".to_string(), model.query.clone()),
+        ("inputs".to_string(), json(&model.inputs)),
+        ("transform".to_string(), json(&model.transform)),
+        ("features".to_string(), json(&model.features)),
+    ];
+    match &model.params {
+        ModelParams::Linear {
+            coefficients,
+            intercept,
+        } => {
+            rows.push(("coefficients".to_string(), json(coefficients)));
+            rows.push(("intercept".to_string(), json(intercept)));
+        }
+        ModelParams::Centroids { centroids } => {
+            rows.push(("centroids".to_string(), json(centroids)))
+        }
+    }
+    rows.extend([
+        ("metrics".to_string(), json(&model.metrics)),
+        ("metrics_on".to_string(), model.metrics_on.clone()),
+        (
+            "iterations".to_string(),
+            model.training_info.len().to_string(),
+        ),
+        (
+            "final_loss".to_string(),
+            model
+                .training_info
+                .last()
+                .map(|i| i.loss.to_string())
+                .unwrap_or_default(),
+        ),
+        ("passes".to_string(), model.passes.to_string()),
+        ("training_rows".to_string(), model.training_rows.to_string()),
+        (
+            "data_fingerprint".to_string(),
+            model.data_fingerprint.clone(),
+        ),
+        (
+            "store".to_string(),
+            format!("{store}/{}/v{}/model.json", model.name, model.version),
+        ),
+    ]);
+    rows
+}
+
+/// DESCRIBE MODEL name: one row per property.
+pub async fn describe_model(ml: &MlContext, name: &str) -> Result<MlOutput> {
+    let model = ml.store.load(name).await?;
+    let rows = describe_rows(&model, ml.store.url());
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("property", DataType::Utf8, false),
+        Field::new("value", DataType::Utf8, false),
+    ]));
+    let (keys, values): (Vec<String>, Vec<String>) = rows.into_iter().unzip();
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(StringArray::from(keys)),
+        Arc::new(StringArray::from(values)),
+    ];
+    Ok(MlOutput::rows(RecordBatch::try_new(schema, columns)?))
+}
+
+/// DROP MODEL [IF EXISTS] name: removes every version.
+pub async fn drop_model(ml: &MlContext, name: &str, if_exists: bool) -> Result<MlOutput> {
+    let name = validate_model_name(name)?;
+    if !ml.store.drop_model(&name).await? && !if_exists {
+        return plan_err!("unknown model '{name}'");
+    }
+    if let Ok(mut catalog) = ml.catalog.write() {
+        catalog.remove(&name);
+    }
+    Ok(MlOutput::none())
+}

@@ -1,0 +1,70 @@
+//! Running ember's model statements on a DataFusion context (embedded or a
+//! Ballista cluster): CREATE MODEL's driver loop, EVALUATE's metrics, SHOW /
+//! DESCRIBE / DROP MODEL, `training_info`, and binding `predict` calls to models.
+
+mod bind;
+mod create_model;
+mod evaluate;
+mod fit_transform;
+mod inspect;
+mod sql_text;
+mod training_info;
+
+use std::sync::Arc;
+
+use datafusion::arrow::array::RecordBatch;
+use datafusion::arrow::datatypes::{Schema, SchemaRef};
+use datafusion::prelude::SessionContext;
+use ember_ml_ops::functions::ModelCatalog;
+use ember_ml_ops::models::Progress;
+use ember_ml_ops::store::ModelStore;
+
+pub use bind::{bind_models, load_referenced_models};
+pub use create_model::{create_model, explain_create_model};
+pub use evaluate::evaluate_model;
+pub use inspect::{describe_model, drop_model, show_models};
+pub use training_info::TrainingInfoFunc;
+
+/// What model statements need from the session that runs them.
+#[derive(Clone)]
+pub struct MlContext {
+    /// The context queries run on.
+    pub ctx: SessionContext,
+    /// Where models are read and written.
+    pub store: ModelStore,
+    /// Models loaded for the statement being planned.
+    pub catalog: ModelCatalog,
+    /// Whether training may hold its feature matrix in memory between rounds
+    /// (embedded sessions; a cluster reads its input again each round).
+    pub cache_features: bool,
+    /// Told about each training iteration.
+    pub progress: Arc<dyn Progress>,
+}
+
+/// Rows a model statement returns, or none.
+#[derive(Debug, Clone)]
+pub struct MlOutput {
+    pub schema: SchemaRef,
+    pub batches: Vec<RecordBatch>,
+    pub returns_rows: bool,
+}
+
+impl MlOutput {
+    /// A statement that returns no rows.
+    pub fn none() -> Self {
+        Self {
+            schema: Arc::new(Schema::empty()),
+            batches: vec![],
+            returns_rows: false,
+        }
+    }
+
+    /// One batch of rows.
+    pub fn rows(batch: RecordBatch) -> Self {
+        Self {
+            schema: batch.schema(),
+            batches: vec![batch],
+            returns_rows: true,
+        }
+    }
+}
