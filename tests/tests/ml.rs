@@ -1,0 +1,539 @@
+//! ML in SQL against scikit-learn (tests/fixtures/ml/make_reference.py), embedded
+//! and on an in-process cluster of 2 executors; distributed models must equal
+//! embedded ones, and so must models trained on 1 file or 8.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use ember_engine::EmberContext;
+use ember_engine::cluster::InProcessCluster;
+use ember_tests::{fixtures, to_text};
+use serde_json::Value;
+use tempfile::TempDir;
+
+fn ml_fixtures() -> PathBuf {
+    fixtures().join("ml")
+}
+
+fn reference() -> Value {
+    let text = std::fs::read_to_string(ml_fixtures().join("reference.json")).unwrap();
+    serde_json::from_str(&text).unwrap()
+}
+
+fn floats(v: &Value) -> Vec<f64> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_f64().unwrap())
+        .collect()
+}
+
+/// |a - b| ≤ tol · max(1, |b|) for each pair.
+fn assert_close(what: &str, actual: &[f64], expected: &[f64], tol: f64) {
+    assert_eq!(actual.len(), expected.len(), "{what}: lengths differ");
+    for (i, (a, e)) in actual.iter().zip(expected).enumerate() {
+        assert!(
+            (a - e).abs() <= tol * e.abs().max(1.0),
+            "{what}[{i}]: {a} vs {e} (tolerance {tol})"
+        );
+    }
+}
+
+/// An engine to test on, with its own model store.
+struct Engine {
+    ember: EmberContext,
+    _store: TempDir,
+    _cluster: Option<InProcessCluster>,
+}
+
+async fn engine(cluster: bool) -> Engine {
+    let store = tempfile::tempdir().unwrap();
+    let (ember, cluster) = if cluster {
+        let cluster = InProcessCluster::start(2, 2).await.unwrap();
+        (cluster.context().await.unwrap(), Some(cluster))
+    } else {
+        (EmberContext::embedded().unwrap(), None)
+    };
+    let ember = ember
+        .with_model_store(store.path().to_str().unwrap())
+        .unwrap();
+    ember.register_data_dir(&ml_fixtures()).await.unwrap();
+    Engine {
+        ember,
+        _store: store,
+        _cluster: cluster,
+    }
+}
+
+async fn describe(ember: &EmberContext, model: &str) -> BTreeMap<String, String> {
+    let text = to_text(
+        &ember
+            .sql_one(&format!("describe model {model}"))
+            .await
+            .unwrap(),
+    );
+    text.rows
+        .into_iter()
+        .map(|r| (r[0].clone(), r[1].clone()))
+        .collect()
+}
+
+fn json_floats(text: &str) -> Vec<f64> {
+    let v: Value = serde_json::from_str(text).unwrap();
+    match v {
+        Value::Array(_) => floats(&v),
+        Value::Number(n) => vec![n.as_f64().unwrap()],
+        other => panic!("not numbers: {other}"),
+    }
+}
+
+/// The model's parameters, flattened: coefficients then intercept, or centroids.
+async fn params(ember: &EmberContext, model: &str) -> Vec<f64> {
+    let d = describe(ember, model).await;
+    if let Some(c) = d.get("centroids") {
+        let v: Value = serde_json::from_str(c).unwrap();
+        let mut rows: Vec<Vec<f64>> = v.as_array().unwrap().iter().map(floats).collect();
+        rows.sort_by(|a, b| a.partial_cmp(b).unwrap());
+        return rows.concat();
+    }
+    let mut p = json_floats(&d["coefficients"]);
+    p.extend(json_floats(&d["intercept"]));
+    p
+}
+
+async fn metrics(ember: &EmberContext, sql: &str) -> BTreeMap<String, f64> {
+    let text = to_text(&ember.sql_one(sql).await.unwrap());
+    text.header
+        .iter()
+        .zip(&text.rows[0])
+        .map(|(h, v)| (h.clone(), v.parse::<f64>().unwrap_or(f64::NAN)))
+        .collect()
+}
+
+fn columns(prefix: &str, n: usize) -> String {
+    (0..n)
+        .map(|i| format!("{prefix}{i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+const LINEAR: &str = "create model lin options (model_type = 'linear_regression', label = 'y') as select * from diabetes";
+
+fn logistic_sql(table: &str) -> String {
+    let scaled: Vec<String> = (0..30)
+        .map(|i| format!("standard_scale(x{i}) as x{i}"))
+        .collect();
+    format!(
+        "create model clf transform ({}) options (model_type = 'logistic_regression', label = 'y', l2 = 0.01) as select * from {table}",
+        scaled.join(", ")
+    )
+}
+
+fn kmeans_sql(table: &str) -> String {
+    format!(
+        "create model km options (model_type = 'kmeans', num_clusters = 4, seed = 3, max_iterations = 100) as select a, b, c from {table}"
+    )
+}
+
+async fn check_against_scikit_learn(cluster: bool) {
+    let r = reference();
+    let e = engine(cluster).await;
+    let ember = &e.ember;
+
+    ember.sql(LINEAR).await.unwrap();
+    let mut expected = floats(&r["linear"]["coefficients"]);
+    expected.push(r["linear"]["intercept"].as_f64().unwrap());
+    assert_close("linear", &params(ember, "lin").await, &expected, 1e-8);
+    let m = metrics(ember, "evaluate model lin").await;
+    for k in ["rmse", "mae", "r2"] {
+        assert_close(k, &[m[k]], &[r["linear"][k].as_f64().unwrap()], 1e-9);
+    }
+    ember
+        .sql("create model ridge options (model_type = 'linear_regression', label = 'y', l2 = 0.1) as select * from diabetes")
+        .await
+        .unwrap();
+    let mut expected = floats(&r["linear"]["ridge_coefficients"]);
+    expected.push(r["linear"]["ridge_intercept"].as_f64().unwrap());
+    assert_close("ridge", &params(ember, "ridge").await, &expected, 1e-8);
+
+    ember.sql(&logistic_sql("cancer")).await.unwrap();
+    let mut expected = floats(&r["logistic"]["coefficients"]);
+    expected.push(r["logistic"]["intercept"].as_f64().unwrap());
+    assert_close("logistic", &params(ember, "clf").await, &expected, 1e-6);
+    let m = metrics(ember, "evaluate model clf").await;
+    for k in [
+        "accuracy",
+        "precision",
+        "recall",
+        "f1",
+        "log_loss",
+        "roc_auc",
+    ] {
+        assert_close(k, &[m[k]], &[r["logistic"][k].as_f64().unwrap()], 1e-7);
+    }
+    let passes: usize = describe(ember, "clf").await["passes"].parse().unwrap();
+    assert!(passes <= 10, "Newton took {passes} passes");
+
+    ember.sql(&kmeans_sql("blobs")).await.unwrap();
+    let expected: Vec<f64> = r["kmeans"]["centroids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(floats)
+        .collect();
+    assert_close("centroids", &params(ember, "km").await, &expected, 1e-9);
+    let m = metrics(ember, "evaluate model km").await;
+    for k in ["inertia", "davies_bouldin"] {
+        assert_close(k, &[m[k]], &[r["kmeans"][k].as_f64().unwrap()], 1e-9);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn models_match_scikit_learn_embedded() {
+    check_against_scikit_learn(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn models_match_scikit_learn_on_two_executors() {
+    check_against_scikit_learn(true).await;
+}
+
+/// Writes `table` as 8 Parquet files under `dir` and registers it as `name`.
+async fn split_into_files(ember: &EmberContext, table: &str, rows: usize, dir: &Path, name: &str) {
+    let per = rows.div_ceil(8);
+    for i in 0..8 {
+        let file = dir.join(format!("part-{i}.parquet"));
+        ember
+            .sql(&format!(
+                "copy (select * from {table} order by 1, 2 limit {per} offset {}) to '{}' stored as parquet",
+                i * per,
+                file.display()
+            ))
+            .await
+            .unwrap();
+    }
+    ember
+        .sql(&format!(
+            "create external table {name} stored as parquet location '{}/'",
+            dir.display()
+        ))
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn distributed_and_eight_file_models_equal_embedded() {
+    let local = engine(false).await;
+    let remote = engine(true).await;
+    let files = tempfile::tempdir().unwrap();
+    split_into_files(
+        &local.ember,
+        "cancer",
+        569,
+        &files.path().join("cancer8"),
+        "cancer8",
+    )
+    .await;
+    split_into_files(
+        &local.ember,
+        "blobs",
+        600,
+        &files.path().join("blobs8"),
+        "blobs8",
+    )
+    .await;
+    for e in [&local, &remote] {
+        e.ember
+            .sql(&format!(
+                "create external table cancer8 stored as parquet location '{}/'",
+                files.path().join("cancer8").display()
+            ))
+            .await
+            .ok();
+        e.ember
+            .sql(&format!(
+                "create external table blobs8 stored as parquet location '{}/'",
+                files.path().join("blobs8").display()
+            ))
+            .await
+            .ok();
+    }
+    let split = ", data_split = 'random', eval_fraction = 0.25, seed = 5";
+    for (model, one, eight) in [
+        ("clf", logistic_sql("cancer"), logistic_sql("cancer8")),
+        ("km", kmeans_sql("blobs"), kmeans_sql("blobs8")),
+        (
+            "clf",
+            logistic_sql("cancer").replace("l2 = 0.01", &format!("l2 = 0.01{split}")),
+            logistic_sql("cancer8").replace("l2 = 0.01", &format!("l2 = 0.01{split}")),
+        ),
+    ] {
+        let replace = |sql: &str| sql.replacen("create model", "create or replace model", 1);
+        local.ember.sql(&replace(&one)).await.unwrap();
+        let reference = params(&local.ember, model).await;
+        let reference_rows = describe(&local.ember, model).await["training_rows"].clone();
+        for (engine, sql) in [(&remote, &one), (&local, &eight), (&remote, &eight)] {
+            engine.ember.sql(&replace(sql)).await.unwrap();
+            assert_close(model, &params(&engine.ember, model).await, &reference, 1e-9);
+            assert_eq!(
+                describe(&engine.ember, model).await["training_rows"],
+                reference_rows
+            );
+        }
+    }
+    // Predictions on the cluster equal embedded ones.
+    let predict = format!(
+        "select predict('clf', {c}) as c, round(predict_proba('clf', {c}), 12) as p from cancer order by x0, x1",
+        c = columns("x", 30)
+    );
+    assert_eq!(
+        to_text(&remote.ember.sql_one(&predict).await.unwrap()),
+        to_text(&local.ember.sql_one(&predict).await.unwrap())
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn explain_shows_training_and_prediction_on_executors() {
+    let e = engine(true).await;
+    let text = to_text(
+        &e.ember
+            .sql_one(&format!("explain {}", kmeans_sql("blobs")))
+            .await
+            .unwrap(),
+    );
+    let distributed = text
+        .rows
+        .iter()
+        .find(|r| r[0] == "distributed_plan")
+        .unwrap_or_else(|| panic!("{text:?}"));
+    assert!(
+        distributed[1].contains("ember_train_round"),
+        "{}",
+        distributed[1]
+    );
+    assert!(
+        distributed[1].contains("ShuffleWriterExec"),
+        "{}",
+        distributed[1]
+    );
+    e.ember.sql(&kmeans_sql("blobs")).await.unwrap();
+    let text = to_text(
+        &e.ember
+            .sql_one("explain select c, count(*) from (select predict('km', a, b, c) as c from blobs) group by c")
+            .await
+            .unwrap(),
+    );
+    let distributed = text
+        .rows
+        .iter()
+        .find(|r| r[0] == "distributed_plan")
+        .unwrap();
+    assert!(distributed[1].contains("predict"), "{}", distributed[1]);
+    let counts = to_text(
+        &e.ember
+            .sql_one(
+                "select count(*) from (select predict('km', a, b, c) as k from blobs) group by k",
+            )
+            .await
+            .unwrap(),
+    );
+    assert_eq!(counts.rows.len(), 4);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn feature_functions_match_scikit_learn() {
+    let r = &reference()["features"];
+    let e = engine(false).await;
+    e.ember
+        .sql(
+            "create model f transform (standard_scale(num) as s, min_max_scale(num) as mm, one_hot(cat) as oh,
+                 quantile_bucketize(num, 4) as qb, polynomial_expand(num, small) as pe, impute(num_gaps) as im,
+                 impute(num_gaps, 'median') as imd, impute(small, 'most_frequent') as imf)
+             options (model_type = 'kmeans', num_clusters = 2) as select num, num_gaps, cat, small from features",
+        )
+        .await
+        .unwrap();
+    let d = describe(&e.ember, "f").await;
+    let transform: Value = serde_json::from_str(&d["transform"]).unwrap();
+    let sql: BTreeMap<String, String> = transform
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| {
+            (
+                t["name"].as_str().unwrap().to_string(),
+                t["sql"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    // Each fitted call, run on its own, gives scikit-learn's column.
+    for (name, key) in [
+        ("s", "standard_scale"),
+        ("mm", "min_max_scale"),
+        ("qb", "quantile_bucketize_4"),
+        ("im", "impute_mean"),
+        ("imd", "impute_median"),
+        ("imf", "impute_most_frequent"),
+    ] {
+        let text = to_text(
+            &e.ember
+                .sql_one(&format!("select {} from features", sql[name]))
+                .await
+                .unwrap(),
+        );
+        let got: Vec<f64> = text.rows.iter().map(|r| r[0].parse().unwrap()).collect();
+        assert_close(key, &got, &floats(&r[key]), 1e-12);
+    }
+    for (name, key) in [("oh", "one_hot"), ("pe", "polynomial_expand_2")] {
+        let text = to_text(
+            &e.ember
+                .sql_one(&format!("select {} from features", sql[name]))
+                .await
+                .unwrap(),
+        );
+        let got: Vec<f64> = text
+            .rows
+            .iter()
+            .flat_map(|r| {
+                serde_json::from_str::<Value>(&r[0])
+                    .map(|v| floats(&v))
+                    .unwrap()
+            })
+            .collect();
+        let expected: Vec<f64> = r[key].as_array().unwrap().iter().flat_map(floats).collect();
+        assert_close(key, &got, &expected, 1e-12);
+    }
+    let categories: Vec<String> = r["one_hot_categories"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| format!("'{}'", c.as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        sql["oh"],
+        format!("one_hot(cat, {})", categories.join(", "))
+    );
+    // predict re-applies the fitted transform to raw columns.
+    let text = to_text(
+        &e.ember
+            .sql_one("select count(*) from (select predict('f', num, num_gaps, cat, small) as k from features) where k in (0, 1)")
+            .await
+            .unwrap(),
+    );
+    assert_eq!(text.rows, vec![vec!["40".to_string()]]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn bad_input_is_refused_and_nothing_is_written() {
+    let e = engine(false).await;
+    let ember = &e.ember;
+    ember.sql(LINEAR).await.unwrap();
+    let store = ember.model_store().url().to_string();
+    let before = walk(Path::new(&store));
+    let x = columns("x", 10);
+    for (sql, needle) in [
+        ("select predict('nope', 1.0) from diabetes".to_string(), "unknown model 'nope'"),
+        (format!("select predict('lin', x0) from diabetes"), "takes 10 inputs"),
+        (format!("select predict('lin', {x}, x0) from diabetes"), "takes 10 inputs"),
+        (format!("select predict('lin', 'a', {}) from diabetes", columns("x", 9)), "must be a number"),
+        (format!("select predict_proba('lin', {x}) from diabetes"), "predict_proba needs a logistic_regression"),
+        ("evaluate model nope".to_string(), "unknown model 'nope'"),
+        ("drop model nope".to_string(), "unknown model 'nope'"),
+        ("describe model nope".to_string(), "unknown model 'nope'"),
+        (LINEAR.to_string(), "already exists"),
+        ("create model m2 options (model_type = 'linear_regression', label = 'cat') as select num, cat from features".to_string(), "label 'cat' is Utf8View, not numeric"),
+        ("create model m2 options (model_type = 'linear_regression', label = 'zz') as select num from features".to_string(), "label 'zz' is not a column"),
+        ("create model m2 options (model_type = 'linear_regression', label = 'num') as select num, num_gaps from features".to_string(), "feature 'num_gaps' has a NULL or NaN value"),
+        ("create model m2 options (model_type = 'linear_regression', label = 'num') as select num, cat from features".to_string(), "one_hot(cat)"),
+        ("create model m2 options (model_type = 'kmeans', num_clusters = 50) as select num from features".to_string(), "num_clusters = 50 is more than the 40 distinct rows"),
+        ("create model m2 options (model_type = 'kmeans', num_clusters = 2, l2 = 1) as select num from features".to_string(), "unknown option 'l2'"),
+        ("create model m2 options (model_type = 'kmeans', num_clusters = 'two') as select num from features".to_string(), "num_clusters must be a number"),
+        ("create model m2 options (model_type = 'logistic_regression', label = 'small') as select num, small from features".to_string(), "must be 0 or 1"),
+        ("create model \"../evil\" options (model_type = 'kmeans', num_clusters = 2) as select num from features".to_string(), "not a plain identifier"),
+        ("select predict('../evil', 1)".to_string(), "unknown model"),
+        ("select standard_scale(num) from features".to_string(), "standard_scale(x, mean, stddev)"),
+    ] {
+        let err = ember.sql(&sql).await.unwrap_err().to_string();
+        assert!(err.contains(needle), "{sql}\n  gave: {err}\n  expected: {needle}");
+        assert!(!err.contains('\n'), "multi-line error for {sql}: {err}");
+    }
+    assert_eq!(
+        walk(Path::new(&store)),
+        before,
+        "a failed statement changed the model store"
+    );
+}
+
+/// Every file under `dir`, relative, sorted.
+fn walk(dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).unwrap() {
+            let p = entry.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                out.push(p.strip_prefix(dir).unwrap().display().to_string());
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_store_keeps_immutable_versions() {
+    let e = engine(false).await;
+    let ember = &e.ember;
+    ember.sql(LINEAR).await.unwrap();
+    ember
+        .sql(&LINEAR.replace("create model", "create or replace model"))
+        .await
+        .unwrap();
+    ember
+        .sql(&LINEAR.replace("create model", "create model if not exists"))
+        .await
+        .unwrap();
+    let store = PathBuf::from(ember.model_store().url());
+    assert_eq!(walk(&store), vec!["lin/v1/model.json", "lin/v2/model.json"]);
+    // A crash mid-write leaves at most a temporary file: it is not a version.
+    std::fs::create_dir_all(store.join("lin/v3")).unwrap();
+    std::fs::write(store.join("lin/v3/model.json#1"), "{\"trunc").unwrap();
+    assert_eq!(describe(ember, "lin").await["version"], "2");
+    ember
+        .sql(&LINEAR.replace("create model", "create or replace model"))
+        .await
+        .unwrap();
+    assert_eq!(describe(ember, "lin").await["version"], "3");
+    let shown = to_text(&ember.sql_one("show models").await.unwrap());
+    assert_eq!(shown.rows.len(), 1);
+    assert_eq!(shown.rows[0][..3], ["lin", "3", "linear_regression"]);
+    // A hand-edited file with the wrong dimensions is refused with its name.
+    let path = store.join("lin/v3/model.json");
+    let text = std::fs::read_to_string(&path).unwrap().replacen(
+        "\"coefficients\": [",
+        "\"coefficients\": [1.0, ",
+        1,
+    );
+    std::fs::write(&path, text).unwrap();
+    let err = ember
+        .sql("describe model lin")
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("11 coefficients for 10 features"), "{err}");
+    ember.sql("drop model lin").await.unwrap();
+    ember.sql("drop model if exists lin").await.unwrap();
+    assert!(
+        to_text(&ember.sql_one("show models").await.unwrap())
+            .rows
+            .is_empty()
+    );
+    let err = ember
+        .sql("select * from training_info('lin')")
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("unknown model 'lin'"), "{err}");
+}
