@@ -7,7 +7,7 @@ use std::time::Duration;
 use datafusion::common::DataFusionError;
 use ember_engine::EmberContext;
 use ember_engine::cluster::InProcessCluster;
-use ember_tests::{to_text_with_null, tpch_data};
+use ember_tests::{fixtures, to_text_with_null, tpch_data};
 use sqllogictest::{AsyncDB, DBOutput, DefaultColumnType, Runner};
 
 /// An ember session as sqllogictest sees it.
@@ -63,11 +63,16 @@ where
 {
     for file in slt_files() {
         let connect = connect.clone();
+        // Each file gets its own model store.
+        let store = tempfile::tempdir().unwrap();
+        let store_url = store.path().to_str().unwrap().to_string();
         let mut runner = Runner::new(move || {
             let connect = connect.clone();
+            let store_url = store_url.clone();
             async move {
-                let ember = connect().await;
+                let ember = connect().await.with_model_store(&store_url)?;
                 ember.register_data_dir(tpch_data()).await?;
+                ember.register_data_dir(&fixtures().join("ml")).await?;
                 Ok(EmberDb { ember })
             }
         });

@@ -14,7 +14,7 @@ fn json<T: serde::Serialize>(value: &T) -> String {
     serde_json::to_string(value).unwrap_or_default()
 }
 
-/// SHOW MODELS: one row per model, its newest version.
+/// SHOW MODELS: one row per model, its newest version (DESCRIBE MODEL has the rest).
 pub async fn show_models(ml: &MlContext) -> Result<MlOutput> {
     let mut names = Vec::new();
     let mut versions = Vec::new();
@@ -22,7 +22,6 @@ pub async fn show_models(ml: &MlContext) -> Result<MlOutput> {
     let mut labels = Vec::new();
     let mut features = Vec::new();
     let mut rows = Vec::new();
-    let mut created = Vec::new();
     for (name, _) in ml.store.list().await? {
         let model = ml.store.load(&name).await?;
         names.push(model.name.clone());
@@ -38,7 +37,6 @@ pub async fn show_models(ml: &MlContext) -> Result<MlOutput> {
                 .join(", "),
         );
         rows.push(model.training_rows);
-        created.push(model.created_at);
     }
     let schema = Arc::new(Schema::new(vec![
         Field::new("model_name", DataType::Utf8, false),
@@ -47,7 +45,6 @@ pub async fn show_models(ml: &MlContext) -> Result<MlOutput> {
         Field::new("label", DataType::Utf8, true),
         Field::new("features", DataType::Utf8, false),
         Field::new("training_rows", DataType::UInt64, false),
-        Field::new("created_at", DataType::UInt64, false),
     ]));
     let columns: Vec<ArrayRef> = vec![
         Arc::new(StringArray::from(names)),
@@ -56,7 +53,6 @@ pub async fn show_models(ml: &MlContext) -> Result<MlOutput> {
         Arc::new(StringArray::from(labels)),
         Arc::new(StringArray::from(features)),
         Arc::new(UInt64Array::from(rows)),
-        Arc::new(UInt64Array::from(created)),
     ];
     Ok(MlOutput::rows(RecordBatch::try_new(schema, columns)?))
 }
