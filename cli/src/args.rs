@@ -171,6 +171,30 @@ pub enum DatagenCommand {
     /// The eight TPC-H tables, one folder of Parquet files each.
     #[command(after_help = "Example:\n  ember datagen tpch --scale 1 --out data/tpch --parts 4")]
     Tpch(TpchArgs),
+    /// A seeded HIGGS-shaped set: float features f0.., a 0/1 label, a regression target.
+    #[command(
+        after_help = "Example:\n  ember datagen classification --rows 2000000 --features 28 --out data/higgs --parts 4"
+    )]
+    Classification(ClassificationArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ClassificationArgs {
+    /// Rows to write.
+    #[arg(long)]
+    pub rows: u64,
+    /// Float feature columns (f0, f1, ...).
+    #[arg(long, default_value_t = 28)]
+    pub features: usize,
+    /// Output folder (one table).
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+    /// Files to write.
+    #[arg(long, default_value_t = 1)]
+    pub parts: usize,
+    /// Seed: the same seed gives the same rows.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
 }
 
 #[derive(Debug, Args)]

@@ -3,9 +3,11 @@
 use std::time::Instant;
 
 use datafusion::common::Result;
-use ember_engine::datagen::{TpchOptions, generate_tpch};
+use ember_engine::datagen::{
+    ClassificationOptions, TpchOptions, generate_classification, generate_tpch,
+};
 
-use crate::args::TpchArgs;
+use crate::args::{ClassificationArgs, TpchArgs};
 use crate::progress;
 
 /// Runs `ember datagen tpch`.
@@ -29,6 +31,28 @@ pub fn tpch(args: TpchArgs) -> Result<()> {
         args.out.display(),
         summary.rows.len(),
         summary.files,
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+/// Runs `ember datagen classification`.
+pub fn classification(args: ClassificationArgs) -> Result<()> {
+    let options = ClassificationOptions {
+        rows: args.rows,
+        features: args.features,
+        out: args.out.clone(),
+        parts: args.parts,
+        seed: args.seed,
+    };
+    let bar = progress::bar(args.rows, "generating classification data");
+    let started = Instant::now();
+    let rows = generate_classification(&options, &|done, _total| bar.set_position(done))?;
+    bar.finish_and_clear();
+    println!(
+        "wrote {rows} rows x {} features (label, target) to {} in {:.1}s",
+        args.features,
+        args.out.display(),
         started.elapsed().as_secs_f64()
     );
     Ok(())

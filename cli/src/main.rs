@@ -115,6 +115,13 @@ async fn run(command: Command, matches: Option<clap::ArgMatches>) -> Result<()> 
                         DataFusionError::Execution(format!("data generation failed: {e}"))
                     })?
             }
+            DatagenCommand::Classification(args) => {
+                tokio::task::spawn_blocking(move || datagen_cmd::classification(args))
+                    .await
+                    .map_err(|e| {
+                        DataFusionError::Execution(format!("data generation failed: {e}"))
+                    })?
+            }
         },
     }
 }

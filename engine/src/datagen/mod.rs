@@ -1,6 +1,9 @@
-//! Test data sets written as Parquet.
+//! Test data sets written as Parquet: TPC-H, and a HIGGS-shaped classification set.
 
+mod classification;
 mod tpch;
+
+pub use classification::{ClassificationOptions, classification_schema, generate_classification};
 
 pub use tpch::{
     TPCH_TABLES, TpchOptions, TpchSummary, estimated_rows as estimated_tpch_rows, generate_tpch,
