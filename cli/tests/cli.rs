@@ -267,6 +267,7 @@ fn every_command_has_help_with_an_example() {
         vec!["scheduler", "--help"],
         vec!["executor", "--help"],
         vec!["datagen", "tpch", "--help"],
+        vec!["datagen", "classification", "--help"],
     ] {
         let output = run(&args);
         assert!(output.status.success(), "{args:?}");
@@ -548,6 +549,122 @@ fn parquet_on_an_s3_compatible_store_embedded_and_on_a_cluster() {
         stderr(&distributed)
     );
 
+    // Models kept on the S3 store: trained, listed, applied.
+    let store = ["--model-store", "s3://ember/models"];
+    let train = with_s3(&[
+        "sql",
+        store[0],
+        store[1],
+        "-c",
+        "create external table n stored as parquet location 's3://ember/nation/'; \
+         create model nk options (model_type = 'linear_regression', label = 'n_regionkey') as select n_nationkey, n_regionkey from n; \
+         show models",
+        "--format",
+        "csv",
+    ]);
+    assert!(train.status.success(), "{}", stderr(&train));
+    assert!(
+        stdout(&train).contains("nk,1,linear_regression"),
+        "{}",
+        stdout(&train)
+    );
+
     let missing = with_s3(&["sql", "-c", "select * from 's3://no-such-bucket/x.parquet'"]);
     assert_clear_error(&missing, "no-such-bucket");
+}
+
+/// The `f0,...,f{n-1}` column list.
+fn feature_list(n: usize) -> String {
+    (0..n)
+        .map(|i| format!("f{i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+#[test]
+fn models_train_and_predict_the_same_on_real_processes() {
+    let work = tempfile::tempdir().unwrap();
+    let data = work.path().join("data");
+    let generated = run(&[
+        "datagen",
+        "classification",
+        "--rows",
+        "20000",
+        "--features",
+        "6",
+        "--parts",
+        "3",
+        "--out",
+        data.join("higgs").to_str().unwrap(),
+    ]);
+    assert!(generated.status.success(), "{}", stderr(&generated));
+    let data = data.to_str().unwrap();
+    let features = feature_list(6);
+    let script = format!(
+        "create model clf transform (standard_scale(f0) as f0, f1, f2, f3, f4, f5) options (model_type = 'logistic_regression', label = 'label', data_split = 'random', seed = 9) as select label, {features} from higgs; \
+         select sum(predict('clf', {features})) as ones, round(avg(predict_proba('clf', {features})), 9) as p from higgs"
+    );
+    // One model per engine, each in its own store.
+    let cluster = ClusterUp::start(&work.path().join("cluster"), &[]);
+    let on_cluster_store = work.path().join("models-cluster");
+    let embedded_store = work.path().join("models-embedded");
+    let distributed = cluster.sql(&[
+        "--data-dir",
+        data,
+        "--model-store",
+        on_cluster_store.to_str().unwrap(),
+        "-c",
+        &script,
+        "--format",
+        "csv",
+    ]);
+    let embedded = run(&[
+        "sql",
+        "--data-dir",
+        data,
+        "--model-store",
+        embedded_store.to_str().unwrap(),
+        "-c",
+        &script,
+        "--format",
+        "csv",
+    ]);
+    assert!(distributed.status.success(), "{}", stderr(&distributed));
+    assert!(embedded.status.success(), "{}", stderr(&embedded));
+    assert_eq!(stdout(&distributed), stdout(&embedded));
+    let describe = |store: &Path, master: Option<&str>| {
+        let mut args = vec![
+            "sql",
+            "--model-store",
+            store.to_str().unwrap(),
+            "-c",
+            "describe model clf",
+            "--format",
+            "json",
+        ];
+        if let Some(url) = master {
+            args.extend(["--master", url]);
+        }
+        let out = run(&args);
+        assert!(out.status.success(), "{}", stderr(&out));
+        stdout(&out)
+            .lines()
+            .find(|l| l.contains("\"coefficients\""))
+            .unwrap()
+            .to_string()
+    };
+    assert_eq!(
+        describe(&on_cluster_store, Some(&cluster.url)),
+        describe(&embedded_store, None)
+    );
+    assert_clear_error(
+        &cluster.sql(&[
+            "--model-store",
+            embedded_store.to_str().unwrap(),
+            "-c",
+            "select predict('clf', 1) as p",
+        ]),
+        "model 'clf' takes",
+    );
+    assert!(cluster.stop().success());
 }
