@@ -3,6 +3,9 @@
 //!
 //! - `tpch`: the 22 TPC-H queries, DataFusion alone vs ember embedded vs ember on
 //!   a cluster.
+//! - `ml`: training (logistic regression, linear regression, k-means) on a
+//!   HIGGS-shaped set, ember embedded and on a cluster vs scikit-learn and Spark
+//!   MLlib on the same Parquet.
 
 use std::time::{Duration, Instant};
 

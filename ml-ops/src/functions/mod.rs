@@ -8,6 +8,7 @@
 
 pub mod features;
 mod predict;
+mod roc_auc;
 mod row_hash;
 mod sigmoid;
 mod train_round;
@@ -19,6 +20,7 @@ use datafusion::logical_expr::{AggregateUDF, ScalarUDF};
 
 pub use features::FITTED_FEATURE_FUNCTIONS;
 pub use predict::{BoundModel, ModelCatalog, PredictFunc, PredictOutput, apply as apply_model};
+pub use roc_auc::{RocAucFunc, roc_auc};
 pub use row_hash::{ROW_HASH, RowHashFunc};
 pub use sigmoid::{SigmoidFunc, sigmoid};
 pub use train_round::{RoundSpec, TRAIN_ROUND, TrainRoundFunc, stats_scalar, stats_values};
@@ -51,7 +53,7 @@ pub fn ember_functions() -> EmberFunctions {
     scalar.extend(predict_functions(ModelCatalog::default()));
     EmberFunctions {
         scalar,
-        aggregate: vec![],
+        aggregate: vec![Arc::new(AggregateUDF::from(RocAucFunc::default()))],
     }
 }
 

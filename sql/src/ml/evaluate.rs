@@ -4,7 +4,8 @@
 //! - regression: `rmse`, `mae`, `r2`
 //! - classification: `accuracy`, `precision`, `recall`, `f1` (class 1 positive,
 //!   0 when undefined), `log_loss` (mean over rows, probabilities clipped to
-//!   [ε, 1−ε]), `roc_auc` (from ranks, ties averaged; NULL with one class)
+//!   [ε, 1−ε]), `roc_auc` (the `roc_auc` aggregate: ranks, ties averaged; NULL
+//!   with one class)
 //! - kmeans: `inertia` (sum of squared distances to the nearest centroid),
 //!   `davies_bouldin` (over the clusters' own means, as scikit-learn's)
 
@@ -105,16 +106,17 @@ pub async fn compute_metrics(
         ModelType::LogisticRegression => {
             let label = label.expect("supervised");
             let eps = f64::EPSILON;
+            // p: the probability (ranked for roc_auc); q: p clipped for log_loss.
             let predictions = format!(
-                "SELECT CAST({label} AS DOUBLE) AS y, CAST({} AS DOUBLE) AS c, \
-                 least(greatest({}, {eps:?}), {:?}) AS q FROM ({rows}) AS r",
+                "SELECT y, c, p, least(greatest(p, {eps:?}), {:?}) AS q FROM \
+                 (SELECT CAST({label} AS DOUBLE) AS y, CAST({} AS DOUBLE) AS c, {} AS p FROM ({rows}) AS r) AS s",
+                1.0 - eps,
                 call("predict"),
                 call("predict_proba"),
-                1.0 - eps
             );
             let sql = format!(
                 "SELECT count(*), sum(CASE WHEN c = y THEN 1.0 ELSE 0.0 END), sum(c * y), sum(c), sum(y), \
-                 sum(-(y * ln(q) + (1.0 - y) * ln(1.0 - q))) FROM ({predictions}) AS t"
+                 sum(-(y * ln(q) + (1.0 - y) * ln(1.0 - q))), roc_auc(p, y) FROM ({predictions}) AS t"
             );
             let v = first_row(ml, model, &sql).await?;
             let n = v[0].unwrap_or(0.0);
@@ -123,18 +125,7 @@ pub async fn compute_metrics(
             }
             let [correct, tp, predicted, positive, log_loss] =
                 [v[1], v[2], v[3], v[4], v[5]].map(|x| x.unwrap_or(0.0));
-            let auc_sql = format!(
-                "SELECT sum(CASE WHEN y = 1.0 THEN r ELSE 0.0 END) FROM (SELECT y, \
-                 CAST(rank() OVER (ORDER BY q) AS DOUBLE) + (CAST(count(*) OVER (PARTITION BY q) AS DOUBLE) - 1.0) / 2.0 AS r \
-                 FROM ({predictions}) AS t) AS ranked"
-            );
-            let negative = n - positive;
-            let roc_auc = if positive == 0.0 || negative == 0.0 {
-                None
-            } else {
-                let rank_sum = first_row(ml, model, &auc_sql).await?[0].unwrap_or(0.0);
-                Some((rank_sum - positive * (positive + 1.0) / 2.0) / (positive * negative))
-            };
+            let roc_auc = v[6];
             vec![
                 Some(correct / n),
                 Some(ratio(tp, predicted)),
