@@ -16,6 +16,9 @@ use std::process::Command;
 use std::time::Instant;
 
 use clap::Parser;
+use datafusion::arrow::array::{Array, AsArray};
+use datafusion::arrow::compute::cast;
+use datafusion::arrow::datatypes::{DataType, Float64Type};
 use datafusion::common::{DataFusionError, Result};
 use ember_engine::EmberContext;
 use serde_json::Value;
@@ -49,6 +52,8 @@ struct Args {
 #[derive(Debug, Clone, Default)]
 struct Run {
     seconds: f64,
+    /// EVALUATE MODEL on the training data, timed separately (ember only).
+    evaluate_seconds: Option<f64>,
     train_seconds: Option<f64>,
     passes: Option<usize>,
     loss: Option<f64>,
@@ -76,10 +81,9 @@ async fn describe(ember: &EmberContext, model: &str) -> Result<BTreeMap<String, 
     let output = ember.sql_one(&format!("describe model {model}")).await?;
     let mut rows = BTreeMap::new();
     for batch in &output.batches {
-        let keys = datafusion::arrow::compute::cast(batch.column(0), &datafusion::arrow::datatypes::DataType::Utf8)?;
-        let values = datafusion::arrow::compute::cast(batch.column(1), &datafusion::arrow::datatypes::DataType::Utf8)?;
-        let keys = datafusion::arrow::array::AsArray::as_string::<i32>(&keys);
-        let values = datafusion::arrow::array::AsArray::as_string::<i32>(&values);
+        let keys = cast(batch.column(0), &DataType::Utf8)?;
+        let values = cast(batch.column(1), &DataType::Utf8)?;
+        let (keys, values) = (keys.as_string::<i32>(), values.as_string::<i32>());
         for i in 0..keys.len() {
             rows.insert(keys.value(i).to_string(), values.value(i).to_string());
         }
@@ -92,16 +96,25 @@ async fn run_ember(ember: &EmberContext, workload: &str, features: usize) -> Res
     ember.sql(&create_sql(workload, features)).await?;
     let seconds = started.elapsed().as_secs_f64();
     let model = format!("bench_{workload}");
+    let started = Instant::now();
+    ember.sql(&format!("evaluate model {model}")).await?;
+    let evaluate_seconds = Some(started.elapsed().as_secs_f64());
     let d = describe(ember, &model).await?;
-    let info = ember.sql_one(&format!("select max(elapsed_seconds) from training_info('{model}')")).await?;
+    let info = ember
+        .sql_one(&format!(
+            "select max(elapsed_seconds) from training_info('{model}')"
+        ))
+        .await?;
     let train_seconds = info.batches.first().and_then(|b| {
-        datafusion::arrow::array::AsArray::as_primitive::<datafusion::arrow::datatypes::Float64Type>(b.column(0))
+        b.column(0)
+            .as_primitive::<Float64Type>()
             .values()
             .first()
             .copied()
     });
     Ok(Run {
         seconds,
+        evaluate_seconds,
         train_seconds,
         passes: d.get("passes").and_then(|p| p.parse().ok()),
         loss: d.get("final_loss").and_then(|p| p.parse().ok()),
@@ -109,11 +122,21 @@ async fn run_ember(ember: &EmberContext, workload: &str, features: usize) -> Res
     })
 }
 
-async fn ember_context(master: Option<&str>, store: &std::path::Path, data: &std::path::Path) -> Result<EmberContext> {
-    let ember = EmberContext::connect(master).await?.with_model_store(store.to_str().unwrap())?;
-    let location = std::fs::canonicalize(data).map_err(|e| DataFusionError::Execution(format!("{}: {e}", data.display())))?;
+async fn ember_context(
+    master: Option<&str>,
+    store: &std::path::Path,
+    data: &std::path::Path,
+) -> Result<EmberContext> {
+    let ember = EmberContext::connect(master)
+        .await?
+        .with_model_store(store.to_str().unwrap())?;
+    let location = std::fs::canonicalize(data)
+        .map_err(|e| DataFusionError::Execution(format!("{}: {e}", data.display())))?;
     ember
-        .sql(&format!("create external table higgs stored as parquet location '{}/'", location.display()))
+        .sql(&format!(
+            "create external table higgs stored as parquet location '{}/'",
+            location.display()
+        ))
         .await?;
     Ok(ember)
 }
@@ -152,6 +175,7 @@ fn baselines(args: &Args) -> Vec<(String, String, Run)> {
                 v["workload"].as_str().unwrap_or("?").to_string(),
                 Run {
                     seconds: load + fit,
+                    evaluate_seconds: None,
                     train_seconds: Some(fit),
                     passes: v["iterations"].as_u64().map(|i| i as usize),
                     loss: v["loss"].as_f64(),
@@ -173,12 +197,21 @@ async fn main() -> Result<()> {
     let mut results: Vec<(String, String, Run)> = Vec::new();
     let embedded = ember_context(None, &store.path().join("embedded"), &args.data).await?;
     for workload in &args.workloads {
-        results.push(("ember embedded".into(), workload.clone(), run_ember(&embedded, workload, args.features).await?));
+        results.push((
+            "ember embedded".into(),
+            workload.clone(),
+            run_ember(&embedded, workload, args.features).await?,
+        ));
     }
     if let Some(master) = &args.master {
-        let cluster = ember_context(Some(master), &store.path().join("cluster"), &args.data).await?;
+        let cluster =
+            ember_context(Some(master), &store.path().join("cluster"), &args.data).await?;
         for workload in &args.workloads {
-            results.push(("ember cluster".into(), workload.clone(), run_ember(&cluster, workload, args.features).await?));
+            results.push((
+                "ember cluster".into(),
+                workload.clone(),
+                run_ember(&cluster, workload, args.features).await?,
+            ));
         }
     }
     results.extend(baselines(&args));
@@ -194,8 +227,17 @@ async fn main() -> Result<()> {
         args.bandwidth_gbs
     );
     println!(
-        "{:<9} {:<15} {:>9} {:>9} {:>7} {:>12} {:>10} {:>10} {:>10}",
-        "workload", "engine", "total s", "train s", "passes", "loss", "vs sklearn", "vs spark", "pass GB/s"
+        "{:<9} {:<15} {:>9} {:>9} {:>9} {:>7} {:>14} {:>10} {:>10} {:>10}",
+        "workload",
+        "engine",
+        "total s",
+        "train s",
+        "eval s",
+        "passes",
+        "loss",
+        "vs sklearn",
+        "vs spark",
+        "pass GB/s"
     );
     for workload in &args.workloads {
         let baseline = |engine: &str| {
@@ -206,19 +248,23 @@ async fn main() -> Result<()> {
         };
         for (engine, w, run) in results.iter().filter(|(_, w, _)| w == workload) {
             let _ = w;
-            let ratio = |b: Option<f64>| b.map_or("-".to_string(), |b| format!("{:.2}x", run.seconds / b));
+            let ratio =
+                |b: Option<f64>| b.map_or("-".to_string(), |b| format!("{:.2}x", run.seconds / b));
             let throughput = match (run.passes, run.train_seconds, engine.starts_with("ember")) {
-                (Some(p), Some(t), true) if t > 0.0 => format!("{:.1}", bytes_per_pass * p as f64 / t / 1e9),
+                (Some(p), Some(t), true) if t > 0.0 => {
+                    format!("{:.1}", bytes_per_pass * p as f64 / t / 1e9)
+                }
                 _ => "-".to_string(),
             };
             println!(
-                "{:<9} {:<15} {:>9.3} {:>9} {:>7} {:>12} {:>10} {:>10} {:>10}",
+                "{:<9} {:<15} {:>9.3} {:>9} {:>9} {:>7} {:>14} {:>10} {:>10} {:>10}",
                 workload,
                 engine,
                 run.seconds,
                 show(run.train_seconds, 3),
+                show(run.evaluate_seconds, 3),
                 run.passes.map_or("-".to_string(), |p| p.to_string()),
-                show(run.loss, 6),
+                run.loss.map_or("-".to_string(), |l| format!("{l:.12}")),
                 ratio(baseline("sklearn")),
                 ratio(baseline("spark")),
                 throughput

@@ -139,8 +139,20 @@ impl Accumulator for RocAucAccumulator {
             if scores.is_null(i) {
                 continue;
             }
-            self.scores.extend(scores.value(i).as_primitive::<Float64Type>().values().iter());
-            self.labels.extend(labels.value(i).as_primitive::<Float64Type>().values().iter());
+            self.scores.extend(
+                scores
+                    .value(i)
+                    .as_primitive::<Float64Type>()
+                    .values()
+                    .iter(),
+            );
+            self.labels.extend(
+                labels
+                    .value(i)
+                    .as_primitive::<Float64Type>()
+                    .values()
+                    .iter(),
+            );
         }
         Ok(())
     }
@@ -153,7 +165,10 @@ mod tests {
     #[test]
     fn matches_hand_computed_values() {
         // scikit-learn: roc_auc_score([0, 0, 1, 1], [0.1, 0.4, 0.35, 0.8]) == 0.75
-        assert_eq!(roc_auc(&[0.1, 0.4, 0.35, 0.8], &[0.0, 0.0, 1.0, 1.0]), Some(0.75));
+        assert_eq!(
+            roc_auc(&[0.1, 0.4, 0.35, 0.8], &[0.0, 0.0, 1.0, 1.0]),
+            Some(0.75)
+        );
         // A tie between a positive and a negative counts half.
         assert_eq!(roc_auc(&[0.5, 0.5], &[0.0, 1.0]), Some(0.5));
         assert_eq!(roc_auc(&[0.1, 0.2], &[1.0, 1.0]), None);

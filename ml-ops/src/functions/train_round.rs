@@ -249,9 +249,7 @@ impl Accumulator for RoundAccumulator {
                 })
             }
             RoundSpec::KMeans { centroids, measure } => {
-                for_each_block(&columns, &mut self.block, |_, block| {
-                    kmeans::accumulate(block, centroids, measure.as_deref(), stats)
-                })
+                kmeans::accumulate_columns(&columns, centroids, measure.as_deref(), stats)
             }
         }
     }

@@ -127,6 +127,52 @@ impl FeatureColumns {
         Ok(())
     }
 
+    /// Copies rows `start..start + rows` into `out` column-major (feature `j` at
+    /// `out[j·rows..(j+1)·rows]`), with the same NULL/NaN checks as [`Self::gather`].
+    pub fn gather_columns(&self, start: usize, rows: usize, out: &mut [f64]) -> Result<()> {
+        let mut j = 0;
+        for (i, column) in self.columns.iter().enumerate() {
+            match column {
+                Column::Scalar(array) => {
+                    if array.null_count() > 0 && (start..start + rows).any(|r| array.is_null(r)) {
+                        return self.missing(i);
+                    }
+                    let values = &array.as_primitive::<Float64Type>().values()[start..start + rows];
+                    if values.iter().any(|v| v.is_nan()) {
+                        return self.missing(i);
+                    }
+                    out[j * rows..(j + 1) * rows].copy_from_slice(values);
+                    j += 1;
+                }
+                Column::Vector {
+                    values,
+                    width,
+                    list,
+                } => {
+                    let list: &FixedSizeListArray = list.as_fixed_size_list();
+                    let values = values.as_primitive::<Float64Type>();
+                    if (list.null_count() > 0 && (start..start + rows).any(|r| list.is_null(r)))
+                        || values.null_count() > 0
+                    {
+                        return self.missing(i);
+                    }
+                    let first = (list.offset() + start) * width;
+                    let values = &values.values()[first..first + rows * width];
+                    if values.iter().any(|v| v.is_nan()) {
+                        return self.missing(i);
+                    }
+                    for r in 0..rows {
+                        for w in 0..*width {
+                            out[(j + w) * rows + r] = values[r * width + w];
+                        }
+                    }
+                    j += width;
+                }
+            }
+        }
+        Ok(())
+    }
+
     fn missing<T>(&self, i: usize) -> Result<T> {
         let name = self.names.get(i).map_or("?", String::as_str);
         exec_err!(

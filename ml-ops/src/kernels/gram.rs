@@ -1,10 +1,10 @@
 //! Sufficient statistics of least squares: XᵀX, Xᵀy, yᵀy and n, with an
 //! intercept column of ones appended to X.
 //!
-//! Accumulated in float64 by rank-1 updates of the upper triangle, row after
-//! row, so the inner loop is a contiguous `axpy` the compiler vectorises.
+//! Accumulated in float64 (see [`super::syrk`] for the Gram update).
 
 use super::FeatureBlock;
+use super::syrk::weighted_gram;
 
 /// Layout of the flat statistics vector for `d` features (m = d + 1 with the
 /// intercept): `[XᵀX (m×m, upper triangle filled) | Xᵀy (m) | yᵀy | n]`.
@@ -17,19 +17,18 @@ pub fn stats_len(d: usize) -> usize {
 pub fn accumulate(block: &FeatureBlock, y: &[f64], stats: &mut [f64]) {
     let d = block.width;
     let m = d + 1;
-    let mut row = vec![0.0; m];
-    row[d] = 1.0;
+    let rows = block.rows;
+    // The rows with the intercept's 1 appended.
+    let mut augmented = vec![1.0; rows * m];
+    for r in 0..rows {
+        augmented[r * m..r * m + d].copy_from_slice(block.row(r));
+    }
     let (gram, rest) = stats.split_at_mut(m * m);
+    weighted_gram(&augmented, None, rows, m, gram);
     let (xty, rest) = rest.split_at_mut(m);
-    for (r, &label) in y.iter().enumerate().take(block.rows) {
-        row[..d].copy_from_slice(block.row(r));
-        for j in 0..m {
-            let xj = row[j];
-            let target = &mut gram[j * m + j..(j + 1) * m];
-            for (g, &xk) in target.iter_mut().zip(&row[j..]) {
-                *g += xj * xk;
-            }
-            xty[j] += xj * label;
+    for (r, &label) in y.iter().enumerate().take(rows) {
+        for (b, x) in xty.iter_mut().zip(&augmented[r * m..(r + 1) * m]) {
+            *b += x * label;
         }
         rest[0] += label * label;
         rest[1] += 1.0;

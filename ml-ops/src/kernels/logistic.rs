@@ -3,6 +3,7 @@
 
 use super::FeatureBlock;
 use super::gram::symmetrize;
+use super::syrk::weighted_gram;
 
 /// Layout for `d` features (m = d + 1): `[loss | n | gradient (m) | Hessian (m×m)]`,
 /// the Hessian present only when asked for.
@@ -31,34 +32,28 @@ pub fn accumulate(
 ) {
     let d = block.width;
     let m = d + 1;
-    let mut row = vec![0.0; m];
-    let mut scaled = vec![0.0; m];
-    row[d] = 1.0;
+    let rows = block.rows;
+    let mut augmented = vec![1.0; rows * m];
+    for r in 0..rows {
+        augmented[r * m..r * m + d].copy_from_slice(block.row(r));
+    }
+    let mut curvature = vec![0.0; rows];
     let (head, rest) = stats.split_at_mut(2);
     let (grad, hess) = rest.split_at_mut(m);
-    for (r, &label) in y.iter().enumerate().take(block.rows) {
-        row[..d].copy_from_slice(block.row(r));
+    for (r, &label) in y.iter().enumerate().take(rows) {
+        let row = &augmented[r * m..(r + 1) * m];
         let z: f64 = row.iter().zip(weights).map(|(x, w)| x * w).sum();
         let p = crate::functions::sigmoid(z);
         head[0] += softplus(z) - label * z;
         head[1] += 1.0;
         let residual = p - label;
-        for (g, x) in grad.iter_mut().zip(&row) {
+        for (g, x) in grad.iter_mut().zip(row) {
             *g += residual * x;
         }
-        if hessian {
-            let w = p * (1.0 - p);
-            for (s, x) in scaled.iter_mut().zip(&row) {
-                *s = w * x;
-            }
-            for j in 0..m {
-                let sj = scaled[j];
-                let target = &mut hess[j * m + j..(j + 1) * m];
-                for (h, &xk) in target.iter_mut().zip(&row[j..]) {
-                    *h += sj * xk;
-                }
-            }
-        }
+        curvature[r] = p * (1.0 - p);
+    }
+    if hessian {
+        weighted_gram(&augmented, Some(&curvature), rows, m, hess);
     }
 }
 

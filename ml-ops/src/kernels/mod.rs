@@ -12,5 +12,6 @@ mod block;
 pub mod gram;
 pub mod kmeans;
 pub mod logistic;
+pub mod syrk;
 
 pub use block::{BLOCK_ROWS, FeatureBlock, FeatureColumns, for_each_block};

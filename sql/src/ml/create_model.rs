@@ -2,15 +2,18 @@
 //! measure the model, and write it to the store as a new version.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use datafusion::arrow::datatypes::DataType;
 use datafusion::common::{Result, plan_err};
+use datafusion::datasource::ViewTable;
 use datafusion::logical_expr::LogicalPlan;
 use ember_ml_ops::functions::RoundSpec;
 use ember_ml_ops::hashing::StableHasher;
 use ember_ml_ops::models::{
-    Feature, InputColumn, MODEL_FORMAT, Model, ModelOptions, ModelType, TrainingData,
+    DataSplit, Feature, InputColumn, MODEL_FORMAT, Model, ModelOptions, ModelType, TrainingData,
     TransformItem, estimator,
 };
 use ember_ml_ops::store::validate_model_name;
@@ -162,14 +165,15 @@ pub async fn create_model(ml: &MlContext, create: &CreateModel) -> Result<MlOutp
     let options = &prepared.options;
     let mut plan = prepared.plan.clone();
     let iterative = options.model_type != ModelType::LinearRegression;
-    if ml.cache_features && iterative {
+    let cached = ml.cache_features && iterative;
+    if cached {
         // Decode and transform the input once; every round then reads memory.
         let frame = datafusion::prelude::DataFrame::new(ml.ctx.state(), plan);
         plan = frame.cache().await?.into_unoptimized_plan();
     }
     let data = TrainingData::new(
         ml.ctx.clone(),
-        plan,
+        plan.clone(),
         options.label.clone(),
         prepared.features.clone(),
     );
@@ -205,19 +209,75 @@ pub async fn create_model(ml: &MlContext, create: &CreateModel) -> Result<MlOutp
         data_fingerprint: format!("{:016x}", fingerprint.finish()),
     };
     model.check()?;
-    let (rows, on) = match options.data_split {
-        ember_ml_ops::models::DataSplit::Random => (Rows::Evaluation, "evaluation split"),
-        ember_ml_ops::models::DataSplit::None => (Rows::All, "training data"),
+    let (metrics, on) = match options.data_split {
+        DataSplit::Random => {
+            let rows = rows_sql(
+                &model.query,
+                &model.query_columns,
+                options,
+                Rows::Evaluation,
+            );
+            (
+                compute_metrics(ml, &model, &rows).await?,
+                "evaluation split",
+            )
+        }
+        // The training rows are in memory already, transformed: measure them there.
+        DataSplit::None if cached => (
+            metrics_on_features(ml, &model, plan).await?,
+            "training data",
+        ),
+        DataSplit::None => {
+            let rows = rows_sql(&model.query, &model.query_columns, options, Rows::All);
+            (compute_metrics(ml, &model, &rows).await?, "training data")
+        }
     };
-    let rows = rows_sql(&model.query, &model.query_columns, options, rows);
-    model.metrics = compute_metrics(ml, &model, &rows)
-        .await?
+    model.metrics = metrics
         .into_iter()
         .filter_map(|(k, v)| v.map(|v| (k.to_string(), v)))
         .collect();
     model.metrics_on = on.to_string();
     ml.store.save(&mut model).await?;
     Ok(MlOutput::none())
+}
+
+/// Distinguishes the temporary views of concurrent statements.
+static NEXT_VIEW: AtomicU64 = AtomicU64::new(0);
+
+/// The metrics of `model` over `features`, the plan of its training rows with the
+/// TRANSFORM already applied: measured as a model without TRANSFORM whose inputs
+/// are those features, through a temporary view of the plan.
+async fn metrics_on_features(
+    ml: &MlContext,
+    model: &Model,
+    features: LogicalPlan,
+) -> Result<Vec<(&'static str, Option<f64>)>> {
+    let view = format!(
+        "__ember_training_{}",
+        NEXT_VIEW.fetch_add(1, Ordering::Relaxed)
+    );
+    let mut measured = model.clone();
+    measured.name = view.clone();
+    measured.transform = vec![];
+    measured.inputs = model
+        .features
+        .iter()
+        .map(|f| {
+            let field = features.schema().field_with_unqualified_name(&f.name)?;
+            Ok(InputColumn {
+                name: f.name.clone(),
+                data_type: field.data_type().to_string(),
+            })
+        })
+        .collect::<Result<_>>()?;
+    ml.ctx
+        .register_table(view.as_str(), Arc::new(ViewTable::new(features, None)))?;
+    let metrics = compute_metrics(ml, &measured, &format!("SELECT * FROM {view}")).await;
+    ml.ctx.deregister_table(view.as_str())?;
+    if let Ok(mut catalog) = ml.catalog.write() {
+        catalog.remove(&view);
+    }
+    metrics
 }
 
 /// EXPLAIN CREATE MODEL: the plan of one training round (fits the TRANSFORM's
