@@ -81,6 +81,7 @@ pub async fn up(args: ClusterUpArgs) -> Result<()> {
         let scheduler_port = url.rsplit(':').next().unwrap_or_default().to_string();
         let scheduler = format!("{}:{scheduler_port}", advertised_host(ip));
 
+        let mut devices = Vec::new();
         for i in 1..=args.executors {
             let dir = root.join(format!("executor-{i}"));
             executor_dirs.push(dir.clone());
@@ -106,6 +107,12 @@ pub async fn up(args: ClusterUpArgs) -> Result<()> {
             )
             .await?;
             log::info!("{line}");
+            // The ready line ends "(scheduler ...; GPU: ...)" or "(...; no GPU (why))".
+            let device = line
+                .split_once("; ")
+                .map(|(_, rest)| rest.trim_end_matches(')').to_string())
+                .unwrap_or_default();
+            devices.push(device);
             members.push(member);
         }
         println!("ember cluster is up: {url}");
@@ -114,8 +121,8 @@ pub async fn up(args: ClusterUpArgs) -> Result<()> {
             pid(&members[0]),
             args.executors
         );
-        for member in &members[1..] {
-            println!("    {} (pid {})", member.name, pid(member));
+        for (member, device) in members[1..].iter().zip(&devices) {
+            println!("    {} (pid {}): {device}", member.name, pid(member));
         }
         println!("  logs: {}", logs.display());
         println!("Submit with: ember sql --master {url} ...   Ctrl-C stops the cluster.");

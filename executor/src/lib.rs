@@ -20,7 +20,10 @@ pub const READY: &str = "ember executor ready on";
 pub async fn run(options: ExecutorOptions) -> Result<()> {
     let scheduler = format!("{}:{}", options.scheduler_host, options.scheduler_port);
     run_executor(options, move |address| {
-        println!("{READY} {address} (scheduler {scheduler})");
+        // Whether this executor's ML kernels can use a GPU, for `ember cluster up`
+        // to show (probing also compiles the kernels once, before any task).
+        let device = ember_ml_ops::kernels::cuda::describe();
+        println!("{READY} {address} (scheduler {scheduler}; {device})");
         let _ = std::io::stdout().flush();
     })
     .await

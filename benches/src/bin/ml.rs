@@ -43,6 +43,9 @@ struct Args {
     /// Memory bandwidth of this machine in GB/s, for the bytes-per-pass limit.
     #[arg(long, default_value_t = 16.0)]
     bandwidth_gbs: f64,
+    /// ember.ml.device settings to measure embedded (auto, cpu, cuda).
+    #[arg(long, value_delimiter = ',', default_value = "auto")]
+    devices: Vec<String>,
     /// Workloads (logistic, linear, kmeans).
     #[arg(long, value_delimiter = ',', default_value = "logistic,linear,kmeans")]
     workloads: Vec<String>,
@@ -195,13 +198,27 @@ async fn main() -> Result<()> {
     let args = Args::parse();
     let store = tempfile::tempdir().map_err(|e| DataFusionError::Execution(e.to_string()))?;
     let mut results: Vec<(String, String, Run)> = Vec::new();
-    let embedded = ember_context(None, &store.path().join("embedded"), &args.data).await?;
-    for workload in &args.workloads {
-        results.push((
-            "ember embedded".into(),
-            workload.clone(),
-            run_ember(&embedded, workload, args.features).await?,
-        ));
+    for device in &args.devices {
+        let embedded = ember_context(
+            None,
+            &store.path().join(format!("embedded-{device}")),
+            &args.data,
+        )
+        .await?;
+        embedded
+            .sql(&format!("set ember.ml.device = '{device}'"))
+            .await?;
+        let engine = match device.as_str() {
+            "auto" => "ember embedded".to_string(),
+            other => format!("ember {other}"),
+        };
+        for workload in &args.workloads {
+            results.push((
+                engine.clone(),
+                workload.clone(),
+                run_ember(&embedded, workload, args.features).await?,
+            ));
+        }
     }
     if let Some(master) = &args.master {
         let cluster =

@@ -18,7 +18,10 @@ use datafusion::logical_expr::function::{AccumulatorArgs, StateFieldsArgs};
 use datafusion::logical_expr::{Accumulator, AggregateUDFImpl, Signature, Volatility};
 use serde::{Deserialize, Serialize};
 
-use crate::kernels::{FeatureBlock, FeatureColumns, for_each_block, gram, kmeans, logistic};
+use crate::kernels::cuda::{self, DeviceData, Gpu};
+use crate::kernels::{
+    DeviceChoice, FeatureBlock, FeatureColumns, for_each_block, gram, kmeans, logistic, place,
+};
 
 /// The name the function is registered and encoded under.
 pub const TRAIN_ROUND: &str = "ember_train_round";
@@ -49,6 +52,13 @@ pub struct TrainRoundFunc {
     label: Option<String>,
     /// Features per row after vectors are flattened.
     width: usize,
+    /// Where the kernels run (`auto` picks per batch and per process).
+    #[serde(default)]
+    device: DeviceChoice,
+    /// Whether the rows come from an in-memory cache that every round reads
+    /// again, so a GPU copy of a batch is worth keeping between rounds.
+    #[serde(default)]
+    resident: bool,
     #[serde(skip, default = "any_signature")]
     signature: Signature,
 }
@@ -63,6 +73,8 @@ impl PartialEq for TrainRoundFunc {
             && self.features == other.features
             && self.label == other.label
             && self.width == other.width
+            && self.device == other.device
+            && self.resident == other.resident
     }
 }
 
@@ -91,8 +103,18 @@ impl TrainRoundFunc {
             features,
             label,
             width,
+            device: DeviceChoice::Auto,
+            resident: false,
             signature: any_signature(),
         }
+    }
+
+    /// Runs the kernels on `device`; `resident` says the same batches come back
+    /// every round (see the field).
+    pub fn with_device(mut self, device: DeviceChoice, resident: bool) -> Self {
+        self.device = device;
+        self.resident = resident;
+        self
     }
 
     /// Length of the statistics vector this round returns.
@@ -204,14 +226,49 @@ impl RoundAccumulator {
         if labels.values().iter().any(|v| !v.is_finite()) {
             return exec_err!("label '{name}' has NaN or infinite values");
         }
-        if matches!(self.function.spec, RoundSpec::Logistic { .. }) {
-            if let Some(bad) = labels.values().iter().find(|v| **v != 0.0 && **v != 1.0) {
-                return exec_err!(
-                    "label '{name}' must be 0 or 1 (or a boolean) for logistic_regression, found {bad}"
-                );
-            }
+        if matches!(self.function.spec, RoundSpec::Logistic { .. })
+            && let Some(bad) = labels.values().iter().find(|v| **v != 0.0 && **v != 1.0)
+        {
+            return exec_err!(
+                "label '{name}' must be 0 or 1 (or a boolean) for logistic_regression, found {bad}"
+            );
         }
         Ok(labels)
+    }
+}
+
+impl RoundAccumulator {
+    /// The round's kernels on `gpu`, over a device copy of the batch that is
+    /// kept between rounds when the rows are resident.
+    fn update_on_gpu(
+        &mut self,
+        gpu: &'static Gpu,
+        values: &[ArrayRef],
+        columns: &FeatureColumns,
+        labels: Option<&Float64Array>,
+    ) -> Result<()> {
+        let y = labels.map(|l| l.values().as_ref());
+        let upload = || DeviceData::upload(gpu, columns, y);
+        let data = if self.function.resident {
+            cuda::resident(gpu, values, upload)?
+        } else {
+            Arc::new(upload()?)
+        };
+        let mut stats = vec![0.0; self.stats.len()];
+        match &self.function.spec {
+            RoundSpec::LeastSquares => cuda::least_squares(gpu, &data, &mut stats)?,
+            RoundSpec::Logistic { weights, hessian } => {
+                cuda::logistic(gpu, &data, weights, *hessian, &mut stats)?
+            }
+            RoundSpec::KMeans { centroids, measure } => {
+                cuda::kmeans(gpu, &data, centroids, measure.as_deref(), &mut stats)?
+            }
+        }
+        // Added only once the whole batch succeeded, so a CPU retry never counts twice.
+        for (s, v) in self.stats.iter_mut().zip(stats) {
+            *s += v;
+        }
+        Ok(())
     }
 }
 
@@ -230,6 +287,18 @@ impl Accumulator for RoundAccumulator {
                 columns.width(),
                 self.function.width
             );
+        }
+        if columns.rows() == 0 {
+            return Ok(());
+        }
+
+        if let Some(gpu) = place(self.function.device, columns.rows())? {
+            match self.update_on_gpu(gpu, values, &columns, labels.as_ref()) {
+                Ok(()) => return Ok(()),
+                Err(e) if self.function.device == DeviceChoice::Cuda => return Err(e),
+                // `auto` asked for speed, not for the GPU: the CPU still answers.
+                Err(e) => log::warn!("GPU kernel failed, using the CPU: {e}"),
+            }
         }
         let stats = &mut self.stats;
         let y = labels.as_ref().map(|l| l.values().as_ref()).unwrap_or(&[]);

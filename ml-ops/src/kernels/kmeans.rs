@@ -72,59 +72,6 @@ pub fn accumulate(
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn column_major_matches_row_major() {
-        use datafusion::arrow::array::{ArrayRef, Float64Array};
-        use std::sync::Arc;
-        let n = 2500;
-        let a: ArrayRef = Arc::new(Float64Array::from(
-            (0..n)
-                .map(|i| (i as f64 * 0.7).sin() * 5.0)
-                .collect::<Vec<_>>(),
-        ));
-        let b: ArrayRef = Arc::new(Float64Array::from(
-            (0..n)
-                .map(|i| (i as f64 * 1.3).cos() * 3.0)
-                .collect::<Vec<_>>(),
-        ));
-        let columns = FeatureColumns::new(&[a, b], &["a".into(), "b".into()]).unwrap();
-        let centroids = [0.0, 0.0, 3.0, 1.0, -2.0, -1.0];
-        let measure = [0.5, 0.1, 2.0, 1.0, -1.0, -1.0];
-        let mut expected = vec![0.0; stats_len(3, 2)];
-        let mut block = FeatureBlock::new(2);
-        super::super::for_each_block(&columns, &mut block, |_, block| {
-            accumulate(block, &centroids, Some(&measure), &mut expected)
-        })
-        .unwrap();
-        let mut got = vec![0.0; stats_len(3, 2)];
-        accumulate_columns(&columns, &centroids, Some(&measure), &mut got).unwrap();
-        for (g, e) in got.iter().zip(&expected) {
-            assert!(
-                (g - e).abs() <= 1e-9 * e.abs().max(1.0),
-                "{got:?} vs {expected:?}"
-            );
-        }
-    }
-
-    #[test]
-    fn assigns_and_sums() {
-        let mut block = FeatureBlock::new(1);
-        block.values[..4].copy_from_slice(&[0.0, 1.0, 9.0, 11.0]);
-        block.resize(4);
-        let centroids = [0.0, 10.0];
-        let mut stats = vec![0.0; stats_len(2, 1)];
-        accumulate(&block, &centroids, Some(&[0.5, 10.0]), &mut stats);
-        assert_eq!(&stats[..2], &[1.0, 20.0]);
-        assert_eq!(&stats[2..4], &[2.0, 2.0]);
-        assert_eq!(&stats[4..6], &[1.0, 2.0]);
-        assert_eq!(&stats[6..], &[1.0, 2.0]);
-    }
-}
-
 /// Column-major form of [`accumulate`] for a whole batch: distances are computed
 /// centroid by centroid and feature by feature over a block of rows, an
 /// element-wise loop that vectorises, instead of row by row.
@@ -212,4 +159,57 @@ fn accumulate_columns_generic(
         start += rows;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn column_major_matches_row_major() {
+        use datafusion::arrow::array::{ArrayRef, Float64Array};
+        use std::sync::Arc;
+        let n = 2500;
+        let a: ArrayRef = Arc::new(Float64Array::from(
+            (0..n)
+                .map(|i| (i as f64 * 0.7).sin() * 5.0)
+                .collect::<Vec<_>>(),
+        ));
+        let b: ArrayRef = Arc::new(Float64Array::from(
+            (0..n)
+                .map(|i| (i as f64 * 1.3).cos() * 3.0)
+                .collect::<Vec<_>>(),
+        ));
+        let columns = FeatureColumns::new(&[a, b], &["a".into(), "b".into()]).unwrap();
+        let centroids = [0.0, 0.0, 3.0, 1.0, -2.0, -1.0];
+        let measure = [0.5, 0.1, 2.0, 1.0, -1.0, -1.0];
+        let mut expected = vec![0.0; stats_len(3, 2)];
+        let mut block = FeatureBlock::new(2);
+        super::super::for_each_block(&columns, &mut block, |_, block| {
+            accumulate(block, &centroids, Some(&measure), &mut expected)
+        })
+        .unwrap();
+        let mut got = vec![0.0; stats_len(3, 2)];
+        accumulate_columns(&columns, &centroids, Some(&measure), &mut got).unwrap();
+        for (g, e) in got.iter().zip(&expected) {
+            assert!(
+                (g - e).abs() <= 1e-9 * e.abs().max(1.0),
+                "{got:?} vs {expected:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn assigns_and_sums() {
+        let mut block = FeatureBlock::new(1);
+        block.values[..4].copy_from_slice(&[0.0, 1.0, 9.0, 11.0]);
+        block.resize(4);
+        let centroids = [0.0, 10.0];
+        let mut stats = vec![0.0; stats_len(2, 1)];
+        accumulate(&block, &centroids, Some(&[0.5, 10.0]), &mut stats);
+        assert_eq!(&stats[..2], &[1.0, 20.0]);
+        assert_eq!(&stats[2..4], &[2.0, 2.0]);
+        assert_eq!(&stats[4..6], &[1.0, 2.0]);
+        assert_eq!(&stats[6..], &[1.0, 2.0]);
+    }
 }

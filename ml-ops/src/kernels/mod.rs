@@ -9,9 +9,13 @@
 //! addition, which is what makes a training round one distributed aggregate.
 
 mod block;
+pub mod cuda;
 pub mod gram;
 pub mod kmeans;
 pub mod logistic;
+mod placement;
 pub mod syrk;
+pub mod transform;
 
 pub use block::{BLOCK_ROWS, FeatureBlock, FeatureColumns, for_each_block};
+pub use placement::{AUTO_MIN_ROWS, DeviceChoice, place};

@@ -180,12 +180,6 @@ impl ModelOptions {
         if !["auto", "cpu", "cuda"].contains(&device.as_str()) {
             return plan_err!("device must be 'auto', 'cpu' or 'cuda', not '{device}'");
         }
-        if device == "cuda" {
-            // 'auto' runs on the CPU kernels; asking for CUDA must not silently do so.
-            return plan_err!(
-                "device = 'cuda': this build of ember has no CUDA kernels; use 'cpu' or 'auto'"
-            );
-        }
         Ok(Self {
             model_type,
             label,

@@ -3,13 +3,14 @@
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Instant;
 
+use datafusion::common::config::ConfigNonZeroUsize;
 use datafusion::common::{Column, Result, ScalarValue, exec_err};
 use datafusion::logical_expr::{AggregateUDF, Expr, LogicalPlan, ScalarUDF, SortExpr};
 use datafusion::prelude::{DataFrame, SessionContext, lit};
 
 use super::{Feature, ModelType};
 use crate::functions::{RoundSpec, RowHashFunc, TrainRoundFunc, stats_values};
-use crate::kernels::{FeatureBlock, FeatureColumns, for_each_block};
+use crate::kernels::{DeviceChoice, FeatureBlock, FeatureColumns, for_each_block};
 
 /// Told about each training iteration (the CLI draws a progress line from it).
 pub trait Progress: Send + Sync {
@@ -32,6 +33,9 @@ pub struct TrainingData {
     plan: LogicalPlan,
     label: Option<String>,
     features: Vec<Feature>,
+    device: DeviceChoice,
+    resident: bool,
+    batch_rows: Option<usize>,
     rows: AtomicU64,
     passes: AtomicUsize,
     started: Instant,
@@ -50,10 +54,29 @@ impl TrainingData {
             plan,
             label,
             features,
+            device: DeviceChoice::Auto,
+            resident: false,
+            batch_rows: None,
             rows: AtomicU64::new(0),
             passes: AtomicUsize::new(0),
             started: Instant::now(),
         }
+    }
+
+    /// Rounds run their kernels on `device`; `resident` says the plan reads
+    /// in-memory batches that every round sees again (see [`TrainRoundFunc`]).
+    pub fn with_device(mut self, device: DeviceChoice, resident: bool) -> Self {
+        self.device = device;
+        self.resident = resident;
+        self
+    }
+
+    /// Rounds read batches of up to `rows` rows: the planner would otherwise
+    /// copy the large in-memory batches kept for a GPU into small new ones
+    /// every round, and the GPU's copy of them would be lost.
+    pub fn with_batch_rows(mut self, rows: Option<usize>) -> Self {
+        self.batch_rows = rows;
+        self
     }
 
     /// Features per row, vectors flattened.
@@ -82,7 +105,14 @@ impl TrainingData {
     }
 
     fn frame(&self) -> DataFrame {
-        DataFrame::new(self.ctx.state(), self.plan.clone())
+        let mut state = self.ctx.state();
+        if let Some(rows) = self.batch_rows {
+            let execution = &mut state.config_mut().options_mut().execution;
+            if let Ok(size) = ConfigNonZeroUsize::try_new(execution.batch_size.get().max(rows)) {
+                execution.batch_size = size;
+            }
+        }
+        DataFrame::new(state, self.plan.clone())
     }
 
     fn feature_exprs(&self) -> Vec<Expr> {
@@ -105,7 +135,8 @@ impl TrainingData {
             args.push(Expr::Column(Column::from_name(label)));
         }
         args.extend(self.feature_exprs());
-        let function = TrainRoundFunc::new(spec, names, label, self.width());
+        let function = TrainRoundFunc::new(spec, names, label, self.width())
+            .with_device(self.device, self.resident);
         let expected = function.stats_len();
         let round = AggregateUDF::from(function).call(args).alias("stats");
         Ok((self.frame().aggregate(vec![], vec![round])?, expected))

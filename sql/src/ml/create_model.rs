@@ -6,12 +6,14 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use datafusion::arrow::compute::concat_batches;
 use datafusion::arrow::datatypes::DataType;
 use datafusion::common::{Result, plan_err};
-use datafusion::datasource::ViewTable;
+use datafusion::datasource::{MemTable, ViewTable};
 use datafusion::logical_expr::LogicalPlan;
 use ember_ml_ops::functions::RoundSpec;
 use ember_ml_ops::hashing::StableHasher;
+use ember_ml_ops::kernels::{DeviceChoice, cuda};
 use ember_ml_ops::models::{
     DataSplit, Feature, InputColumn, MODEL_FORMAT, Model, ModelOptions, ModelType, TrainingData,
     TransformItem, estimator,
@@ -166,20 +168,31 @@ pub async fn create_model(ml: &MlContext, create: &CreateModel) -> Result<MlOutp
     let mut plan = prepared.plan.clone();
     let iterative = options.model_type != ModelType::LinearRegression;
     let cached = ml.cache_features && iterative;
+    let device = device_choice(ml, create, options)?;
+    let mut batch_rows = None;
     if cached {
         // Decode and transform the input once; every round then reads memory.
-        let frame = datafusion::prelude::DataFrame::new(ml.ctx.state(), plan);
-        plan = frame.cache().await?.into_unoptimized_plan();
+        (plan, batch_rows) = cache_features(ml, plan, device).await?;
     }
     let data = TrainingData::new(
         ml.ctx.clone(),
         plan.clone(),
         options.label.clone(),
         prepared.features.clone(),
-    );
+    )
+    .with_device(device, cached)
+    .with_batch_rows(batch_rows);
     let fitted = estimator(options.model_type)
         .fit(&data, options, ml.progress.as_ref())
-        .await?;
+        .await;
+    let fitted = match fitted {
+        Ok(fitted) => fitted,
+        Err(e) => {
+            drop((plan, data));
+            cuda::release_unused();
+            return Err(e);
+        }
+    };
     let created_at = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
@@ -224,7 +237,7 @@ pub async fn create_model(ml: &MlContext, create: &CreateModel) -> Result<MlOutp
         }
         // The training rows are in memory already, transformed: measure them there.
         DataSplit::None if cached => (
-            metrics_on_features(ml, &model, plan).await?,
+            metrics_on_features(ml, &model, plan.clone()).await?,
             "training data",
         ),
         DataSplit::None => {
@@ -237,8 +250,70 @@ pub async fn create_model(ml: &MlContext, create: &CreateModel) -> Result<MlOutp
         .filter_map(|(k, v)| v.map(|v| (k.to_string(), v)))
         .collect();
     model.metrics_on = on.to_string();
+    drop((plan, data));
+    // The cached features are gone: so are their GPU copies.
+    cuda::release_unused();
     ml.store.save(&mut model).await?;
     Ok(MlOutput::none())
+}
+
+/// The device training runs on: the model's `device` option, else the
+/// session's `ember.ml.device`. Embedded, `cuda` without a GPU fails here,
+/// before any data is read.
+fn device_choice(
+    ml: &MlContext,
+    create: &CreateModel,
+    options: &ModelOptions,
+) -> Result<DeviceChoice> {
+    let given = create.options.iter().any(|(k, _)| k == "device");
+    let choice: DeviceChoice = if given {
+        options.device.parse()?
+    } else {
+        ml.ctx
+            .state()
+            .config()
+            .options()
+            .entries()
+            .into_iter()
+            .find(|e| e.key == "ember.ml.device")
+            .and_then(|e| e.value)
+            .map(|v| v.parse())
+            .transpose()?
+            .unwrap_or_default()
+    };
+    if choice == DeviceChoice::Cuda
+        && ml.cache_features
+        && let Err(reason) = cuda::gpu()
+    {
+        return plan_err!("device = 'cuda' but {reason}");
+    }
+    Ok(choice)
+}
+
+/// The training rows in memory. Where a GPU may take them, each partition is
+/// one batch (its rows are returned too): one device copy and a few launches
+/// per round instead of one per small batch.
+async fn cache_features(
+    ml: &MlContext,
+    plan: LogicalPlan,
+    device: DeviceChoice,
+) -> Result<(LogicalPlan, Option<usize>)> {
+    let frame = datafusion::prelude::DataFrame::new(ml.ctx.state(), plan);
+    if device == DeviceChoice::Cpu || cuda::gpu().is_err() {
+        return Ok((frame.cache().await?.into_unoptimized_plan(), None));
+    }
+    let schema = Arc::new(frame.schema().as_arrow().clone());
+    let partitions = frame
+        .collect_partitioned()
+        .await?
+        .into_iter()
+        .filter(|batches| !batches.is_empty())
+        .map(|batches| Ok(vec![concat_batches(&schema, &batches)?]))
+        .collect::<Result<Vec<_>>>()?;
+    let rows = partitions.iter().map(|p| p[0].num_rows()).max();
+    let table = MemTable::try_new(schema, partitions)?;
+    let plan = ml.ctx.read_table(Arc::new(table))?.into_unoptimized_plan();
+    Ok((plan, rows))
 }
 
 /// Distinguishes the temporary views of concurrent statements.

@@ -28,7 +28,7 @@ pub use feature_hash::FeatureHashFunc;
 pub use impute::{IMPUTE_STRATEGIES, ImputeFunc};
 pub use min_max_scale::MinMaxScaleFunc;
 pub use one_hot::{MAX_CATEGORIES, OneHotFunc};
-pub use polynomial_expand::PolynomialExpandFunc;
+pub use polynomial_expand::{PolynomialExpandFunc, monomials};
 pub use standard_scale::StandardScaleFunc;
 
 /// Names of the feature functions whose statistics CREATE MODEL fits.

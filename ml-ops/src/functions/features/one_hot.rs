@@ -67,10 +67,10 @@ impl ScalarUDFImpl for OneHotFunc {
         let x = x.as_string::<i32>();
         let mut values = vec![0.0; x.len() * width];
         for row in 0..x.len() {
-            if x.is_valid(row) {
-                if let Some(&i) = index.get(x.value(row)) {
-                    values[row * width + i] = 1.0;
-                }
+            if x.is_valid(row)
+                && let Some(&i) = index.get(x.value(row))
+            {
+                values[row * width + i] = 1.0;
             }
         }
         Ok(ColumnarValue::Array(vectors(values, width)))

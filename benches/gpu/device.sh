@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Runs on a machine with an NVIDIA GPU, from the repository root, over release
+# binaries built elsewhere and packed by benches/gpu/pack.sh into .gpu-bin/:
+# the CUDA parity tests, the kernels alone, and end-to-end training on 10M x 28
+# on the CPU path and on the CUDA path of the same machine.
+#   benches/gpu/device.sh [rows]     (writes logs under ${OUT:-/tmp/ember-gpu})
+set -uo pipefail
+rows="${1:-10000000}"
+out="${OUT:-/tmp/ember-gpu}"
+mkdir -p "$out"
+bin=/tmp/ember-gpu-bin
+mkdir -p "$bin"
+for f in .gpu-bin/*.xz; do xz -dc "$f" > "$bin/$(basename "$f" .xz)"; done
+chmod +x "$bin"/*
+nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | tee "$out/gpu.txt"
+# NVRTC: the toolkit's or a Python wheel's, whichever the machine has.
+nvrtc="$(find /usr/local /opt /usr/lib -name 'libnvrtc.so.13*' 2>/dev/null | grep -v builtins | head -n 1)"
+export LD_LIBRARY_PATH="$(dirname "$nvrtc")${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+echo "nvrtc: $nvrtc"
+nproc
+echo "== parity"
+"$bin/ml_ops_tests" cuda --test-threads=1 --nocapture 2>&1 | tee "$out/parity.log" | grep -E "seed|error|test |result|panicked"
+echo "== kernels"
+"$bin/kernels" --rows "$rows" 2>&1 | tee "$out/kernels.log"
+echo "== end to end"
+"$bin/ember" datagen classification --rows "$rows" --out /tmp/higgs --parts 16 >/dev/null
+"$bin/ml" --data /tmp/higgs --devices cpu,cuda --baselines none 2>&1 | tee "$out/ml.log"
