@@ -16,7 +16,9 @@ Examples:
   ember datagen tpch --scale 1 --out data/tpch
   ember sql --data-dir data/tpch -c 'select count(*) from lineitem'
   ember cluster up --executors 2
-  ember sql --master df://127.0.0.1:50050 --data-dir data/tpch -f query.sql"
+  ember sql --master df://127.0.0.1:50050 --data-dir data/tpch -f query.sql
+  ember datagen classification --rows 1000000 --out data/ml/higgs
+  ember sql --data-dir data/ml -f examples/higgs.sql     # train, evaluate, predict"
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -56,7 +58,11 @@ Examples:
   ember sql -c 'select 1 + 1'
   ember sql --data-dir data/tpch -f q1.sql --format csv
   ember sql --master df://127.0.0.1:50050 --data-dir data/tpch -c 'select count(*) from orders'
-  ember sql --data-dir data/tpch          # interactive prompt; \\q quits")]
+  ember sql --data-dir data/tpch          # interactive prompt; \\q quits
+
+Machine learning: CREATE MODEL, EVALUATE MODEL, SHOW MODELS, DESCRIBE MODEL, DROP MODEL,
+predict('model', ...) and training_info('model'); SET ember.ml.device = 'auto' | 'cpu' |
+'cuda' chooses where training kernels run (see the README).")]
 pub struct SqlArgs {
     /// SQL to run (repeatable).
     #[arg(short = 'c', long = "command", value_name = "SQL")]

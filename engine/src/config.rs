@@ -5,64 +5,18 @@
 //! travel with each job to the scheduler and the executors.
 
 use std::fmt;
-use std::str::FromStr;
 
 use datafusion::common::config::{ConfigEntry, ConfigExtension, ExtensionOptions};
-use datafusion::common::{DataFusionError, Result, config_err};
+use datafusion::common::{Result, config_err};
 use datafusion::config::{ConfigField, Visit};
 
-/// `ember.ml.device`: where ML kernels run.
-pub const ML_DEVICE: &str = "ember.ml.device";
+/// `ember.ml.device`: where ML kernels run (the kernels' own choice type).
+pub const ML_DEVICE: &str = ember_ml_ops::kernels::DEVICE_SETTING;
+pub use ember_ml_ops::kernels::DeviceChoice as MlDevice;
 /// `ember.ml.batch_size`: rows handed to an ML kernel at a time.
 pub const ML_BATCH_SIZE: &str = "ember.ml.batch_size";
 /// `ember.ml.max_iterations`: upper bound on training rounds, whatever a model asks for.
 pub const ML_MAX_ITERATIONS: &str = "ember.ml.max_iterations";
-
-/// Where ML kernels run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum MlDevice {
-    /// CUDA when a device is present and the batch is large enough, else CPU.
-    #[default]
-    Auto,
-    /// Always the CPU kernels.
-    Cpu,
-    /// Always CUDA; an error where no device is present.
-    Cuda,
-}
-
-impl FromStr for MlDevice {
-    type Err = DataFusionError;
-
-    fn from_str(s: &str) -> Result<Self> {
-        match s.trim().to_ascii_lowercase().as_str() {
-            "auto" => Ok(Self::Auto),
-            "cpu" => Ok(Self::Cpu),
-            "cuda" | "gpu" => Ok(Self::Cuda),
-            other => config_err!("{ML_DEVICE} must be 'auto', 'cpu' or 'cuda', not '{other}'"),
-        }
-    }
-}
-
-impl fmt::Display for MlDevice {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Self::Auto => "auto",
-            Self::Cpu => "cpu",
-            Self::Cuda => "cuda",
-        })
-    }
-}
-
-impl ConfigField for MlDevice {
-    fn visit<V: Visit>(&self, visitor: &mut V, key: &str, description: &'static str) {
-        visitor.some(key, self, description)
-    }
-
-    fn set(&mut self, _key: &str, value: &str) -> Result<()> {
-        *self = value.parse()?;
-        Ok(())
-    }
-}
 
 /// ML settings, under `ember.ml.`.
 #[derive(Debug, Clone)]

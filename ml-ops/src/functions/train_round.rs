@@ -254,14 +254,19 @@ impl RoundAccumulator {
         } else {
             Arc::new(upload()?)
         };
+        self.run_on_gpu(gpu, &data)
+    }
+
+    /// The round's kernels over `data`, already on `gpu`.
+    fn run_on_gpu(&mut self, gpu: &'static Gpu, data: &DeviceData) -> Result<()> {
         let mut stats = vec![0.0; self.stats.len()];
         match &self.function.spec {
-            RoundSpec::LeastSquares => cuda::least_squares(gpu, &data, &mut stats)?,
+            RoundSpec::LeastSquares => cuda::least_squares(gpu, data, &mut stats)?,
             RoundSpec::Logistic { weights, hessian } => {
-                cuda::logistic(gpu, &data, weights, *hessian, &mut stats)?
+                cuda::logistic(gpu, data, weights, *hessian, &mut stats)?
             }
             RoundSpec::KMeans { centroids, measure } => {
-                cuda::kmeans(gpu, &data, centroids, measure.as_deref(), &mut stats)?
+                cuda::kmeans(gpu, data, centroids, measure.as_deref(), &mut stats)?
             }
         }
         // Added only once the whole batch succeeded, so a CPU retry never counts twice.
@@ -270,10 +275,35 @@ impl RoundAccumulator {
         }
         Ok(())
     }
+
+    /// Whether a GPU attempt answered the batch: `cuda` fails with its error;
+    /// `auto` asked for speed, not for the GPU, so the CPU answers instead.
+    fn gpu_answered(&self, attempt: Result<()>) -> Result<bool> {
+        match attempt {
+            Ok(()) => Ok(true),
+            Err(e) if self.function.device == DeviceChoice::Cuda => Err(e),
+            Err(e) => {
+                log::warn!("GPU kernel failed, using the CPU: {e}");
+                Ok(false)
+            }
+        }
+    }
 }
 
 impl Accumulator for RoundAccumulator {
     fn update_batch(&mut self, values: &[ArrayRef]) -> Result<()> {
+        // A batch already on the GPU was cast and checked when it was copied
+        // there: later rounds go straight to the kernels.
+        if self.function.resident
+            && self.function.device != DeviceChoice::Cpu
+            && let Some(data) = cuda::cached(values)
+            && let Some(gpu) = place(self.function.device, data.rows)?
+        {
+            let attempt = self.run_on_gpu(gpu, &data);
+            if self.gpu_answered(attempt)? {
+                return Ok(());
+            }
+        }
         let (labels, features) = if self.function.label.is_some() {
             let (first, rest) = values.split_first().expect("signature checked");
             (Some(self.labels(first)?), rest)
@@ -293,11 +323,9 @@ impl Accumulator for RoundAccumulator {
         }
 
         if let Some(gpu) = place(self.function.device, columns.rows())? {
-            match self.update_on_gpu(gpu, values, &columns, labels.as_ref()) {
-                Ok(()) => return Ok(()),
-                Err(e) if self.function.device == DeviceChoice::Cuda => return Err(e),
-                // `auto` asked for speed, not for the GPU: the CPU still answers.
-                Err(e) => log::warn!("GPU kernel failed, using the CPU: {e}"),
+            let attempt = self.update_on_gpu(gpu, values, &columns, labels.as_ref());
+            if self.gpu_answered(attempt)? {
+                return Ok(());
             }
         }
         let stats = &mut self.stats;

@@ -80,49 +80,15 @@ impl FeatureColumns {
     /// Copies rows `start..start + block.rows` into `block`, row-major. NULL and NaN
     /// are errors naming the feature: a model cannot train or predict on them.
     pub fn gather(&self, start: usize, block: &mut FeatureBlock) -> Result<()> {
-        let rows = block.rows;
-        let d = self.width;
+        let (rows, d) = (block.rows, self.width);
         let mut offset = 0;
-        for (i, column) in self.columns.iter().enumerate() {
-            match column {
-                Column::Scalar(array) => {
-                    if array.null_count() > 0 && (start..start + rows).any(|r| array.is_null(r)) {
-                        return self.missing(i);
-                    }
-                    let values = &array.as_primitive::<Float64Type>().values()[start..start + rows];
-                    for (r, v) in values.iter().enumerate() {
-                        if v.is_nan() {
-                            return self.missing(i);
-                        }
-                        block.values[r * d + offset] = *v;
-                    }
-                    offset += 1;
-                }
-                Column::Vector {
-                    values,
-                    width,
-                    list,
-                } => {
-                    let list: &FixedSizeListArray = list.as_fixed_size_list();
-                    if list.null_count() > 0 && (start..start + rows).any(|r| list.is_null(r)) {
-                        return self.missing(i);
-                    }
-                    let values = values.as_primitive::<Float64Type>();
-                    if values.null_count() > 0 {
-                        return self.missing(i);
-                    }
-                    let first = (list.offset() + start) * width;
-                    let values = &values.values()[first..first + rows * width];
-                    for r in 0..rows {
-                        let row = &values[r * width..(r + 1) * width];
-                        if row.iter().any(|v| v.is_nan()) {
-                            return self.missing(i);
-                        }
-                        block.values[r * d + offset..r * d + offset + width].copy_from_slice(row);
-                    }
-                    offset += width;
-                }
+        for i in 0..self.columns.len() {
+            let (values, width) = self.checked(i, start, rows)?;
+            // max(1): a zero-wide vector has no values to place (and chunks need a size).
+            for (r, row) in values.chunks_exact(width.max(1)).enumerate() {
+                block.values[r * d + offset..r * d + offset + width].copy_from_slice(row);
             }
+            offset += width;
         }
         Ok(())
     }
@@ -131,46 +97,52 @@ impl FeatureColumns {
     /// `out[j·rows..(j+1)·rows]`), with the same NULL/NaN checks as [`Self::gather`].
     pub fn gather_columns(&self, start: usize, rows: usize, out: &mut [f64]) -> Result<()> {
         let mut j = 0;
-        for (i, column) in self.columns.iter().enumerate() {
-            match column {
-                Column::Scalar(array) => {
-                    if array.null_count() > 0 && (start..start + rows).any(|r| array.is_null(r)) {
-                        return self.missing(i);
-                    }
-                    let values = &array.as_primitive::<Float64Type>().values()[start..start + rows];
-                    if values.iter().any(|v| v.is_nan()) {
-                        return self.missing(i);
-                    }
-                    out[j * rows..(j + 1) * rows].copy_from_slice(values);
-                    j += 1;
-                }
-                Column::Vector {
-                    values,
-                    width,
-                    list,
-                } => {
-                    let list: &FixedSizeListArray = list.as_fixed_size_list();
-                    let values = values.as_primitive::<Float64Type>();
-                    if (list.null_count() > 0 && (start..start + rows).any(|r| list.is_null(r)))
-                        || values.null_count() > 0
-                    {
-                        return self.missing(i);
-                    }
-                    let first = (list.offset() + start) * width;
-                    let values = &values.values()[first..first + rows * width];
-                    if values.iter().any(|v| v.is_nan()) {
-                        return self.missing(i);
-                    }
-                    for r in 0..rows {
-                        for w in 0..*width {
-                            out[(j + w) * rows + r] = values[r * width + w];
-                        }
-                    }
-                    j += width;
+        for i in 0..self.columns.len() {
+            let (values, width) = self.checked(i, start, rows)?;
+            // max(1): a zero-wide vector has no values to place (and chunks need a size).
+            for (r, row) in values.chunks_exact(width.max(1)).enumerate() {
+                for (w, v) in row.iter().enumerate() {
+                    out[(j + w) * rows + r] = *v;
                 }
             }
+            j += width;
         }
         Ok(())
+    }
+
+    /// Feature `i`'s values for rows `start..start + rows`, row-major with its
+    /// width, once no NULL or NaN is among them.
+    fn checked(&self, i: usize, start: usize, rows: usize) -> Result<(&[f64], usize)> {
+        let (values, width) = match &self.columns[i] {
+            Column::Scalar(array) => {
+                if array.null_count() > 0 && (start..start + rows).any(|r| array.is_null(r)) {
+                    return self.missing(i);
+                }
+                (
+                    &array.as_primitive::<Float64Type>().values()[start..start + rows],
+                    1,
+                )
+            }
+            Column::Vector {
+                values,
+                width,
+                list,
+            } => {
+                let list: &FixedSizeListArray = list.as_fixed_size_list();
+                let values = values.as_primitive::<Float64Type>();
+                if (list.null_count() > 0 && (start..start + rows).any(|r| list.is_null(r)))
+                    || values.null_count() > 0
+                {
+                    return self.missing(i);
+                }
+                let first = (list.offset() + start) * width;
+                (&values.values()[first..first + rows * width], *width)
+            }
+        };
+        if values.iter().any(|v| v.is_nan()) {
+            return self.missing(i);
+        }
+        Ok((values, width))
     }
 
     fn missing<T>(&self, i: usize) -> Result<T> {

@@ -15,14 +15,9 @@ pub fn stats_len(d: usize) -> usize {
 
 /// Adds the block's rows, with labels `y`, to `stats`.
 pub fn accumulate(block: &FeatureBlock, y: &[f64], stats: &mut [f64]) {
-    let d = block.width;
-    let m = d + 1;
+    let m = block.width + 1;
     let rows = block.rows;
-    // The rows with the intercept's 1 appended.
-    let mut augmented = vec![1.0; rows * m];
-    for r in 0..rows {
-        augmented[r * m..r * m + d].copy_from_slice(block.row(r));
-    }
+    let augmented = with_intercept(block);
     let (gram, rest) = stats.split_at_mut(m * m);
     weighted_gram(&augmented, None, rows, m, gram);
     let (xty, rest) = rest.split_at_mut(m);
@@ -33,6 +28,16 @@ pub fn accumulate(block: &FeatureBlock, y: &[f64], stats: &mut [f64]) {
         rest[0] += label * label;
         rest[1] += 1.0;
     }
+}
+
+/// The block's rows with the intercept's 1 appended (row-major, width + 1).
+pub(super) fn with_intercept(block: &FeatureBlock) -> Vec<f64> {
+    let (d, m) = (block.width, block.width + 1);
+    let mut augmented = vec![1.0; block.rows * m];
+    for r in 0..block.rows {
+        augmented[r * m..r * m + d].copy_from_slice(block.row(r));
+    }
+    augmented
 }
 
 /// Copies the upper triangle onto the lower one.

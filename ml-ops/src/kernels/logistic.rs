@@ -2,7 +2,7 @@
 //! gradient and (for Newton steps) its Hessian XᵀWX, with an intercept column.
 
 use super::FeatureBlock;
-use super::gram::symmetrize;
+use super::gram::{symmetrize, with_intercept};
 use super::syrk::weighted_gram;
 
 /// Layout for `d` features (m = d + 1): `[loss | n | gradient (m) | Hessian (m×m)]`,
@@ -30,13 +30,9 @@ pub fn accumulate(
     hessian: bool,
     stats: &mut [f64],
 ) {
-    let d = block.width;
-    let m = d + 1;
+    let m = block.width + 1;
     let rows = block.rows;
-    let mut augmented = vec![1.0; rows * m];
-    for r in 0..rows {
-        augmented[r * m..r * m + d].copy_from_slice(block.row(r));
-    }
+    let augmented = with_intercept(block);
     let mut curvature = vec![0.0; rows];
     let (head, rest) = stats.split_at_mut(2);
     let (grad, hess) = rest.split_at_mut(m);

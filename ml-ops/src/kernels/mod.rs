@@ -18,4 +18,4 @@ pub mod syrk;
 pub mod transform;
 
 pub use block::{BLOCK_ROWS, FeatureBlock, FeatureColumns, for_each_block};
-pub use placement::{AUTO_MIN_ROWS, DeviceChoice, place};
+pub use placement::{AUTO_MIN_ROWS, DEVICE_SETTING, DeviceChoice, place};

@@ -4,10 +4,14 @@
 use std::fmt;
 use std::str::FromStr;
 
-use datafusion::common::{DataFusionError, Result, exec_err};
+use datafusion::common::{DataFusionError, Result, config_err, exec_err};
+use datafusion::config::{ConfigField, Visit};
 use serde::{Deserialize, Serialize};
 
 use super::cuda::{Gpu, gpu};
+
+/// The session setting that holds a [`DeviceChoice`].
+pub const DEVICE_SETTING: &str = "ember.ml.device";
 
 /// The user's choice of device.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -42,6 +46,26 @@ impl fmt::Display for DeviceChoice {
             Self::Cpu => "cpu",
             Self::Cuda => "cuda",
         })
+    }
+}
+
+/// `SET ember.ml.device = ...`: a setting of ember's config extension.
+impl ConfigField for DeviceChoice {
+    fn visit<V: Visit>(&self, visitor: &mut V, key: &str, description: &'static str) {
+        visitor.some(key, self, description)
+    }
+
+    fn set(&mut self, _key: &str, value: &str) -> Result<()> {
+        *self = match value.parse() {
+            Ok(choice) => choice,
+            Err(_) => {
+                return config_err!(
+                    "{DEVICE_SETTING} must be 'auto', 'cpu' or 'cuda', not '{}'",
+                    value.trim().to_ascii_lowercase()
+                );
+            }
+        };
+        Ok(())
     }
 }
 

@@ -13,7 +13,7 @@ use datafusion::datasource::{MemTable, ViewTable};
 use datafusion::logical_expr::LogicalPlan;
 use ember_ml_ops::functions::RoundSpec;
 use ember_ml_ops::hashing::StableHasher;
-use ember_ml_ops::kernels::{DeviceChoice, cuda};
+use ember_ml_ops::kernels::{DEVICE_SETTING, DeviceChoice, cuda};
 use ember_ml_ops::models::{
     DataSplit, Feature, InputColumn, MODEL_FORMAT, Model, ModelOptions, ModelType, TrainingData,
     TransformItem, estimator,
@@ -275,7 +275,7 @@ fn device_choice(
             .options()
             .entries()
             .into_iter()
-            .find(|e| e.key == "ember.ml.device")
+            .find(|e| e.key == DEVICE_SETTING)
             .and_then(|e| e.value)
             .map(|v| v.parse())
             .transpose()?

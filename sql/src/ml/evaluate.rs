@@ -11,9 +11,8 @@
 
 use std::sync::Arc;
 
-use datafusion::arrow::array::{Array, AsArray, Float64Array, RecordBatch};
-use datafusion::arrow::compute::cast;
-use datafusion::arrow::datatypes::{DataType, Field, Float64Type, Schema};
+use datafusion::arrow::array::{Array, Float64Array, RecordBatch};
+use datafusion::arrow::datatypes::{DataType, Field, Schema};
 use datafusion::common::{Result, plan_err};
 use datafusion::prelude::DataFrame;
 use ember_ml_ops::functions::RoundSpec;
@@ -22,7 +21,7 @@ use ember_ml_ops::models::{Model, ModelParams, ModelType, TrainingData};
 use super::bind::{bind_models, insert};
 use super::create_model::{feature_select, feature_widths};
 use super::sql_text::{Rows, ident, rows_sql, text_literal};
-use super::{MlContext, MlOutput};
+use super::{MlContext, MlOutput, first_row_floats};
 
 /// The metric names of a model type, in output order.
 pub fn metric_names(model_type: ModelType) -> &'static [&'static str] {
@@ -48,18 +47,7 @@ async fn first_row(ml: &MlContext, model: &Model, sql: &str) -> Result<Vec<Optio
     let plan = state.create_logical_plan(sql).await?;
     let plan = bind_models(plan, &state, &ml.catalog)?;
     let batches = DataFrame::new(state, plan).collect().await?;
-    let Some(batch) = batches.iter().find(|b| b.num_rows() > 0) else {
-        return Ok(vec![]);
-    };
-    batch
-        .columns()
-        .iter()
-        .map(|c| {
-            let c = cast(c, &DataType::Float64)?;
-            let c = c.as_primitive::<Float64Type>();
-            Ok(c.is_valid(0).then(|| c.value(0)))
-        })
-        .collect()
+    first_row_floats(&batches)
 }
 
 fn ratio(num: f64, den: f64) -> f64 {

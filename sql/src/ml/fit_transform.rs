@@ -8,7 +8,7 @@ use std::ops::ControlFlow;
 
 use datafusion::arrow::array::{Array, AsArray, RecordBatch};
 use datafusion::arrow::compute::cast;
-use datafusion::arrow::datatypes::{DataType, Float64Type};
+use datafusion::arrow::datatypes::DataType;
 use datafusion::common::{Result, plan_err};
 use datafusion::prelude::SessionContext;
 use datafusion::sql::parser::DFParserBuilder;
@@ -20,6 +20,7 @@ use ember_ml_ops::functions::FITTED_FEATURE_FUNCTIONS;
 use ember_ml_ops::functions::features::{IMPUTE_STRATEGIES, MAX_CATEGORIES};
 use ember_ml_ops::models::TransformItem;
 
+use super::first_row_floats;
 use super::sql_text::{float_literal, text_literal};
 
 /// A call that still needs its statistics.
@@ -131,19 +132,12 @@ async fn collect(ctx: &SessionContext, sql: &str) -> Result<Vec<RecordBatch>> {
     ctx.sql(sql).await?.collect().await
 }
 
+/// The first row as floats, NaN and infinities as missing.
 fn first_row_f64(batches: &[RecordBatch]) -> Result<Vec<Option<f64>>> {
-    let Some(batch) = batches.iter().find(|b| b.num_rows() > 0) else {
-        return Ok(vec![]);
-    };
-    batch
-        .columns()
-        .iter()
-        .map(|c| {
-            let c = cast(c, &DataType::Float64)?;
-            let c = c.as_primitive::<Float64Type>();
-            Ok((c.is_valid(0) && c.value(0).is_finite()).then(|| c.value(0)))
-        })
-        .collect()
+    Ok(first_row_floats(batches)?
+        .into_iter()
+        .map(|v| v.filter(|v| v.is_finite()))
+        .collect())
 }
 
 /// Text of every value of the first column, in order.

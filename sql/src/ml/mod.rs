@@ -12,8 +12,10 @@ mod training_info;
 
 use std::sync::Arc;
 
-use datafusion::arrow::array::RecordBatch;
-use datafusion::arrow::datatypes::{Schema, SchemaRef};
+use datafusion::arrow::array::{Array, AsArray, RecordBatch};
+use datafusion::arrow::compute::cast;
+use datafusion::arrow::datatypes::{DataType, Float64Type, Schema, SchemaRef};
+use datafusion::common::Result;
 use datafusion::prelude::SessionContext;
 use ember_ml_ops::functions::ModelCatalog;
 use ember_ml_ops::models::Progress;
@@ -67,4 +69,21 @@ impl MlOutput {
             returns_rows: true,
         }
     }
+}
+
+/// The first non-empty batch's first row, each value cast to a float (NULL as
+/// `None`); no rows gives no values.
+fn first_row_floats(batches: &[RecordBatch]) -> Result<Vec<Option<f64>>> {
+    let Some(batch) = batches.iter().find(|b| b.num_rows() > 0) else {
+        return Ok(vec![]);
+    };
+    batch
+        .columns()
+        .iter()
+        .map(|c| {
+            let c = cast(c, &DataType::Float64)?;
+            let c = c.as_primitive::<Float64Type>();
+            Ok(c.is_valid(0).then(|| c.value(0)))
+        })
+        .collect()
 }

@@ -6,11 +6,14 @@
 //! needs is missing, so each is probed with `is_culib_present` first.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use cudarc::driver::sys::CUdevice_attribute;
 use cudarc::driver::{CudaContext, CudaFunction, CudaStream};
 
+use datafusion::common::Result;
+
+use super::resident::cuda_error;
 use super::sources::{SOURCES, compile, nvrtc_present};
 
 /// An opened CUDA device with ember's kernels loaded.
@@ -19,7 +22,7 @@ pub struct Gpu {
     functions: HashMap<&'static str, CudaFunction>,
     /// Serialises ember's use of the one stream: partitions that reach the GPU
     /// at once take turns, each sequence of launches and copies whole.
-    pub(super) lock: Mutex<()>,
+    lock: Mutex<()>,
     /// Streaming multiprocessors, to size grids.
     pub(super) multiprocessors: u32,
     name: String,
@@ -41,6 +44,13 @@ impl Gpu {
     /// Device memory in bytes.
     pub fn memory_bytes(&self) -> usize {
         self.memory_bytes
+    }
+
+    /// Waits for ember's turn on the stream (see `lock`).
+    pub(super) fn turn(&self) -> Result<MutexGuard<'_, ()>> {
+        self.lock
+            .lock()
+            .map_err(|_| cuda_error("GPU lock poisoned"))
     }
 
     pub(super) fn function(&self, name: &str) -> &CudaFunction {

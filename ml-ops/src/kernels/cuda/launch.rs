@@ -91,10 +91,7 @@ fn upper_pairs(m: usize) -> Vec<(usize, usize)> {
 
 /// [`crate::kernels::gram::accumulate`] on the GPU.
 pub fn least_squares(gpu: &Gpu, data: &DeviceData, stats: &mut [f64]) -> Result<()> {
-    let _turn = gpu
-        .lock
-        .lock()
-        .map_err(|_| cuda_error("GPU lock poisoned"))?;
+    let _turn = gpu.turn()?;
     let (d, m) = (data.width, data.width + 1);
     let y = data
         .y
@@ -124,10 +121,7 @@ pub fn logistic(
     hessian: bool,
     stats: &mut [f64],
 ) -> Result<()> {
-    let _turn = gpu
-        .lock
-        .lock()
-        .map_err(|_| cuda_error("GPU lock poisoned"))?;
+    let _turn = gpu.turn()?;
     let stream = &gpu.stream;
     let (d, m) = (data.width, data.width + 1);
     let y = data
@@ -183,10 +177,7 @@ pub fn kmeans(
     measure: Option<&[f64]>,
     stats: &mut [f64],
 ) -> Result<()> {
-    let _turn = gpu
-        .lock
-        .lock()
-        .map_err(|_| cuda_error("GPU lock poisoned"))?;
+    let _turn = gpu.turn()?;
     let stream = &gpu.stream;
     let d = data.width;
     let k = centroids.len() / d.max(1);
@@ -294,10 +285,7 @@ pub fn affine_columns(
     if rows * d == 0 {
         return Ok(vec![]);
     }
-    let _turn = gpu
-        .lock
-        .lock()
-        .map_err(|_| cuda_error("GPU lock poisoned"))?;
+    let _turn = gpu.turn()?;
     let stream = &gpu.stream;
     let x_dev = stream.clone_htod(x).map_err(cuda_error)?;
     let shift_dev = stream.clone_htod(shift).map_err(cuda_error)?;
@@ -333,10 +321,7 @@ pub fn polynomial_expand(
         .iter()
         .flat_map(|m| (0..degree).map(|k| m.get(k).map_or(-1, |&f| f as i32)))
         .collect();
-    let _turn = gpu
-        .lock
-        .lock()
-        .map_err(|_| cuda_error("GPU lock poisoned"))?;
+    let _turn = gpu.turn()?;
     let stream = &gpu.stream;
     let x_dev = stream.clone_htod(x).map_err(cuda_error)?;
     let factors_dev = stream.clone_htod(&factors).map_err(cuda_error)?;
@@ -363,10 +348,7 @@ pub fn one_hot_expand(gpu: &Gpu, index: &[i32], width: usize) -> Result<Vec<f64>
     if index.len() * width == 0 {
         return Ok(vec![]);
     }
-    let _turn = gpu
-        .lock
-        .lock()
-        .map_err(|_| cuda_error("GPU lock poisoned"))?;
+    let _turn = gpu.turn()?;
     let stream = &gpu.stream;
     let index_dev = stream.clone_htod(index).map_err(cuda_error)?;
     let mut out = stream
@@ -383,10 +365,7 @@ pub fn one_hot_expand(gpu: &Gpu, index: &[i32], width: usize) -> Result<Vec<f64>
 /// The device's memory bandwidth in GB/s, bytes read plus bytes written, from
 /// a device-to-device copy of `bytes` (the median of `repeats`).
 pub fn copy_bandwidth(gpu: &Gpu, bytes: usize, repeats: usize) -> Result<f64> {
-    let _turn = gpu
-        .lock
-        .lock()
-        .map_err(|_| cuda_error("GPU lock poisoned"))?;
+    let _turn = gpu.turn()?;
     let stream = &gpu.stream;
     let n = bytes / 8;
     let source = stream.alloc_zeros::<f64>(n).map_err(cuda_error)?;

@@ -21,7 +21,7 @@ pub use launch::{
     affine_columns, copy_bandwidth, kmeans, least_squares, logistic, one_hot_expand,
     polynomial_expand, synchronize,
 };
-pub use resident::{DeviceData, release_unused, resident, resident_bytes};
+pub use resident::{DeviceData, cached, release_unused, resident, resident_bytes};
 pub use sources::{SOURCES, Source, compile, nvrtc_present};
 
 #[cfg(test)]

@@ -30,10 +30,7 @@ impl DeviceData {
         let (rows, width) = (columns.rows(), columns.width());
         let mut host = vec![0.0; rows * width];
         columns.gather_columns(0, rows, &mut host)?;
-        let _turn = gpu
-            .lock
-            .lock()
-            .map_err(|_| cuda_error("GPU lock poisoned"))?;
+        let _turn = gpu.turn()?;
         let x = gpu.stream.clone_htod(&host).map_err(cuda_error)?;
         let y = match labels {
             Some(labels) => Some(gpu.stream.clone_htod(labels).map_err(cuda_error)?),
@@ -96,16 +93,8 @@ pub fn resident(
     arrays: &[ArrayRef],
     upload: impl FnOnce() -> Result<DeviceData>,
 ) -> Result<Arc<DeviceData>> {
-    {
-        let mut cache = CACHE
-            .lock()
-            .map_err(|_| cuda_error("GPU cache lock poisoned"))?;
-        cache.clock += 1;
-        let now = cache.clock;
-        if let Some(entry) = cache.entries.iter_mut().find(|e| e.matches(arrays)) {
-            entry.last_used = now;
-            return Ok(entry.data.clone());
-        }
+    if let Some(data) = cached(arrays) {
+        return Ok(data);
     }
     let data = Arc::new(upload()?);
     let budget = (gpu.memory_bytes() as f64 * BUDGET_FRACTION) as usize;
@@ -127,6 +116,16 @@ pub fn resident(
         last_used: now,
     });
     Ok(data)
+}
+
+/// The device copy of `arrays` if one is held (see [`resident`]).
+pub fn cached(arrays: &[ArrayRef]) -> Option<Arc<DeviceData>> {
+    let mut cache = CACHE.lock().ok()?;
+    cache.clock += 1;
+    let now = cache.clock;
+    let entry = cache.entries.iter_mut().find(|e| e.matches(arrays))?;
+    entry.last_used = now;
+    Some(entry.data.clone())
 }
 
 /// Frees the device copies of arrays that no longer exist (after training).
