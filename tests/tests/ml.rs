@@ -576,3 +576,47 @@ async fn cuda_device_trains_the_cpu_model_or_says_why() {
         }
     }
 }
+
+/// On a cluster with a GPU executor, every task of a training round that may use
+/// a GPU ('auto') is placed on it; rounds pinned to the CPU are not steered.
+/// Here the "GPU" executor only says it has one (no GPU is needed: without one
+/// its 'auto' kernels run on the CPU), so this runs on any machine.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn gpu_work_goes_to_gpu_executors() {
+    let cluster = InProcessCluster::start_labelled(&[Some(false), Some(true), Some(false)], 2)
+        .await
+        .unwrap();
+    let store = tempfile::tempdir().unwrap();
+    let ember = cluster
+        .context()
+        .await
+        .unwrap()
+        .with_model_store(store.path().to_str().unwrap())
+        .unwrap();
+    ember.register_data_dir(&ml_fixtures()).await.unwrap();
+
+    ember
+        .sql("create model on_cpu options (model_type = 'kmeans', num_clusters = 4, seed = 3, device = 'cpu') as select a, b, c from blobs")
+        .await
+        .unwrap();
+    assert!(
+        cluster.scheduler().gpu_tasks().is_empty(),
+        "device = 'cpu' was steered: {:?}",
+        cluster.scheduler().gpu_tasks()
+    );
+
+    ember.sql(&kmeans_sql("blobs")).await.unwrap();
+    let placed = cluster.scheduler().gpu_tasks();
+    assert_eq!(placed.len(), 1, "GPU tasks went to {placed:?}");
+    let (executor, tasks) = placed.into_iter().next().unwrap();
+    assert!(executor.starts_with("gpu-"), "{executor}");
+    let passes: usize = describe(&ember, "km").await["passes"].parse().unwrap();
+    assert!(tasks >= passes, "{tasks} GPU tasks for {passes} passes");
+    // Same model as when nothing steers the tasks.
+    assert_close(
+        "steered centroids",
+        &params(&ember, "km").await,
+        &params(&ember, "on_cpu").await,
+        1e-9,
+    );
+}

@@ -10,6 +10,7 @@ use ballista_executor::executor_process::{ExecutorProcessConfig, start_executor_
 use ballista_executor::health::ExecutorHealth;
 use datafusion::common::{DataFusionError, Result};
 
+use super::placement::GPU_EXECUTOR_PREFIX;
 use super::scheduler::ballista_error;
 use super::{advertised_host, free_port, parse_bind};
 use crate::codec::{EmberLogicalCodec, EmberPhysicalCodec};
@@ -37,6 +38,10 @@ pub struct ExecutorOptions {
     pub work_dir: Option<PathBuf>,
     /// Seconds between heartbeats to the scheduler.
     pub heartbeat_seconds: u64,
+    /// Whether to tell the scheduler this executor has a GPU, so that GPU work
+    /// is placed here. `None`: probe for one (the usual case); `Some(false)`
+    /// keeps GPU work off this executor.
+    pub advertise_gpu: Option<bool>,
 }
 
 impl Default for ExecutorOptions {
@@ -51,6 +56,7 @@ impl Default for ExecutorOptions {
             slots: 0,
             work_dir: None,
             heartbeat_seconds: 10,
+            advertise_gpu: None,
         }
     }
 }
@@ -105,7 +111,19 @@ pub async fn run_executor(
     let health = ExecutorHealth::new();
     let spill_dir = work_dir.clone();
 
+    // The scheduler learns of the GPU from the id (see placement.rs).
+    let has_gpu = options
+        .advertise_gpu
+        .unwrap_or_else(|| ember_ml_ops::kernels::cuda::gpu().is_ok());
+    let default_id = ExecutorProcessConfig::default().executor_id;
+    let executor_id = if has_gpu {
+        format!("{GPU_EXECUTOR_PREFIX}{default_id}")
+    } else {
+        default_id
+    };
+
     let config = ExecutorProcessConfig {
+        executor_id,
         bind_host: ip.to_string(),
         external_host: Some(host.clone()),
         port,

@@ -30,6 +30,14 @@ impl InProcessCluster {
     /// Starts a scheduler on a free loopback port and `executors` executors with
     /// `slots` task slots each; returns once every executor has registered.
     pub async fn start(executors: usize, slots: usize) -> Result<Self> {
+        Self::start_labelled(&vec![None; executors], slots).await
+    }
+
+    /// Starts one executor per entry of `gpus`, each telling the scheduler it has a
+    /// GPU as the entry says (`None`: probe; see
+    /// [`ExecutorOptions::advertise_gpu`]), so placement can be tested anywhere.
+    pub async fn start_labelled(gpus: &[Option<bool>], slots: usize) -> Result<Self> {
+        let executors = gpus.len();
         if executors == 0 {
             return Err(DataFusionError::Configuration(
                 "a cluster needs at least one executor".into(),
@@ -42,11 +50,12 @@ impl InProcessCluster {
         .await?;
         let (ready_tx, mut ready_rx) = mpsc::unbounded_channel();
         let mut handles = Vec::with_capacity(executors);
-        for _ in 0..executors {
+        for &advertise_gpu in gpus {
             let options = ExecutorOptions {
                 scheduler_host: "127.0.0.1".into(),
                 scheduler_port: scheduler.address().port(),
                 slots,
+                advertise_gpu,
                 ..ExecutorOptions::default()
             };
             let ready_tx = ready_tx.clone();
@@ -81,6 +90,11 @@ impl InProcessCluster {
     /// The URL to pass as `--master`.
     pub fn url(&self) -> String {
         self.scheduler.url()
+    }
+
+    /// The scheduler.
+    pub fn scheduler(&self) -> &SchedulerHandle {
+        &self.scheduler
     }
 
     /// The Flight addresses of the executors, in the order they registered.

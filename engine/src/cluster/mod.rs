@@ -12,10 +12,12 @@
 
 mod executor;
 mod in_process;
+mod placement;
 mod scheduler;
 
 pub use executor::{ExecutorOptions, run_executor};
 pub use in_process::InProcessCluster;
+pub use placement::{GPU_EXECUTOR_PREFIX, GpuAwarePolicy, is_gpu_executor, wants_gpu};
 pub use scheduler::{SchedulerHandle, SchedulerOptions, start_scheduler};
 
 use std::net::{IpAddr, SocketAddr};

@@ -4,12 +4,13 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use ballista_scheduler::cluster::BallistaCluster;
-use ballista_scheduler::config::SchedulerConfig;
+use ballista_scheduler::config::{SchedulerConfig, TaskDistributionPolicy};
 use ballista_scheduler::scheduler_process::{create_scheduler, start_grpc_service_with_listener};
 use datafusion::common::{DataFusionError, Result};
 use datafusion_proto::protobuf::{LogicalPlanNode, PhysicalPlanNode};
 use tokio::task::JoinHandle;
 
+use super::placement::GpuAwarePolicy;
 use super::{advertised_host, parse_bind};
 use crate::codec::{EmberLogicalCodec, EmberPhysicalCodec};
 use crate::session::{MAX_MESSAGE_BYTES, cluster_config, ember_session_state};
@@ -43,6 +44,7 @@ impl Default for SchedulerOptions {
 pub struct SchedulerHandle {
     address: SocketAddr,
     host: String,
+    placement: Arc<GpuAwarePolicy>,
     server: JoinHandle<ballista_core::error::Result<()>>,
 }
 
@@ -55,6 +57,12 @@ impl SchedulerHandle {
     /// The URL clients pass as `--master`: `df://HOST:PORT`.
     pub fn url(&self) -> String {
         format!("df://{}:{}", self.host, self.address.port())
+    }
+
+    /// How many tasks of GPU-eligible stages each executor has been given (see
+    /// [`GpuAwarePolicy`]).
+    pub fn gpu_tasks(&self) -> std::collections::HashMap<String, usize> {
+        self.placement.gpu_tasks()
     }
 
     /// Waits until the server stops (it runs until the process ends or fails).
@@ -114,6 +122,9 @@ pub async fn start_scheduler(options: &SchedulerOptions) -> Result<SchedulerHand
     let cluster = BallistaCluster::new_from_config(&config)
         .await
         .map_err(ballista_error)?;
+    // Training rounds that may use a GPU go to executors that have one.
+    let placement = Arc::new(GpuAwarePolicy::new(cluster.cluster_state()));
+    config.task_distribution = TaskDistributionPolicy::Custom(placement.clone());
     let scheduler =
         create_scheduler::<LogicalPlanNode, PhysicalPlanNode>(cluster, Arc::new(config))
             .await
@@ -122,6 +133,7 @@ pub async fn start_scheduler(options: &SchedulerOptions) -> Result<SchedulerHand
     Ok(SchedulerHandle {
         address,
         host,
+        placement,
         server,
     })
 }

@@ -117,6 +117,11 @@ impl TrainRoundFunc {
         self
     }
 
+    /// Where the kernels run.
+    pub fn device(&self) -> DeviceChoice {
+        self.device
+    }
+
     /// Length of the statistics vector this round returns.
     pub fn stats_len(&self) -> usize {
         match &self.spec {

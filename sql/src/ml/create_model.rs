@@ -266,21 +266,7 @@ fn device_choice(
     options: &ModelOptions,
 ) -> Result<DeviceChoice> {
     let given = create.options.iter().any(|(k, _)| k == "device");
-    let choice: DeviceChoice = if given {
-        options.device.parse()?
-    } else {
-        ml.ctx
-            .state()
-            .config()
-            .options()
-            .entries()
-            .into_iter()
-            .find(|e| e.key == DEVICE_SETTING)
-            .and_then(|e| e.value)
-            .map(|v| v.parse())
-            .transpose()?
-            .unwrap_or_default()
-    };
+    let choice = device_for(ml, given.then_some(options.device.as_str()))?;
     if choice == DeviceChoice::Cuda
         && ml.cache_features
         && let Err(reason) = cuda::gpu()
@@ -288,6 +274,25 @@ fn device_choice(
         return plan_err!("device = 'cuda' but {reason}");
     }
     Ok(choice)
+}
+
+/// The device a model's `device` option names, else the session's
+/// `ember.ml.device`.
+pub(super) fn device_for(ml: &MlContext, option: Option<&str>) -> Result<DeviceChoice> {
+    if let Some(option) = option {
+        return option.parse();
+    }
+    ml.ctx
+        .state()
+        .config()
+        .options()
+        .entries()
+        .into_iter()
+        .find(|e| e.key == DEVICE_SETTING)
+        .and_then(|e| e.value)
+        .map(|v| v.parse())
+        .transpose()
+        .map(Option::unwrap_or_default)
 }
 
 /// The training rows in memory. Where a GPU may take them, each partition is

@@ -16,10 +16,11 @@ use datafusion::arrow::datatypes::{DataType, Field, Schema};
 use datafusion::common::{Result, plan_err};
 use datafusion::prelude::DataFrame;
 use ember_ml_ops::functions::RoundSpec;
+use ember_ml_ops::kernels::DeviceChoice;
 use ember_ml_ops::models::{Model, ModelParams, ModelType, TrainingData};
 
 use super::bind::{bind_models, insert};
-use super::create_model::{feature_select, feature_widths};
+use super::create_model::{device_for, feature_select, feature_widths};
 use super::sql_text::{Rows, ident, rows_sql, text_literal};
 use super::{MlContext, MlOutput, first_row_floats};
 
@@ -140,7 +141,14 @@ async fn kmeans_metrics(ml: &MlContext, model: &Model, rows: &str) -> Result<Vec
     let plan = state.create_logical_plan(&sql).await?;
     let names: Vec<String> = model.features.iter().map(|f| f.name.clone()).collect();
     let features = feature_widths(&plan, &names)?;
-    let data = TrainingData::new(ml.ctx.clone(), plan, None, features);
+    // The model's device, but never an error for want of a GPU: the model may
+    // have been trained on a machine that had one.
+    let option = model.options_given.contains_key("device");
+    let device = match device_for(ml, option.then_some(model.options.device.as_str()))? {
+        DeviceChoice::Cuda => DeviceChoice::Auto,
+        device => device,
+    };
+    let data = TrainingData::new(ml.ctx.clone(), plan, None, features).with_device(device, false);
     let d = model.width();
     let k = centroids.len();
     let flat = centroids.concat();

@@ -1,0 +1,224 @@
+//! Task placement: stages that hold GPU-eligible work (a training round whose
+//! device is 'auto' or 'cuda') run on executors that have a GPU, whenever the
+//! cluster has one.
+//!
+//! Ballista binds tasks with no placement constraints and carries no executor
+//! labels, so the label is in the id: an executor that finds a GPU registers as
+//! `gpu-<uuid>` ([`GPU_EXECUTOR_PREFIX`]), and the scheduler binds with
+//! [`GpuAwarePolicy`]. The policy packs tasks onto the executors with the most
+//! free slots, like Ballista's default, except that a GPU stage skips executors
+//! without a GPU while any GPU executor is registered. Busy GPU executors make a
+//! GPU stage wait rather than spill onto a CPU; when the last GPU executor is
+//! gone, GPU stages run anywhere (every kernel has a CPU twin).
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::{Arc, Mutex};
+
+use ballista_core::JobId;
+use ballista_core::config::BallistaConfig;
+use ballista_core::serde::protobuf::{AvailableVcores, job_status};
+use ballista_core::serde::scheduler::TaskKey;
+use ballista_scheduler::cluster::{BoundTask, ClusterState, DistributionPolicy};
+use ballista_scheduler::state::execution_graph::{TaskDescription, create_task_info};
+use ballista_scheduler::state::execution_stage::RunningStage;
+use ballista_scheduler::state::task_manager::JobInfoCache;
+use datafusion::common::Result;
+use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
+use datafusion::physical_plan::ExecutionPlan;
+use datafusion::physical_plan::aggregates::AggregateExec;
+use ember_ml_ops::functions::TrainRoundFunc;
+use ember_ml_ops::kernels::DeviceChoice;
+
+/// How an executor with a GPU starts its id, so the scheduler can tell.
+pub const GPU_EXECUTOR_PREFIX: &str = "gpu-";
+
+/// Whether the executor with this id said it has a GPU.
+pub fn is_gpu_executor(executor_id: &str) -> bool {
+    executor_id.starts_with(GPU_EXECUTOR_PREFIX)
+}
+
+/// Whether a stage's plan runs a training round that may use a GPU.
+pub fn wants_gpu(plan: &Arc<dyn ExecutionPlan>) -> bool {
+    let mut found = false;
+    let _ = plan.apply(|node| {
+        if let Some(aggregate) = node.downcast_ref::<AggregateExec>() {
+            found = aggregate.aggr_expr().iter().any(|expr| {
+                expr.fun()
+                    .inner()
+                    .downcast_ref::<TrainRoundFunc>()
+                    .is_some_and(|round| round.device() != DeviceChoice::Cpu)
+            });
+        }
+        Ok(if found {
+            TreeNodeRecursion::Stop
+        } else {
+            TreeNodeRecursion::Continue
+        })
+    });
+    found
+}
+
+/// Ballista's task binding with GPU placement (see the module docs).
+pub struct GpuAwarePolicy {
+    cluster: Arc<dyn ClusterState>,
+    /// Tasks of GPU-eligible stages bound per executor, for tests and logs.
+    gpu_tasks: Mutex<HashMap<String, usize>>,
+}
+
+impl GpuAwarePolicy {
+    /// A policy that reads which executors are registered from `cluster`.
+    pub fn new(cluster: Arc<dyn ClusterState>) -> Self {
+        Self {
+            cluster,
+            gpu_tasks: Mutex::default(),
+        }
+    }
+
+    /// How many tasks of GPU-eligible stages each executor has been given so far.
+    pub fn gpu_tasks(&self) -> HashMap<String, usize> {
+        self.gpu_tasks.lock().map(|m| m.clone()).unwrap_or_default()
+    }
+}
+
+impl fmt::Debug for GpuAwarePolicy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("GpuAwarePolicy").finish_non_exhaustive()
+    }
+}
+
+#[async_trait::async_trait]
+impl DistributionPolicy for GpuAwarePolicy {
+    async fn bind_tasks(
+        &self,
+        mut budgets: Vec<&mut AvailableVcores>,
+        running_jobs: Arc<HashMap<JobId, JobInfoCache>>,
+    ) -> Result<Vec<BoundTask>> {
+        let mut bound = Vec::new();
+        if budgets.iter().all(|b| b.vcores == 0) {
+            return Ok(bound);
+        }
+        let gpu_registered = self
+            .cluster
+            .registered_executor_metadata()
+            .await
+            .iter()
+            .any(|executor| is_gpu_executor(&executor.id));
+        // Fill the executors with the most free slots first.
+        budgets.sort_by_key(|b| std::cmp::Reverse(b.vcores));
+
+        for (job_id, job) in running_jobs.iter() {
+            if !matches!(job.status, Some(job_status::Status::Running(_))) {
+                continue;
+            }
+            let mut graph = job.execution_graph.write().await;
+            let session_id = graph.session_id().to_string();
+            let mut done_stages = Vec::new();
+            while let Some(stage) = graph.fetch_running_stage(&done_stages) {
+                done_stages.push(stage.stage_id);
+                let eligible = wants_gpu(&stage.plan);
+                let gpu_only = gpu_registered && eligible;
+                for budget in budgets.iter_mut() {
+                    if gpu_only && !is_gpu_executor(&budget.executor_id) {
+                        continue;
+                    }
+                    while budget.vcores > 0 {
+                        let Some(task) = bind_one(stage, &session_id, job_id, budget) else {
+                            break;
+                        };
+                        if eligible && let Ok(mut counts) = self.gpu_tasks.lock() {
+                            *counts.entry(task.0.clone()).or_default() += 1;
+                        }
+                        bound.push(task);
+                    }
+                }
+            }
+        }
+        Ok(bound)
+    }
+
+    fn name(&self) -> &str {
+        "ember-gpu-aware"
+    }
+}
+
+/// Binds the next slice of `stage`'s pending partitions to `budget`'s executor;
+/// `None` when the stage has nothing left to run.
+fn bind_one(
+    stage: &mut RunningStage,
+    session_id: &str,
+    job_id: &JobId,
+    budget: &mut AvailableVcores,
+) -> Option<BoundTask> {
+    // A stage that funnels into one partition must run as one task: split, its
+    // parts would each produce a partial answer nothing downstream merges. It
+    // runs on one thread, so it takes one slot however many inputs it packs.
+    let single = funnels_to_one_partition(&stage.plan);
+    let cap = stage
+        .session_config
+        .options()
+        .extensions
+        .get::<BallistaConfig>()
+        .map(|config| config.max_partitions_per_task())
+        .filter(|&n| n > 0)
+        .unwrap_or(usize::MAX);
+    let max = if single {
+        usize::MAX
+    } else {
+        (budget.vcores as usize).min(cap)
+    };
+    let partitions = stage.pending.next_slice(max);
+    if partitions.is_empty() {
+        return None;
+    }
+    let vcores = if single { 1 } else { partitions.len() as u32 };
+    let task_id = stage.task_infos.len();
+    let task_attempt = partitions
+        .iter()
+        .map(|&p| stage.task_failure_numbers[p])
+        .max()
+        .unwrap_or(0);
+    let mut info = create_task_info(budget.executor_id.clone(), task_id);
+    info.global_input_partition_ids = partitions.clone();
+    info.vcores_consumed = vcores;
+    stage.task_infos.push(info);
+    budget.vcores -= vcores;
+    let task = TaskDescription {
+        session_id: session_id.to_string(),
+        key: TaskKey {
+            job_id: job_id.clone(),
+            stage_id: stage.stage_id,
+            task_id,
+        },
+        stage_attempt_num: stage.stage_attempt_num,
+        task_attempt,
+        global_input_partition_ids: partitions,
+        vcores_consumed: vcores,
+        plan: stage.plan.clone(),
+        session_config: stage.session_config.clone(),
+    };
+    Some((budget.executor_id.clone(), task))
+}
+
+/// Whether the stage under its shuffle writer narrows to a single partition
+/// before it reads any shuffle input.
+fn funnels_to_one_partition(root: &Arc<dyn ExecutionPlan>) -> bool {
+    use ballista_core::execution_plans::{RangeShuffleReaderExec, ShuffleReaderExec};
+    let [mut node] = root.children()[..] else {
+        return false;
+    };
+    loop {
+        if node.downcast_ref::<ShuffleReaderExec>().is_some()
+            || node.downcast_ref::<RangeShuffleReaderExec>().is_some()
+        {
+            return false;
+        }
+        if node.properties().output_partitioning().partition_count() == 1 {
+            return true;
+        }
+        match node.children()[..] {
+            [child] => node = child,
+            _ => return false,
+        }
+    }
+}
