@@ -295,6 +295,21 @@ impl EmberContext {
 
     /// Plans and runs one parsed statement.
     pub async fn execute(&self, statement: EmberStatement) -> Result<StatementOutput> {
+        let result = self.run(statement).await;
+        // A scheduler that died mid-query shows as a transport error (h2, broken
+        // pipe) that names nothing the user knows; say what happened instead.
+        if let (Err(e), Master::Remote { host, port }) = (&result, &self.master)
+            && check_reachable(host, *port).await.is_err()
+        {
+            return Err(DataFusionError::Execution(format!(
+                "lost the connection to the scheduler at df://{host}:{port} (did it stop?): {}",
+                crate::errors::one_line(e)
+            )));
+        }
+        result
+    }
+
+    async fn run(&self, statement: EmberStatement) -> Result<StatementOutput> {
         match statement {
             EmberStatement::DataFusion(statement) => {
                 load_referenced_models(&statement, &self.store, &self.catalog).await?;

@@ -55,7 +55,7 @@ impl Default for ExecutorOptions {
             external_host: None,
             slots: 0,
             work_dir: None,
-            heartbeat_seconds: 10,
+            heartbeat_seconds: 3,
             advertise_gpu: None,
         }
     }

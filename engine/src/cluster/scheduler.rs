@@ -25,7 +25,10 @@ pub struct SchedulerOptions {
     /// Host name executors and clients use to reach this scheduler; by default
     /// the bind address (loopback when bound to every interface).
     pub external_host: Option<String>,
-    /// Seconds without a heartbeat before an executor counts as lost.
+    /// Seconds without a heartbeat before an executor counts as lost and its
+    /// tasks run again elsewhere. A killed executor says nothing, so this bounds
+    /// how long a query waits on one; executors beat every
+    /// [`super::ExecutorOptions::heartbeat_seconds`], well inside it.
     pub executor_timeout_seconds: u64,
 }
 
@@ -35,7 +38,7 @@ impl Default for SchedulerOptions {
             bind: "127.0.0.1".into(),
             port: 50050,
             external_host: None,
-            executor_timeout_seconds: 180,
+            executor_timeout_seconds: 15,
         }
     }
 }
@@ -115,8 +118,10 @@ pub async fn start_scheduler(options: &SchedulerOptions) -> Result<SchedulerHand
     config.grpc_server_max_decoding_message_size = MAX_MESSAGE_BYTES as u32;
     config.grpc_server_max_encoding_message_size = MAX_MESSAGE_BYTES as u32;
     config.grpc_client_max_message_size = MAX_MESSAGE_BYTES as u32;
-    config.executor_timeout_seconds = options.executor_timeout_seconds;
-    config.no_executors_grace_period_seconds = options.executor_timeout_seconds;
+    config.executor_timeout_seconds = options.executor_timeout_seconds.max(2);
+    // Look for silent executors often enough that the timeout is what counts.
+    config.expire_dead_executor_interval_seconds = (config.executor_timeout_seconds / 5).max(1);
+    config.no_executors_grace_period_seconds = config.executor_timeout_seconds;
     config.validate().map_err(ballista_error)?;
 
     let cluster = BallistaCluster::new_from_config(&config)

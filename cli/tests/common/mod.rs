@@ -1,0 +1,130 @@
+//! Helpers shared by the `ember` binary's tests: running it, reading its output,
+//! and `ember cluster up` as a child process.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+pub fn ember() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_ember"));
+    command.env_remove("RUST_LOG");
+    command
+}
+
+pub fn run(args: &[&str]) -> Output {
+    ember().args(args).output().expect("run ember")
+}
+
+pub fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+pub fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// A failing command: non-zero exit, exactly one line on stderr that starts with
+/// `error:` and contains `expected`, no panic.
+pub fn assert_clear_error(output: &Output, expected: &str) {
+    let err = stderr(output);
+    assert!(
+        !output.status.success(),
+        "should fail; stdout: {}",
+        stdout(output)
+    );
+    assert_eq!(err.lines().count(), 1, "one line expected, got: {err}");
+    assert!(err.starts_with("error: "), "{err}");
+    assert!(err.contains(expected), "'{expected}' not in: {err}");
+    assert!(!err.contains("panicked"), "{err}");
+}
+
+pub struct ClusterUp {
+    pub child: Child,
+    pub url: String,
+    /// The scheduler's, then each executor's, in order.
+    pub pids: Vec<i32>,
+}
+
+impl ClusterUp {
+    /// `ember cluster up` with two executors of two slots.
+    pub fn start(work_dir: &Path, env: &[(&'static str, String)]) -> Self {
+        Self::start_n(work_dir, 2, env)
+    }
+
+    /// `ember cluster up` with `executors` executors of two slots.
+    pub fn start_n(work_dir: &Path, executors: usize, env: &[(&'static str, String)]) -> Self {
+        let executors = executors.to_string();
+        let mut child = ember()
+            .args([
+                "cluster",
+                "up",
+                "--executors",
+                &executors,
+                "--port",
+                "0",
+                "--slots",
+                "2",
+                "--work-dir",
+            ])
+            .arg(work_dir)
+            .envs(env.iter().cloned())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start cluster");
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let mut url = None;
+        let mut pids = Vec::new();
+        for line in lines.by_ref() {
+            let line = line.unwrap();
+            if let Some(rest) = line.strip_prefix("ember cluster is up: ") {
+                url = Some(rest.trim().to_string());
+            }
+            if let Some(pid) = line
+                .split("(pid ")
+                .nth(1)
+                .and_then(|rest| rest.split(')').next())
+            {
+                pids.push(pid.parse().unwrap());
+            }
+            if line.starts_with("Submit with") {
+                break;
+            }
+        }
+        // Keep draining stdout so the cluster never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        let url = url.expect("cluster up printed no URL");
+        Self { child, url, pids }
+    }
+
+    pub fn sql(&self, args: &[&str]) -> Output {
+        let mut all = vec!["sql", "--master", self.url.as_str()];
+        all.extend_from_slice(args);
+        run(&all)
+    }
+
+    /// Ctrl-C, as a user stops it; waits up to 30 s for it to exit.
+    pub fn stop(mut self) -> std::process::ExitStatus {
+        // SAFETY: kill(2) on our own child; no memory effects.
+        unsafe {
+            libc::kill(self.child.id() as i32, libc::SIGINT);
+        }
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "cluster up did not stop within 30s"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+pub fn alive(pid: i32) -> bool {
+    unsafe { libc::kill(pid, 0) == 0 }
+}

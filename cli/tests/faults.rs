@@ -1,0 +1,264 @@
+//! Faults on real processes (RELIABILITY.md): an executor killed with SIGKILL in
+//! the middle of a TPC-H query and of a CREATE MODEL costs time, not answers; a
+//! killed scheduler gives its clients a clear error at once.
+
+mod common;
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Output, Stdio};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use common::*;
+
+/// Longest a query may take with a lost executor: the scheduler's 15 s
+/// heartbeat timeout, then the lost stages again, on a slow debug build.
+const RECOVERY_BOUND: Duration = Duration::from_secs(150);
+
+/// `ember sql` against `cluster`, still running, with its output collected.
+struct Client {
+    child: Child,
+    stdout: JoinHandle<Vec<u8>>,
+    stderr: JoinHandle<Vec<u8>>,
+}
+
+impl Client {
+    fn start(cluster: &ClusterUp, args: &[&str]) -> Self {
+        let mut child = ember()
+            .args(["sql", "--master", &cluster.url])
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start ember sql");
+        let mut out = child.stdout.take().unwrap();
+        let mut err = child.stderr.take().unwrap();
+        Self {
+            child,
+            stdout: std::thread::spawn(move || {
+                let mut buf = Vec::new();
+                let _ = out.read_to_end(&mut buf);
+                buf
+            }),
+            stderr: std::thread::spawn(move || {
+                let mut buf = Vec::new();
+                let _ = err.read_to_end(&mut buf);
+                buf
+            }),
+        }
+    }
+
+    fn running(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_none()
+    }
+
+    fn finish(mut self, bound: Duration) -> Output {
+        let deadline = Instant::now() + bound;
+        while self.running() {
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                panic!("ember sql did not finish within {bound:?}");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Output {
+            status: self.child.wait().unwrap(),
+            stdout: self.stdout.join().unwrap(),
+            stderr: self.stderr.join().unwrap(),
+        }
+    }
+}
+
+/// Whether `dir` holds any file, at any depth.
+fn holds_files(dir: &Path) -> bool {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return false;
+    };
+    entries.flatten().any(|entry| {
+        let path = entry.path();
+        if path.is_dir() {
+            holds_files(&path)
+        } else {
+            true
+        }
+    })
+}
+
+/// Runs `args` on the cluster and SIGKILLs the first executor that writes shuffle
+/// output for it while the query still runs; `None` when the query ended before
+/// any executor could be caught (the caller tries again).
+fn run_killing_an_executor(
+    cluster: &ClusterUp,
+    work: &Path,
+    alive_executors: &mut Vec<(PathBuf, i32)>,
+    args: &[&str],
+) -> Option<Output> {
+    let mut client = Client::start(cluster, args);
+    let victim = loop {
+        if !client.running() {
+            return {
+                let output = client.finish(RECOVERY_BOUND);
+                eprintln!("query ended before an executor was caught; trying again");
+                assert!(output.status.success(), "{}", stderr(&output));
+                None
+            };
+        }
+        if let Some(i) = alive_executors.iter().position(|(dir, _)| holds_files(dir)) {
+            break alive_executors.remove(i);
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    };
+    unsafe {
+        libc::kill(victim.1, libc::SIGKILL);
+    }
+    eprintln!(
+        "killed {} (pid {}) mid-query under {}",
+        victim.0.display(),
+        victim.1,
+        work.display()
+    );
+    Some(client.finish(RECOVERY_BOUND))
+}
+
+fn executors(cluster: &ClusterUp, work: &Path) -> Vec<(PathBuf, i32)> {
+    cluster.pids[1..]
+        .iter()
+        .enumerate()
+        .map(|(i, &pid)| (work.join(format!("executor-{}", i + 1)), pid))
+        .collect()
+}
+
+fn datagen(args: &[&str]) {
+    let output = run(&[&["datagen"], args].concat());
+    assert!(output.status.success(), "{}", stderr(&output));
+}
+
+fn coefficients(store: &Path) -> Vec<f64> {
+    let out = run(&[
+        "sql",
+        "--model-store",
+        store.to_str().unwrap(),
+        "-c",
+        "describe model clf",
+        "--format",
+        "json",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let line = stdout(&out)
+        .lines()
+        .find(|l| l.contains("\"coefficients\""))
+        .unwrap()
+        .to_string();
+    let inside = line.split('[').nth(1).unwrap().split(']').next().unwrap();
+    inside
+        .split(',')
+        .map(|v| v.trim().parse().unwrap())
+        .collect()
+}
+
+#[test]
+fn a_killed_executor_costs_time_not_answers() {
+    let work = tempfile::tempdir().unwrap();
+    let tpch = work.path().join("tpch");
+    let tpch = tpch.to_str().unwrap();
+    datagen(&["tpch", "--scale", "0.1", "--parts", "3", "--out", tpch]);
+    let ml = work.path().join("ml");
+    datagen(&[
+        "classification",
+        "--rows",
+        "200000",
+        "--features",
+        "6",
+        "--parts",
+        "6",
+        "--out",
+        ml.join("higgs").to_str().unwrap(),
+    ]);
+    let ml = ml.to_str().unwrap();
+    let queries = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/tpch/queries");
+    let q18 = queries.join("q18.sql");
+    let q3 = queries.join("q3.sql");
+    let (q18, q3) = (q18.to_str().unwrap(), q3.to_str().unwrap());
+
+    let cluster_dir = work.path().join("cluster");
+    let cluster = ClusterUp::start_n(&cluster_dir, 3, &[]);
+    let mut alive = executors(&cluster, &cluster_dir);
+
+    // TPC-H q18 with an executor killed mid-query: the answer embedded gives.
+    let query = ["--data-dir", tpch, "-f", q18, "--format", "csv"];
+    let embedded = run(&[&["sql"], &query[..]].concat());
+    assert!(embedded.status.success(), "{}", stderr(&embedded));
+    let started = Instant::now();
+    let faulted = (0..3)
+        .find_map(|_| run_killing_an_executor(&cluster, &cluster_dir, &mut alive, &query))
+        .expect("no executor could be caught mid-query in 3 tries");
+    assert!(faulted.status.success(), "{}", stderr(&faulted));
+    assert_eq!(stdout(&faulted), stdout(&embedded));
+    eprintln!("q18 with a lost executor: {:?}", started.elapsed());
+
+    // The cluster serves the next query.
+    let next = ["--data-dir", tpch, "-f", q3, "--format", "csv"];
+    let (on_cluster, alone) = (cluster.sql(&next), run(&[&["sql"], &next[..]].concat()));
+    assert!(on_cluster.status.success(), "{}", stderr(&on_cluster));
+    assert_eq!(stdout(&on_cluster), stdout(&alone));
+
+    // CREATE MODEL with another executor killed mid-training: the model trained
+    // with no fault (embedded), to the 1e-9 that merge order allows.
+    let features = (0..6)
+        .map(|i| format!("f{i}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let create = format!(
+        "create model clf options (model_type = 'logistic_regression', label = 'label') as select label, {features} from higgs"
+    );
+    let (faulted_store, embedded_store) = (work.path().join("m1"), work.path().join("m2"));
+    let alone = run(&[
+        "sql",
+        "--data-dir",
+        ml,
+        "--model-store",
+        embedded_store.to_str().unwrap(),
+        "-c",
+        &create,
+    ]);
+    assert!(alone.status.success(), "{}", stderr(&alone));
+    let args = [
+        "--data-dir",
+        ml,
+        "--model-store",
+        faulted_store.to_str().unwrap(),
+        "-c",
+        &create,
+    ];
+    let trained = run_killing_an_executor(&cluster, &cluster_dir, &mut alive, &args)
+        .expect("training ended before an executor was caught");
+    assert!(trained.status.success(), "{}", stderr(&trained));
+    let (faulted, expected) = (coefficients(&faulted_store), coefficients(&embedded_store));
+    assert_eq!(faulted.len(), expected.len());
+    for (f, e) in faulted.iter().zip(&expected) {
+        assert!(
+            (f - e).abs() <= 1e-9 * e.abs().max(1.0),
+            "{faulted:?} vs {expected:?}"
+        );
+    }
+
+    // The scheduler killed mid-query: a clear error at once, not a hang.
+    let mut client = Client::start(&cluster, &query);
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        client.running(),
+        "q18 finished in 300 ms; pick a longer query"
+    );
+    unsafe {
+        libc::kill(cluster.pids[0], libc::SIGKILL);
+    }
+    let killed = Instant::now();
+    let output = client.finish(Duration::from_secs(30));
+    assert_clear_error(&output, "lost the connection to the scheduler at df://");
+    eprintln!(
+        "error {:?} after the scheduler was killed",
+        killed.elapsed()
+    );
+    let _ = cluster.stop();
+}
