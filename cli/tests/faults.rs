@@ -262,3 +262,94 @@ fn a_killed_executor_costs_time_not_answers() {
     );
     let _ = cluster.stop();
 }
+
+/// Every file under `dir`, relative, sorted.
+fn files_under(dir: &Path) -> Vec<String> {
+    let mut files = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(next) = stack.pop() {
+        for entry in std::fs::read_dir(&next).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                files.push(path.strip_prefix(dir).unwrap().display().to_string());
+            }
+        }
+    }
+    files.sort();
+    files
+}
+
+/// `ember sql` killed at several points of a CREATE OR REPLACE MODEL leaves the
+/// previous version as it was and no other file; the next CREATE succeeds.
+#[test]
+fn a_killed_create_or_replace_keeps_the_previous_version() {
+    let work = tempfile::tempdir().unwrap();
+    let data = work.path().join("data");
+    datagen(&[
+        "classification",
+        "--rows",
+        "300000",
+        "--features",
+        "8",
+        "--parts",
+        "2",
+        "--out",
+        data.join("higgs").to_str().unwrap(),
+    ]);
+    let store = work.path().join("models");
+    let sql = |query: &str| -> std::process::Command {
+        let mut command = ember();
+        command.args([
+            "sql",
+            "--data-dir",
+            data.to_str().unwrap(),
+            "--model-store",
+            store.to_str().unwrap(),
+            "-c",
+            query,
+        ]);
+        command
+    };
+    let create = |rows: &str| {
+        format!(
+            "create or replace model clf options (model_type = 'logistic_regression', label = 'label') as select * from higgs {rows}"
+        )
+    };
+    let first = sql(&create("limit 1000")).output().unwrap();
+    assert!(first.status.success(), "{}", stderr(&first));
+    let v1 = std::fs::read(store.join("clf/v1/model.json")).unwrap();
+    assert_eq!(files_under(&store), ["clf/v1/model.json"]);
+
+    for delay_ms in [50, 200, 500, 900, 1400] {
+        let mut child = sql(&create(""))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(delay_ms));
+        if child.try_wait().unwrap().is_some() {
+            eprintln!("CREATE finished within {delay_ms} ms; not killed");
+            break;
+        }
+        child.kill().unwrap();
+        child.wait().unwrap();
+        assert_eq!(
+            files_under(&store),
+            ["clf/v1/model.json"],
+            "killed after {delay_ms} ms"
+        );
+        assert_eq!(std::fs::read(store.join("clf/v1/model.json")).unwrap(), v1);
+        let describe = sql("describe model clf").output().unwrap();
+        assert!(describe.status.success(), "{}", stderr(&describe));
+    }
+
+    let last = sql(&create("")).output().unwrap();
+    assert!(last.status.success(), "{}", stderr(&last));
+    assert_eq!(
+        files_under(&store),
+        ["clf/v1/model.json", "clf/v2/model.json"]
+    );
+    assert_eq!(std::fs::read(store.join("clf/v1/model.json")).unwrap(), v1);
+}

@@ -43,7 +43,7 @@ pub fn open_model_store(url: &str, registry: &dyn ObjectStoreRegistry) -> Result
         let store = LocalFileSystem::new_with_prefix(&dir).map_err(|e| {
             DataFusionError::Execution(format!("cannot open model store {}: {e}", dir.display()))
         })?;
-        return Ok(ModelStore::new(Arc::new(store), Path::default(), url));
+        return Ok(ModelStore::new(Arc::new(store), Path::default(), url).with_local_dir(dir));
     }
     let parsed = Url::parse(url)
         .map_err(|e| DataFusionError::Configuration(format!("bad model store URL '{url}': {e}")))?;

@@ -7,7 +7,9 @@
 //! its `model.json` is ignored.
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::{Duration, SystemTime};
 
 use datafusion::common::{DataFusionError, Result, plan_err};
 use futures::TryStreamExt;
@@ -47,7 +49,13 @@ pub struct ModelStore {
     store: Arc<dyn ObjectStore>,
     root: Path,
     url: String,
+    /// The directory, when the store is the local file system.
+    local_dir: Option<PathBuf>,
 }
+
+/// How old a local staging file must be before a save removes it: older than any
+/// write in progress, so only a killed writer's leftovers go.
+const STALE_STAGING: Duration = Duration::from_secs(60);
 
 impl ModelStore {
     /// The store at `root` on `store`; `url` names it in messages.
@@ -56,6 +64,44 @@ impl ModelStore {
             store,
             root,
             url: url.into(),
+            local_dir: None,
+        }
+    }
+
+    /// Says the store is the local directory `dir`, so saves also remove what a
+    /// writer killed mid-write left: the local file system stages each put in a
+    /// `model.json#N` file beside its target, which readers never see.
+    pub fn with_local_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.local_dir = Some(dir.into());
+        self
+    }
+
+    /// Removes staging files older than [`STALE_STAGING`] under `name`'s versions.
+    fn remove_stale_staging(&self, name: &str) {
+        let Some(dir) = &self.local_dir else { return };
+        let Ok(versions) = std::fs::read_dir(dir.join(name)) else {
+            return;
+        };
+        for version in versions.flatten() {
+            let Ok(files) = std::fs::read_dir(version.path()) else {
+                continue;
+            };
+            for file in files.flatten() {
+                let file_name = file.file_name();
+                let staging = file_name
+                    .to_str()
+                    .and_then(|n| n.strip_prefix(MODEL_FILE)?.strip_prefix('#'))
+                    .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()));
+                let stale = file
+                    .metadata()
+                    .and_then(|m| m.modified())
+                    .ok()
+                    .and_then(|t| SystemTime::now().duration_since(t).ok())
+                    .is_some_and(|age| age >= STALE_STAGING);
+                if staging && stale {
+                    let _ = std::fs::remove_file(file.path());
+                }
+            }
         }
     }
 
@@ -145,6 +191,7 @@ impl ModelStore {
     /// version number (also set on `model`).
     pub async fn save(&self, model: &mut Model) -> Result<u64> {
         let name = validate_model_name(&model.name)?;
+        self.remove_stale_staging(&name);
         for _attempt in 0..8 {
             let (_, highest) = self.scan(&name).await?;
             model.version = highest + 1;
@@ -243,6 +290,72 @@ impl ModelStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::models::{Feature, Model, ModelOptions, ModelParams, ModelType, OptionValue};
+    use object_store::local::LocalFileSystem;
+
+    fn one_feature_model(name: &str) -> Model {
+        let given = [
+            ("model_type".to_string(), OptionValue::Text("linear_regression".into())),
+            ("label".to_string(), OptionValue::Text("y".into())),
+        ];
+        Model {
+            format: 1,
+            name: name.into(),
+            version: 0,
+            created_at: 0,
+            model_type: ModelType::LinearRegression,
+            options_given: BTreeMap::new(),
+            options: ModelOptions::parse(&given).unwrap(),
+            query: "select x, y from t".into(),
+            query_columns: vec!["x".into(), "y".into()],
+            inputs: vec![],
+            transform: vec![],
+            features: vec![Feature { name: "x".into(), width: 1 }],
+            params: ModelParams::Linear { coefficients: vec![2.0], intercept: 1.0 },
+            training_info: vec![],
+            passes: 1,
+            training_rows: 2,
+            metrics: BTreeMap::new(),
+            metrics_on: String::new(),
+            data_fingerprint: String::new(),
+        }
+    }
+
+    /// What a writer killed in the middle of a put leaves on a local store (a
+    /// staging file beside the target) is invisible to readers and removed by the
+    /// next save once stale; the next version number is still the next one.
+    #[tokio::test]
+    async fn a_killed_writers_staging_file_is_ignored_then_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ModelStore::new(
+            Arc::new(LocalFileSystem::new_with_prefix(dir.path()).unwrap()),
+            Path::default(),
+            "test",
+        )
+        .with_local_dir(dir.path());
+        let mut model = one_feature_model("m");
+        assert_eq!(store.save(&mut model).await.unwrap(), 1);
+        let v2 = dir.path().join("m/v2");
+        std::fs::create_dir_all(&v2).unwrap();
+        let staging = v2.join("model.json#7");
+        std::fs::write(&staging, b"{\"format\": 1, \"na").unwrap();
+        assert_eq!(store.latest("m").await.unwrap().unwrap().version, 1);
+        assert_eq!(store.list().await.unwrap()["m"], 1);
+
+        // A fresh staging file may be a live writer's: kept.
+        assert_eq!(store.save(&mut model).await.unwrap(), 2);
+        assert!(staging.exists());
+        let old = SystemTime::now() - STALE_STAGING - Duration::from_secs(1);
+        std::fs::File::options()
+            .write(true)
+            .open(&staging)
+            .unwrap()
+            .set_modified(old)
+            .unwrap();
+        assert_eq!(store.save(&mut model).await.unwrap(), 3);
+        assert!(!staging.exists(), "stale staging file left");
+        assert_eq!(store.latest("m").await.unwrap().unwrap().version, 3);
+    }
 
     #[test]
     fn names_are_plain_identifiers() {
