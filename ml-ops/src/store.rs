@@ -191,6 +191,8 @@ impl ModelStore {
     /// version number (also set on `model`).
     pub async fn save(&self, model: &mut Model) -> Result<u64> {
         let name = validate_model_name(&model.name)?;
+        // Never write what no reader could load (JSON has no NaN or infinity).
+        model.check()?;
         self.remove_stale_staging(&name);
         for _attempt in 0..8 {
             let (_, highest) = self.scan(&name).await?;
@@ -295,7 +297,10 @@ mod tests {
 
     fn one_feature_model(name: &str) -> Model {
         let given = [
-            ("model_type".to_string(), OptionValue::Text("linear_regression".into())),
+            (
+                "model_type".to_string(),
+                OptionValue::Text("linear_regression".into()),
+            ),
             ("label".to_string(), OptionValue::Text("y".into())),
         ];
         Model {
@@ -310,8 +315,14 @@ mod tests {
             query_columns: vec!["x".into(), "y".into()],
             inputs: vec![],
             transform: vec![],
-            features: vec![Feature { name: "x".into(), width: 1 }],
-            params: ModelParams::Linear { coefficients: vec![2.0], intercept: 1.0 },
+            features: vec![Feature {
+                name: "x".into(),
+                width: 1,
+            }],
+            params: ModelParams::Linear {
+                coefficients: vec![2.0],
+                intercept: 1.0,
+            },
             training_info: vec![],
             passes: 1,
             training_rows: 2,

@@ -8,6 +8,7 @@
 //! are passed through untouched; ember's own (model DDL, EVALUATE, ...) get their own
 //! variants here so that the engine can plan them.
 
+mod depth;
 pub mod ml;
 mod parser;
 

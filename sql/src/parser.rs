@@ -106,6 +106,7 @@ impl fmt::Display for EmberStatement {
 pub fn parse_statements(sql: &str, dialect: &str) -> Result<Vec<EmberStatement>> {
     let dialect = dialect_from_str(dialect)
         .ok_or_else(|| plan_datafusion_err!("unknown SQL dialect '{dialect}'"))?;
+    crate::depth::check_operator_chains(sql, dialect.as_ref())?;
     let mut parser = DFParserBuilder::new(sql)
         .with_dialect(dialect.as_ref())
         .build()?;

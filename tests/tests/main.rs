@@ -1,5 +1,6 @@
 //! ember's cross-crate integration tests, in one binary (linking is the cost).
 
+mod bad_input;
 mod cluster;
 mod ml;
 mod slt;

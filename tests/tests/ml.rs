@@ -443,7 +443,7 @@ async fn bad_input_is_refused_and_nothing_is_written() {
         (LINEAR.to_string(), "already exists"),
         ("create model m2 options (model_type = 'linear_regression', label = 'cat') as select num, cat from features".to_string(), "label 'cat' is Utf8View, not numeric"),
         ("create model m2 options (model_type = 'linear_regression', label = 'zz') as select num from features".to_string(), "label 'zz' is not a column"),
-        ("create model m2 options (model_type = 'linear_regression', label = 'num') as select num, num_gaps from features".to_string(), "feature 'num_gaps' has a NULL or NaN value"),
+        ("create model m2 options (model_type = 'linear_regression', label = 'num') as select num, num_gaps from features".to_string(), "feature 'num_gaps' has a NULL, NaN or infinite value"),
         ("create model m2 options (model_type = 'linear_regression', label = 'num') as select num, cat from features".to_string(), "one_hot(cat)"),
         ("create model m2 options (model_type = 'kmeans', num_clusters = 50) as select num from features".to_string(), "num_clusters = 50 is more than the 40 distinct rows"),
         ("create model m2 options (model_type = 'kmeans', num_clusters = 2, l2 = 1) as select num from features".to_string(), "unknown option 'l2'"),

@@ -111,7 +111,7 @@ impl FeatureColumns {
     }
 
     /// Feature `i`'s values for rows `start..start + rows`, row-major with its
-    /// width, once no NULL or NaN is among them.
+    /// width, once no NULL, NaN or infinity is among them.
     fn checked(&self, i: usize, start: usize, rows: usize) -> Result<(&[f64], usize)> {
         let (values, width) = match &self.columns[i] {
             Column::Scalar(array) => {
@@ -139,7 +139,7 @@ impl FeatureColumns {
                 (&values.values()[first..first + rows * width], *width)
             }
         };
-        if values.iter().any(|v| v.is_nan()) {
+        if values.iter().any(|v| !v.is_finite()) {
             return self.missing(i);
         }
         Ok((values, width))
@@ -148,7 +148,7 @@ impl FeatureColumns {
     fn missing<T>(&self, i: usize) -> Result<T> {
         let name = self.names.get(i).map_or("?", String::as_str);
         exec_err!(
-            "feature '{name}' has a NULL or NaN value: filter those rows or wrap it in impute({name})"
+            "feature '{name}' has a NULL, NaN or infinite value: filter those rows, or wrap it in impute({name}) for NULL and NaN"
         )
     }
 }

@@ -145,11 +145,22 @@ impl Model {
                 if centroids.is_empty() || centroids.iter().any(|c| c.len() != width) {
                     return bad(format!("centroids are not {width} wide"));
                 }
+                if centroids.iter().flatten().any(|c| !c.is_finite()) {
+                    return bad("a centroid is not a finite number".into());
+                }
             }
             _ => return bad("parameters do not match the model type".into()),
         }
         if !self.transform.is_empty() && self.transform.len() != self.features.len() {
             return bad("transform and features differ in length".into());
+        }
+        // JSON has no NaN or infinity: such a value would be written as null and
+        // make the file unreadable.
+        if let Some((name, _)) = self.metrics.iter().find(|(_, v)| !v.is_finite()) {
+            return bad(format!("metric '{name}' is not a finite number"));
+        }
+        if self.training_info.iter().any(|i| !i.loss.is_finite()) {
+            return bad("a training loss is not a finite number".into());
         }
         Ok(())
     }
