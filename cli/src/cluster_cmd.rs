@@ -110,7 +110,7 @@ pub async fn up(args: ClusterUpArgs) -> Result<()> {
             // The ready line ends "(scheduler ...; GPU: ...)" or "(...; no GPU (why))".
             let device = line
                 .split_once("; ")
-                .map(|(_, rest)| rest.trim_end_matches(')').to_string())
+                .map(|(_, rest)| rest.strip_suffix(')').unwrap_or(rest).to_string())
                 .unwrap_or_default();
             devices.push(device);
             members.push(member);

@@ -256,6 +256,15 @@ fn cluster_up_runs_real_processes_and_stops_cleanly() {
     let cluster = ClusterUp::start(work.path(), &[]);
     assert_eq!(cluster.pids.len(), 3, "scheduler and two executors");
     assert!(cluster.pids.iter().all(|&p| alive(p)));
+    // Safe default: every process listens on loopback only.
+    for &pid in &cluster.pids {
+        let addresses = listening_addresses(pid);
+        assert!(!addresses.is_empty(), "pid {pid} listens nowhere");
+        assert!(
+            addresses.iter().all(|a| a.starts_with("127.0.0.1:")),
+            "pid {pid} listens on {addresses:?}"
+        );
+    }
     assert!(
         work.path().join("executor-1").exists() && work.path().join("logs/scheduler.log").exists()
     );

@@ -128,3 +128,47 @@ impl ClusterUp {
 pub fn alive(pid: i32) -> bool {
     unsafe { libc::kill(pid, 0) == 0 }
 }
+
+/// The local addresses `pid` listens on over TCP, as `IP:PORT` (from /proc).
+pub fn listening_addresses(pid: i32) -> Vec<String> {
+    let sockets: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|fd| std::fs::read_link(fd.path()).ok())
+        .filter_map(|target| {
+            let target = target.to_str()?.to_string();
+            Some(
+                target
+                    .strip_prefix("socket:[")?
+                    .strip_suffix(']')?
+                    .to_string(),
+            )
+        })
+        .collect();
+    let mut addresses = Vec::new();
+    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        let text = std::fs::read_to_string(table).unwrap_or_default();
+        for line in text.lines().skip(1) {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            // local_address, state 0A = LISTEN, inode.
+            if fields.len() > 9 && fields[3] == "0A" && sockets.iter().any(|s| s == fields[9]) {
+                addresses.push(decode_proc_address(fields[1]));
+            }
+        }
+    }
+    addresses
+}
+
+/// `0100007F:1F90` → `127.0.0.1:8080` (IPv4, little-endian words); IPv6 as hex.
+fn decode_proc_address(text: &str) -> String {
+    let (ip, port) = text.split_once(':').unwrap();
+    let port = u16::from_str_radix(port, 16).unwrap();
+    if ip.len() == 8 {
+        let n = u32::from_str_radix(ip, 16).unwrap();
+        let [a, b, c, d] = n.to_le_bytes();
+        format!("{a}.{b}.{c}.{d}:{port}")
+    } else {
+        format!("[{ip}]:{port}")
+    }
+}
