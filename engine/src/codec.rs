@@ -20,6 +20,8 @@ use datafusion_proto::logical_plan::LogicalExtensionCodec;
 use datafusion_proto::physical_plan::{PhysicalExtensionCodec, PhysicalProtoConverterExtension};
 use ember_ml_ops::functions;
 
+use crate::cluster::RefusedExec;
+
 /// ember's logical codec: Ballista's, plus ember's stateful functions.
 #[derive(Debug, Default)]
 pub struct EmberLogicalCodec {
@@ -133,6 +135,9 @@ impl PhysicalExtensionCodec for EmberPhysicalCodec {
         ctx: &TaskContext,
         proto_converter: &dyn PhysicalProtoConverterExtension,
     ) -> Result<Arc<dyn ExecutionPlan>> {
+        if let Some(refused) = RefusedExec::decode(buf) {
+            return Ok(Arc::new(refused?));
+        }
         self.inner.try_decode(buf, inputs, ctx, proto_converter)
     }
 
@@ -142,6 +147,9 @@ impl PhysicalExtensionCodec for EmberPhysicalCodec {
         buf: &mut Vec<u8>,
         proto_converter: &dyn PhysicalProtoConverterExtension,
     ) -> Result<()> {
+        if let Some(refused) = node.downcast_ref::<RefusedExec>() {
+            return refused.encode(buf);
+        }
         self.inner.try_encode(node, buf, proto_converter)
     }
 

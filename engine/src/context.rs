@@ -293,9 +293,21 @@ impl EmberContext {
         self.execute(statements.remove(0)).await
     }
 
-    /// Plans and runs one parsed statement.
+    /// Plans and runs one parsed statement. On a cluster, a statement that only
+    /// reads and whose job failed because an executor was lost is run again
+    /// (twice at most) on the executors left.
     pub async fn execute(&self, statement: EmberStatement) -> Result<StatementOutput> {
-        let result = self.run(statement).await;
+        let mut attempts = 1;
+        let result = loop {
+            let result = self.run(statement.clone()).await;
+            match &result {
+                Err(e) if attempts < 3 && lost_an_executor(e) && only_reads(&statement) => {
+                    log::warn!("an executor was lost; running the statement again");
+                    attempts += 1;
+                }
+                _ => break result,
+            }
+        };
         // A scheduler that died mid-query shows as a transport error (h2, broken
         // pipe) that names nothing the user knows; say what happened instead.
         if let (Err(e), Master::Remote { host, port }) = (&result, &self.master)
@@ -346,6 +358,32 @@ impl EmberContext {
                 Ok(drop_model(&self.ml(), &name, if_exists).await?.into())
             }
         }
+    }
+}
+
+/// Whether `error` is a job failed by the scheduler because an executor was
+/// lost (see `cluster::EXECUTOR_LOST`).
+pub fn lost_an_executor(error: &DataFusionError) -> bool {
+    error.to_string().contains(crate::cluster::EXECUTOR_LOST)
+}
+
+/// Statements that can run again with no effect but their answer: queries,
+/// EXPLAIN, and the model statements (a model is written only at the end).
+fn only_reads(statement: &EmberStatement) -> bool {
+    use datafusion::sql::parser::Statement as DfStatement;
+    use datafusion::sql::sqlparser::ast::Statement as SqlStatement;
+    match statement {
+        EmberStatement::DataFusion(statement) => match statement.as_ref() {
+            DfStatement::Statement(s) => matches!(s.as_ref(), SqlStatement::Query(_)),
+            DfStatement::Explain(_) => true,
+            _ => false,
+        },
+        EmberStatement::CreateModel(_)
+        | EmberStatement::ExplainCreateModel(_)
+        | EmberStatement::EvaluateModel { .. }
+        | EmberStatement::ShowModels
+        | EmberStatement::DescribeModel { .. } => true,
+        EmberStatement::DropModel { .. } => false,
     }
 }
 

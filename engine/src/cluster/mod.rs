@@ -13,11 +13,15 @@
 mod executor;
 mod in_process;
 mod placement;
+mod refused;
 mod scheduler;
 
 pub use executor::{ExecutorOptions, run_executor};
 pub use in_process::InProcessCluster;
-pub use placement::{GPU_EXECUTOR_PREFIX, GpuAwarePolicy, is_gpu_executor, wants_gpu};
+pub use placement::{
+    EXECUTOR_LOST, GPU_EXECUTOR_PREFIX, GpuAwarePolicy, is_gpu_executor, wants_gpu,
+};
+pub use refused::RefusedExec;
 pub use scheduler::{SchedulerHandle, SchedulerOptions, start_scheduler};
 
 use std::net::{IpAddr, SocketAddr};

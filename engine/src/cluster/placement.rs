@@ -28,7 +28,11 @@ use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::aggregates::AggregateExec;
 use ember_ml_ops::functions::TrainRoundFunc;
+
+use super::RefusedExec;
 use ember_ml_ops::kernels::DeviceChoice;
+
+pub use ember_ml_ops::models::EXECUTOR_LOST;
 
 /// How an executor with a GPU starts its id, so the scheduler can tell.
 pub const GPU_EXECUTOR_PREFIX: &str = "gpu-";
@@ -116,6 +120,13 @@ impl DistributionPolicy for GpuAwarePolicy {
             let mut done_stages = Vec::new();
             while let Some(stage) = graph.fetch_running_stage(&done_stages) {
                 done_stages.push(stage.stage_id);
+                // A re-run is bound as usual, but to fail: see the module docs.
+                let refuse = needs_rerun(stage).map(|why| {
+                    log::warn!("failing job {job_id}: {why}");
+                    format!(
+                        "{EXECUTOR_LOST} ({why}); ember does not trust Ballista's partial re-runs and runs the whole statement again"
+                    )
+                });
                 let eligible = wants_gpu(&stage.plan);
                 let gpu_only = gpu_registered && eligible;
                 for budget in budgets.iter_mut() {
@@ -123,9 +134,12 @@ impl DistributionPolicy for GpuAwarePolicy {
                         continue;
                     }
                     while budget.vcores > 0 {
-                        let Some(task) = bind_one(stage, &session_id, job_id, budget) else {
+                        let Some(mut task) = bind_one(stage, &session_id, job_id, budget) else {
                             break;
                         };
+                        if let Some(message) = &refuse {
+                            task.1.plan = refused(&task.1.plan, message.clone())?;
+                        }
                         if eligible && let Ok(mut counts) = self.gpu_tasks.lock() {
                             *counts.entry(task.0.clone()).or_default() += 1;
                         }
@@ -140,6 +154,43 @@ impl DistributionPolicy for GpuAwarePolicy {
     fn name(&self) -> &str {
         "ember-gpu-aware"
     }
+}
+
+/// `plan` (a stage: a shuffle writer over its input) with its input replaced by
+/// one that fails with `message`.
+fn refused(plan: &Arc<dyn ExecutionPlan>, message: String) -> Result<Arc<dyn ExecutionPlan>> {
+    let inputs = plan
+        .children()
+        .into_iter()
+        .map(|input| Arc::new(RefusedExec::instead_of(input, message.clone())) as _)
+        .collect();
+    datafusion::physical_plan::replace_children_if_necessary(plan.clone(), inputs)
+}
+
+/// Why `stage` is about to run some of its partitions a second time, if it is.
+fn needs_rerun(stage: &RunningStage) -> Option<String> {
+    if stage.stage_attempt_num > 0 {
+        return Some(format!(
+            "stage {} is on attempt {}",
+            stage.stage_id,
+            stage.stage_attempt_num + 1
+        ));
+    }
+    let bound_before: usize = stage
+        .task_infos
+        .iter()
+        .map(|t| t.global_input_partition_ids.len())
+        .sum();
+    // Every partition is bound once; more bindings than partitions, or any
+    // pending partition bound before, means a re-run.
+    let pending = stage.pending.remaining();
+    (bound_before + pending > stage.partitions).then(|| {
+        format!(
+            "stage {} would run {} partitions again",
+            stage.stage_id,
+            bound_before + pending - stage.partitions
+        )
+    })
 }
 
 /// Binds the next slice of `stage`'s pending partitions to `budget`'s executor;

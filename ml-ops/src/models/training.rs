@@ -12,6 +12,10 @@ use super::{Feature, ModelType};
 use crate::functions::{RoundSpec, RowHashFunc, TrainRoundFunc, stats_values};
 use crate::kernels::{DeviceChoice, FeatureBlock, FeatureColumns, for_each_block};
 
+/// How the scheduler fails a job that lost work to a failed executor (ember
+/// does not let Ballista re-run part of a job); such a job can simply run again.
+pub const EXECUTOR_LOST: &str = "part of this job must run again after an executor was lost";
+
 /// Told about each training iteration (the CLI draws a progress line from it).
 pub trait Progress: Send + Sync {
     /// Iteration `iteration` of at most `max` ended with `loss`.
@@ -142,10 +146,21 @@ impl TrainingData {
         Ok((self.frame().aggregate(vec![], vec![round])?, expected))
     }
 
-    /// Runs one round: a distributed aggregate of `spec`'s statistics over every row.
+    /// Runs one round: a distributed aggregate of `spec`'s statistics over every
+    /// row. A round whose job failed because an executor was lost runs again
+    /// (twice at most): it only reads, so the model is the same as without the fault.
     pub async fn round(&self, spec: RoundSpec) -> Result<Vec<f64>> {
-        let (frame, expected) = self.round_frame(spec)?;
-        let batches = frame.collect().await?;
+        let mut attempt = 1;
+        let (batches, expected) = loop {
+            let (frame, expected) = self.round_frame(spec.clone())?;
+            match frame.collect().await {
+                Err(e) if attempt < 3 && e.to_string().contains(EXECUTOR_LOST) => {
+                    log::warn!("an executor was lost; running the training round again");
+                    attempt += 1;
+                }
+                result => break (result?, expected),
+            }
+        };
         self.passes.fetch_add(1, Ordering::Relaxed);
         let Some(batch) = batches.iter().find(|b| b.num_rows() > 0) else {
             return exec_err!("a training round returned no rows");
