@@ -530,46 +530,11 @@ fn models_train_and_predict_the_same_on_real_processes() {
     assert!(distributed.status.success(), "{}", stderr(&distributed));
     assert!(embedded.status.success(), "{}", stderr(&embedded));
     assert_eq!(stdout(&distributed), stdout(&embedded));
-    let describe = |store: &Path, master: Option<&str>| {
-        let mut args = vec![
-            "sql",
-            "--model-store",
-            store.to_str().unwrap(),
-            "-c",
-            "describe model clf",
-            "--format",
-            "json",
-        ];
-        if let Some(url) = master {
-            args.extend(["--master", url]);
-        }
-        let out = run(&args);
-        assert!(out.status.success(), "{}", stderr(&out));
-        stdout(&out)
-            .lines()
-            .find(|l| l.contains("\"coefficients\""))
-            .unwrap()
-            .to_string()
-    };
-    // The same model within the 1e-9 (partial sums merge in another order).
-    let numbers = |line: String| -> Vec<f64> {
-        let inside = line.split('[').nth(1).unwrap().split(']').next().unwrap();
-        inside
-            .split(',')
-            .map(|v| v.trim().parse().unwrap())
-            .collect()
-    };
-    let (on_cluster, alone) = (
-        numbers(describe(&on_cluster_store, Some(&cluster.url))),
-        numbers(describe(&embedded_store, None)),
+    // The same model within the 1e-9.
+    assert_same_model(
+        &clf_coefficients(&on_cluster_store, Some(&cluster.url)),
+        &clf_coefficients(&embedded_store, None),
     );
-    assert_eq!(on_cluster.len(), alone.len());
-    for (c, e) in on_cluster.iter().zip(&alone) {
-        assert!(
-            (c - e).abs() <= 1e-9 * e.abs().max(1.0),
-            "{on_cluster:?} vs {alone:?}"
-        );
-    }
     assert_clear_error(
         &cluster.sql(&[
             "--model-store",

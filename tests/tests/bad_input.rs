@@ -6,24 +6,17 @@
 use std::path::Path;
 
 use ember_engine::EmberContext;
+use ember_tests::walk;
 
 /// Every file under `dir` with its bytes, sorted by path.
 fn snapshot(dir: &Path) -> Vec<(String, Vec<u8>)> {
-    let mut files = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(next) = stack.pop() {
-        for entry in std::fs::read_dir(&next).into_iter().flatten().flatten() {
-            let path = entry.path();
-            if path.is_dir() {
-                stack.push(path);
-            } else {
-                let bytes = std::fs::read(&path).unwrap();
-                files.push((path.display().to_string(), bytes));
-            }
-        }
-    }
-    files.sort();
-    files
+    walk(dir)
+        .into_iter()
+        .map(|file| {
+            let bytes = std::fs::read(dir.join(&file)).unwrap();
+            (file, bytes)
+        })
+        .collect()
 }
 
 async fn refused(ember: &EmberContext, sql: &str, needle: &str) {

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use ember_engine::EmberContext;
 use ember_engine::cluster::InProcessCluster;
-use ember_tests::{fixtures, to_text};
+use ember_tests::{fixtures, to_text, walk};
 use serde_json::Value;
 use tempfile::TempDir;
 
@@ -462,24 +462,6 @@ async fn bad_input_is_refused_and_nothing_is_written() {
         before,
         "a failed statement changed the model store"
     );
-}
-
-/// Every file under `dir`, relative, sorted.
-fn walk(dir: &Path) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for entry in std::fs::read_dir(&d).unwrap() {
-            let p = entry.unwrap().path();
-            if p.is_dir() {
-                stack.push(p);
-            } else {
-                out.push(p.strip_prefix(dir).unwrap().display().to_string());
-            }
-        }
-    }
-    out.sort();
-    out
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

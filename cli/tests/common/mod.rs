@@ -172,3 +172,44 @@ fn decode_proc_address(text: &str) -> String {
         format!("[{ip}]:{port}")
     }
 }
+
+/// The coefficients of model `clf` in `store`, read with DESCRIBE MODEL (through
+/// the cluster at `master` when given).
+pub fn clf_coefficients(store: &Path, master: Option<&str>) -> Vec<f64> {
+    let mut args = vec![
+        "sql",
+        "--model-store",
+        store.to_str().unwrap(),
+        "-c",
+        "describe model clf",
+        "--format",
+        "json",
+    ];
+    if let Some(url) = master {
+        args.extend(["--master", url]);
+    }
+    let out = run(&args);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    let line = text
+        .lines()
+        .find(|l| l.contains("\"coefficients\""))
+        .unwrap();
+    let inside = line.split('[').nth(1).unwrap().split(']').next().unwrap();
+    inside
+        .split(',')
+        .map(|v| v.trim().parse().unwrap())
+        .collect()
+}
+
+/// Asserts that two models' parameters agree within 1e-9 (relative; partial sums
+/// merge in another order on a cluster).
+pub fn assert_same_model(actual: &[f64], expected: &[f64]) {
+    assert_eq!(actual.len(), expected.len());
+    for (a, e) in actual.iter().zip(expected) {
+        assert!(
+            (a - e).abs() <= 1e-9 * e.abs().max(1.0),
+            "{actual:?} vs {expected:?}"
+        );
+    }
+}
