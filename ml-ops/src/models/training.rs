@@ -14,7 +14,8 @@ use crate::kernels::{DeviceChoice, FeatureBlock, FeatureColumns, for_each_block}
 
 /// How the scheduler fails a job that lost work to a failed executor (ember
 /// does not let Ballista re-run part of a job); such a job can simply run again.
-pub const EXECUTOR_LOST: &str = "part of this job must run again after an executor was lost";
+pub const EXECUTOR_LOST: &str =
+    "part of this job must run again (an executor was lost or a task failed)";
 
 /// Told about each training iteration (the CLI draws a progress line from it).
 pub trait Progress: Send + Sync {
