@@ -33,6 +33,7 @@ use ember_sql::{EmberStatement, parse_statements};
 
 use crate::model_store::{default_model_store, open_model_store};
 
+use crate::broken_parquet;
 use crate::session::{
     cluster_config, embedded_config, ember_session_state, register_ember_functions_on_context,
 };
@@ -259,10 +260,9 @@ impl EmberContext {
                 .register_parquet(&name, &location, ParquetReadOptions::default())
                 .await
                 .map_err(|e| {
-                    e.context(format!(
-                        "cannot read table '{name}' from {}",
-                        path.display()
-                    ))
+                    broken_parquet::name_broken_file(e, std::slice::from_ref(&path)).context(
+                        format!("cannot read table '{name}' from {}", path.display()),
+                    )
                 })?;
             names.push(name);
         }
@@ -326,7 +326,11 @@ impl EmberContext {
             EmberStatement::DataFusion(statement) => {
                 load_referenced_models(&statement, &self.store, &self.catalog).await?;
                 let state = self.ctx.state();
-                let plan = state.statement_to_plan(*statement).await?;
+                let paths = broken_parquet::local_paths(&statement);
+                let plan = state
+                    .statement_to_plan(*statement)
+                    .await
+                    .map_err(|e| broken_parquet::name_broken_file(e, &paths))?;
                 let plan = bind_models(plan, &state, &self.catalog)?;
                 let returns_rows = returns_rows(&plan);
                 let frame = self.ctx.execute_logical_plan(plan).await?;

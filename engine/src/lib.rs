@@ -16,6 +16,7 @@
 //! Start with [`EmberContext`]: `embedded()` runs in this process, `remote(url)` on a
 //! cluster, and [`cluster::InProcessCluster`] starts a whole cluster in process.
 
+mod broken_parquet;
 pub mod cluster;
 pub mod codec;
 pub mod config;

@@ -83,9 +83,18 @@ async fn bad_input_corpus_is_refused_clearly_and_loses_nothing() {
     let before = snapshot(&store);
 
     let external = |name: &str| format!("select * from '{}'", data.join(name).display());
-    // (The message says what is wrong, not which file: a gap, see RELIABILITY.md.)
-    refused(&ember, &external("truncated.parquet"), "Parquet").await;
-    refused(&ember, &external("garbage.parquet"), "Parquet").await;
+    refused(
+        &ember,
+        &external("truncated.parquet"),
+        "truncated.parquet is not a readable Parquet file: Parquet error: Invalid Parquet file. Corrupt footer",
+    )
+    .await;
+    refused(
+        &ember,
+        &external("garbage.parquet"),
+        "garbage.parquet is not a readable Parquet file",
+    )
+    .await;
     // A zero-byte file holds no rows; DataFusion reads it as an empty table.
     let empty = ember.sql(&external("empty_file.parquet")).await.unwrap();
     assert_eq!(empty.iter().map(|o| o.num_rows()).sum::<usize>(), 0);
