@@ -6,8 +6,18 @@
 //! - `ml`: training (logistic regression, linear regression, k-means) on a
 //!   HIGGS-shaped set, ember embedded and on a cluster vs scikit-learn and Spark
 //!   MLlib on the same Parquet.
+//! - `kernels`: each ML kernel alone, CPU and CUDA, in GB/s.
+//! - `load`: concurrent clients against one cluster, answers checked, peak RSS.
 
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
+
+/// The text of TPC-H query `n` from the repository's query files.
+pub fn tpch_query(n: usize) -> String {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join(format!("../tests/fixtures/tpch/queries/q{n}.sql"));
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()))
+}
 
 /// Runs `f` `iterations` times and returns the fastest run and the last result.
 pub async fn best_of<T, F, Fut>(iterations: usize, mut f: F) -> (Duration, T)

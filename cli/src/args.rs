@@ -97,6 +97,10 @@ pub enum ClusterCommand {
     /// Start one scheduler and N executor processes on this machine, in the
     /// foreground until Ctrl-C.
     #[command(after_help = "\
+Each executor says whether it found a GPU; training rounds that can use one go to GPU executors.
+An executor silent for 15 s is dropped and the statements it was running run again.
+There is no authentication: keep the ports on a trusted network (RELIABILITY.md).
+
 Example:
   ember cluster up --executors 2
   # then, in another terminal:
@@ -140,7 +144,7 @@ pub struct SchedulerArgs {
 
 #[derive(Debug, Args)]
 #[command(
-    after_help = "Example:\n  ember executor --scheduler 10.0.0.5:50050 --bind 0.0.0.0 --external-host 10.0.0.6 --port 50051"
+    after_help = "An executor that finds a GPU registers as gpu-<id> and gets the training rounds that can use one.\nThere is no authentication: bind to a network only the cluster and its clients reach.\n\nExample:\n  ember executor --scheduler 10.0.0.5:50050 --bind 0.0.0.0 --external-host 10.0.0.6 --port 50051"
 )]
 pub struct ExecutorArgs {
     /// The scheduler, as HOST:PORT.

@@ -70,23 +70,8 @@ impl Client {
     }
 }
 
-/// Whether `dir` holds any file, at any depth.
-fn holds_files(dir: &Path) -> bool {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return false;
-    };
-    entries.flatten().any(|entry| {
-        let path = entry.path();
-        if path.is_dir() {
-            holds_files(&path)
-        } else {
-            true
-        }
-    })
-}
-
-/// Runs `args` on the cluster and SIGKILLs the first executor that writes shuffle
-/// output for it while the query still runs; `None` when the query ended before
+/// Runs `args` on the cluster and SIGKILLs the first executor that writes new
+/// shuffle output (files earlier statements left do not count) while it runs; `None` when the query ended before
 /// any executor could be caught (the caller tries again).
 fn run_killing_an_executor(
     cluster: &ClusterUp,
@@ -94,6 +79,11 @@ fn run_killing_an_executor(
     alive_executors: &mut Vec<(PathBuf, i32)>,
     args: &[&str],
 ) -> Option<Output> {
+    let before: Vec<Vec<String>> = alive_executors
+        .iter()
+        .map(|(dir, _)| files_under(dir))
+        .collect();
+    let writes_new = |i: usize, dir: &Path| files_under(dir).iter().any(|f| !before[i].contains(f));
     let mut client = Client::start(cluster, args);
     let victim = loop {
         if !client.running() {
@@ -104,7 +94,8 @@ fn run_killing_an_executor(
                 None
             };
         }
-        if let Some(i) = alive_executors.iter().position(|(dir, _)| holds_files(dir)) {
+        if let Some(i) = (0..alive_executors.len()).find(|&i| writes_new(i, &alive_executors[i].0))
+        {
             break alive_executors.remove(i);
         }
         std::thread::sleep(Duration::from_millis(2));

@@ -69,17 +69,15 @@ pub fn name_broken_file(error: DataFusionError, paths: &[PathBuf]) -> DataFusion
     }
 }
 
-/// The local paths a statement reads as tables (`FROM '/data/x.parquet'`).
+/// The table names a statement reads, as paths (`FROM '/data/x.parquet'`); only
+/// those that exist are looked at, and only after a Parquet error.
 pub fn local_paths(statement: &Statement) -> Vec<PathBuf> {
     let mut paths = Vec::new();
     if let Statement::Statement(statement) = statement {
         let _ = visit_relations(statement.as_ref(), |name| {
             let text = name.to_string();
             let text = text.trim_matches(|c| c == '\'' || c == '"');
-            let text = text.strip_prefix("file://").unwrap_or(text);
-            if Path::new(text).exists() {
-                paths.push(PathBuf::from(text));
-            }
+            paths.push(PathBuf::from(text.strip_prefix("file://").unwrap_or(text)));
             std::ops::ControlFlow::<()>::Continue(())
         });
     }

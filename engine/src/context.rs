@@ -31,9 +31,8 @@ use ember_sql::ml::{
 };
 use ember_sql::{EmberStatement, parse_statements};
 
-use crate::model_store::{default_model_store, open_model_store};
-
 use crate::broken_parquet;
+use crate::model_store::{default_model_store, open_model_store};
 use crate::session::{
     cluster_config, embedded_config, ember_session_state, register_ember_functions_on_context,
 };
@@ -297,16 +296,21 @@ impl EmberContext {
     /// reads and whose job failed because an executor was lost is run again
     /// (twice at most) on the executors left.
     pub async fn execute(&self, statement: EmberStatement) -> Result<StatementOutput> {
-        let mut attempts = 1;
-        let result = loop {
-            let result = self.run(statement.clone()).await;
-            match &result {
-                Err(e) if attempts < 3 && lost_an_executor(e) && only_reads(&statement) => {
-                    log::warn!("an executor was lost; running the statement again");
-                    attempts += 1;
+        let may_retry = matches!(self.master, Master::Remote { .. }) && only_reads(&statement);
+        let result = if may_retry {
+            let mut attempts = 1;
+            loop {
+                let result = self.run(statement.clone()).await;
+                match &result {
+                    Err(e) if attempts < 3 && lost_an_executor(e) => {
+                        log::warn!("an executor was lost; running the statement again");
+                        attempts += 1;
+                    }
+                    _ => break result,
                 }
-                _ => break result,
             }
+        } else {
+            self.run(statement).await
         };
         // A scheduler that died mid-query shows as a transport error (h2, broken
         // pipe) that names nothing the user knows; say what happened instead.

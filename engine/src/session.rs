@@ -54,8 +54,9 @@ pub fn cluster_config() -> SessionConfig {
         .with_ballista_physical_extension_codec(Arc::new(EmberPhysicalCodec::default()))
         // Ballista 55's adaptive planner does not recover from a lost executor:
         // after it rolls a stage back, task updates fail with "Can't find active
-        // stage" and the job never ends (RELIABILITY.md). The static planner
-        // re-runs the lost stages and returns the right answer.
+        // stage" and the job never ends (RELIABILITY.md). With the static planner
+        // the scheduler sees the re-run coming and fails the job cleanly
+        // (cluster/refused.rs), and the client runs it again.
         .set_bool(BALLISTA_ADAPTIVE_PLANNER_ENABLED, false)
 }
 

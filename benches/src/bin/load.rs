@@ -15,8 +15,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
+use datafusion::arrow::util::pretty::pretty_format_batches;
 use datafusion::common::{DataFusionError, Result};
+use ember_benches::tpch_query;
 use ember_engine::{EmberContext, StatementOutput};
 
 #[derive(Parser)]
@@ -33,9 +34,6 @@ struct Args {
     /// How long the clients run.
     #[arg(long, default_value_t = 60)]
     seconds: u64,
-    /// The TPC-H query files.
-    #[arg(long, default_value = "tests/fixtures/tpch/queries")]
-    queries: PathBuf,
 }
 
 /// The workload: TPC-H queries of every shape, and a prediction over a model
@@ -47,26 +45,10 @@ const TRAIN: &str = "create or replace model load_price options (model_type = 'l
     label = 'l_extendedprice') as select l_extendedprice, l_quantity, l_discount from lineitem \
     where l_orderkey % 50 = 0";
 
+/// The answer as text, to compare with the embedded engine's.
 fn text(outputs: &[StatementOutput]) -> Result<String> {
-    let options = FormatOptions::default();
-    let mut out = String::new();
-    for output in outputs {
-        for batch in &output.batches {
-            let formatters = batch
-                .columns()
-                .iter()
-                .map(|c| ArrayFormatter::try_new(c.as_ref(), &options))
-                .collect::<std::result::Result<Vec<_>, _>>()?;
-            for row in 0..batch.num_rows() {
-                for f in &formatters {
-                    out.push_str(&f.value(row).to_string());
-                    out.push('|');
-                }
-                out.push('\n');
-            }
-        }
-    }
-    Ok(out)
+    let batches: Vec<_> = outputs.iter().flat_map(|o| o.batches.clone()).collect();
+    Ok(pretty_format_batches(&batches)?.to_string())
 }
 
 /// Peak resident memory of `pid` in MiB.
@@ -122,7 +104,7 @@ async fn main() -> Result<()> {
     embedded.sql(TRAIN).await?;
     let mut work = Vec::new();
     for &q in TPCH {
-        let sql = std::fs::read_to_string(args.queries.join(format!("q{q}.sql")))?;
+        let sql = tpch_query(q);
         let expected = text(&embedded.sql(&sql).await?)?;
         work.push((format!("q{q}"), sql, expected));
     }

@@ -12,7 +12,7 @@ use std::time::Duration;
 use clap::Parser;
 use datafusion::common::Result;
 use datafusion::prelude::{ParquetReadOptions, SessionContext};
-use ember_benches::best_of;
+use ember_benches::{best_of, tpch_query};
 use ember_engine::EmberContext;
 use ember_engine::cluster::InProcessCluster;
 use ember_engine::context::returns_rows;
@@ -46,12 +46,6 @@ struct Args {
     /// Skip the cluster measurement.
     #[arg(long)]
     no_cluster: bool,
-}
-
-fn query_text(n: usize) -> String {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join(format!("../tests/fixtures/tpch/queries/q{n}.sql"));
-    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()))
 }
 
 /// DataFusion alone, with its defaults: the baseline.
@@ -154,7 +148,7 @@ async fn main() -> Result<()> {
     );
     let (mut total_df, mut total_embedded, mut total_cluster) = (0.0, 0.0, 0.0);
     for n in queries {
-        let sql = query_text(n);
+        let sql = tpch_query(n);
         let (df_time, df_rows) = best_of(args.iterations, || run_datafusion(&baseline, &sql)).await;
         let df_rows = df_rows?;
         let (em_time, em_rows) = best_of(args.iterations, || run_ember(&embedded, &sql)).await;

@@ -18,10 +18,8 @@ mod scheduler;
 
 pub use executor::{ExecutorOptions, run_executor};
 pub use in_process::InProcessCluster;
-pub use placement::{
-    EXECUTOR_LOST, GPU_EXECUTOR_PREFIX, GpuAwarePolicy, is_gpu_executor, wants_gpu,
-};
-pub use refused::RefusedExec;
+pub use placement::{BindingPolicy, GPU_EXECUTOR_PREFIX, is_gpu_executor, wants_gpu};
+pub use refused::{EXECUTOR_LOST, RefusedExec};
 pub use scheduler::{SchedulerHandle, SchedulerOptions, start_scheduler};
 
 use std::net::{IpAddr, SocketAddr};

@@ -5,11 +5,16 @@
 //! Ballista binds tasks with no placement constraints and carries no executor
 //! labels, so the label is in the id: an executor that finds a GPU registers as
 //! `gpu-<uuid>` ([`GPU_EXECUTOR_PREFIX`]), and the scheduler binds with
-//! [`GpuAwarePolicy`]. The policy packs tasks onto the executors with the most
+//! [`BindingPolicy`]. The policy packs tasks onto the executors with the most
 //! free slots, like Ballista's default, except that a GPU stage skips executors
 //! without a GPU while any GPU executor is registered. Busy GPU executors make a
 //! GPU stage wait rather than spill onto a CPU; when the last GPU executor is
 //! gone, GPU stages run anywhere (every kernel has a CPU twin).
+//!
+//! Binding is also where the scheduler sees a partition about to run a second
+//! time. Ballista 55's partial re-runs can count a partition twice, so such a
+//! task is bound to fail instead (see refused.rs), and the client runs the
+//! whole statement again.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -28,11 +33,9 @@ use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::aggregates::AggregateExec;
 use ember_ml_ops::functions::TrainRoundFunc;
-
-use super::RefusedExec;
 use ember_ml_ops::kernels::DeviceChoice;
 
-pub use ember_ml_ops::models::EXECUTOR_LOST;
+use super::refused::{refuse_rerun, rerun_reason};
 
 /// How an executor with a GPU starts its id, so the scheduler can tell.
 pub const GPU_EXECUTOR_PREFIX: &str = "gpu-";
@@ -63,14 +66,15 @@ pub fn wants_gpu(plan: &Arc<dyn ExecutionPlan>) -> bool {
     found
 }
 
-/// Ballista's task binding with GPU placement (see the module docs).
-pub struct GpuAwarePolicy {
+/// Ballista's task binding with GPU placement and no partial re-runs (see the
+/// module docs).
+pub struct BindingPolicy {
     cluster: Arc<dyn ClusterState>,
     /// Tasks of GPU-eligible stages bound per executor, for tests and logs.
     gpu_tasks: Mutex<HashMap<String, usize>>,
 }
 
-impl GpuAwarePolicy {
+impl BindingPolicy {
     /// A policy that reads which executors are registered from `cluster`.
     pub fn new(cluster: Arc<dyn ClusterState>) -> Self {
         Self {
@@ -85,14 +89,14 @@ impl GpuAwarePolicy {
     }
 }
 
-impl fmt::Debug for GpuAwarePolicy {
+impl fmt::Debug for BindingPolicy {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("GpuAwarePolicy").finish_non_exhaustive()
+        f.debug_struct("BindingPolicy").finish_non_exhaustive()
     }
 }
 
 #[async_trait::async_trait]
-impl DistributionPolicy for GpuAwarePolicy {
+impl DistributionPolicy for BindingPolicy {
     async fn bind_tasks(
         &self,
         mut budgets: Vec<&mut AvailableVcores>,
@@ -120,25 +124,21 @@ impl DistributionPolicy for GpuAwarePolicy {
             let mut done_stages = Vec::new();
             while let Some(stage) = graph.fetch_running_stage(&done_stages) {
                 done_stages.push(stage.stage_id);
-                // A re-run is bound as usual, but to fail: see the module docs.
-                let refuse = needs_rerun(stage).map(|why| {
+                let rerun = rerun_reason(stage);
+                if let Some(why) = &rerun {
                     log::warn!("failing job {job_id}: {why}");
-                    format!(
-                        "{EXECUTOR_LOST} ({why}); ember does not trust Ballista's partial re-runs and runs the whole statement again"
-                    )
-                });
+                }
                 let eligible = wants_gpu(&stage.plan);
                 let gpu_only = gpu_registered && eligible;
-                for budget in budgets.iter_mut() {
-                    if gpu_only && !is_gpu_executor(&budget.executor_id) {
-                        continue;
-                    }
-                    while budget.vcores > 0 {
-                        let Some(mut task) = bind_one(stage, &session_id, job_id, budget) else {
-                            break;
-                        };
-                        if let Some(message) = &refuse {
-                            task.1.plan = refused(&task.1.plan, message.clone())?;
+                let slicing = Slicing::of(stage);
+                let budgets = budgets
+                    .iter_mut()
+                    .filter(|b| !gpu_only || is_gpu_executor(&b.executor_id));
+                for budget in budgets {
+                    while let Some(mut task) = bind_one(stage, slicing, &session_id, job_id, budget)
+                    {
+                        if let Some(why) = &rerun {
+                            task.1.plan = refuse_rerun(&task.1.plan, why)?;
                         }
                         if eligible && let Ok(mut counts) = self.gpu_tasks.lock() {
                             *counts.entry(task.0.clone()).or_default() += 1;
@@ -156,73 +156,60 @@ impl DistributionPolicy for GpuAwarePolicy {
     }
 }
 
-/// `plan` (a stage: a shuffle writer over its input) with its input replaced by
-/// one that fails with `message`.
-fn refused(plan: &Arc<dyn ExecutionPlan>, message: String) -> Result<Arc<dyn ExecutionPlan>> {
-    let inputs = plan
-        .children()
-        .into_iter()
-        .map(|input| Arc::new(RefusedExec::instead_of(input, message.clone())) as _)
-        .collect();
-    datafusion::physical_plan::replace_children_if_necessary(plan.clone(), inputs)
+/// How a stage's pending partitions are cut into tasks.
+#[derive(Clone, Copy)]
+struct Slicing {
+    /// The stage funnels into one partition, so it must run as one task: split,
+    /// its parts would each produce a partial answer nothing downstream merges.
+    /// It runs on one thread, so it takes one slot however many inputs it packs.
+    single: bool,
+    /// Most partitions in one task (`ballista.scheduler.max_partitions_per_task`).
+    cap: usize,
 }
 
-/// Why `stage` is about to run some of its partitions a second time, if it is.
-fn needs_rerun(stage: &RunningStage) -> Option<String> {
-    if stage.stage_attempt_num > 0 {
-        return Some(format!(
-            "stage {} is on attempt {}",
-            stage.stage_id,
-            stage.stage_attempt_num + 1
-        ));
+impl Slicing {
+    fn of(stage: &RunningStage) -> Self {
+        let cap = stage
+            .session_config
+            .options()
+            .extensions
+            .get::<BallistaConfig>()
+            .map(|config| config.max_partitions_per_task())
+            .filter(|&n| n > 0)
+            .unwrap_or(usize::MAX);
+        Self {
+            single: funnels_to_one_partition(&stage.plan),
+            cap,
+        }
     }
-    let bound_before: usize = stage
-        .task_infos
-        .iter()
-        .map(|t| t.global_input_partition_ids.len())
-        .sum();
-    // Every partition is bound once; more bindings than partitions, or any
-    // pending partition bound before, means a re-run.
-    let pending = stage.pending.remaining();
-    (bound_before + pending > stage.partitions).then(|| {
-        format!(
-            "stage {} would run {} partitions again",
-            stage.stage_id,
-            bound_before + pending - stage.partitions
-        )
-    })
 }
 
 /// Binds the next slice of `stage`'s pending partitions to `budget`'s executor;
-/// `None` when the stage has nothing left to run.
+/// `None` when the stage has nothing left to run or the executor no free slot.
 fn bind_one(
     stage: &mut RunningStage,
+    slicing: Slicing,
     session_id: &str,
     job_id: &JobId,
     budget: &mut AvailableVcores,
 ) -> Option<BoundTask> {
-    // A stage that funnels into one partition must run as one task: split, its
-    // parts would each produce a partial answer nothing downstream merges. It
-    // runs on one thread, so it takes one slot however many inputs it packs.
-    let single = funnels_to_one_partition(&stage.plan);
-    let cap = stage
-        .session_config
-        .options()
-        .extensions
-        .get::<BallistaConfig>()
-        .map(|config| config.max_partitions_per_task())
-        .filter(|&n| n > 0)
-        .unwrap_or(usize::MAX);
-    let max = if single {
+    if budget.vcores == 0 {
+        return None;
+    }
+    let max = if slicing.single {
         usize::MAX
     } else {
-        (budget.vcores as usize).min(cap)
+        (budget.vcores as usize).min(slicing.cap)
     };
     let partitions = stage.pending.next_slice(max);
     if partitions.is_empty() {
         return None;
     }
-    let vcores = if single { 1 } else { partitions.len() as u32 };
+    let vcores = if slicing.single {
+        1
+    } else {
+        partitions.len() as u32
+    };
     let task_id = stage.task_infos.len();
     let task_attempt = partitions
         .iter()

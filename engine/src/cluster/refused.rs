@@ -1,10 +1,15 @@
-//! A stand-in for a stage's input that fails when run: how the scheduler turns a
-//! re-run it does not trust (see placement.rs) into an ordinary task failure,
-//! which Ballista reports to the client with this node's message.
+//! Refusing partial re-runs. Ballista 55 re-runs the partitions a lost executor
+//! held, but on TPC-H q18 at scale 1 the re-run partitions were sometimes
+//! counted twice (sums doubled; RELIABILITY.md). A wrong answer is worse than a
+//! failed one, so when the scheduler is about to bind a partition a second time
+//! it binds the task over a [`RefusedExec`] instead: an ordinary task failure,
+//! which Ballista reports to the client with [`EXECUTOR_LOST`] in the message.
+//! The client then runs the whole statement (or training round) again.
 
 use std::fmt;
 use std::sync::Arc;
 
+use ballista_scheduler::state::execution_stage::RunningStage;
 use datafusion::arrow::datatypes::{Schema, SchemaRef};
 use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::common::{DataFusionError, Result, exec_err};
@@ -15,6 +20,8 @@ use datafusion::physical_plan::{
     DisplayAs, DisplayFormatType, ExecutionPlan, Partitioning, PlanProperties,
 };
 use prost::Message;
+
+pub use ember_ml_ops::models::EXECUTOR_LOST;
 
 /// Marks the codec bytes of a [`RefusedExec`].
 const TAG: &[u8] = b"ember-refused\0";
@@ -77,6 +84,49 @@ impl RefusedExec {
             ))
         })())
     }
+}
+
+/// Why `stage` is about to run some of its partitions a second time, if it is.
+pub(super) fn rerun_reason(stage: &RunningStage) -> Option<String> {
+    if stage.stage_attempt_num > 0 {
+        return Some(format!(
+            "stage {} is on attempt {}",
+            stage.stage_id,
+            stage.stage_attempt_num + 1
+        ));
+    }
+    // Each partition is bound once: more bindings, past and pending, than
+    // partitions means some are about to run again.
+    let bound_before: usize = stage
+        .task_infos
+        .iter()
+        .map(|t| t.global_input_partition_ids.len())
+        .sum();
+    let pending = stage.pending.remaining();
+    (bound_before + pending > stage.partitions).then(|| {
+        format!(
+            "stage {} would run {} partitions again",
+            stage.stage_id,
+            bound_before + pending - stage.partitions
+        )
+    })
+}
+
+/// `stage_plan` (a shuffle writer over the stage's input) with its input
+/// replaced by a [`RefusedExec`] that says `why`.
+pub(super) fn refuse_rerun(
+    stage_plan: &Arc<dyn ExecutionPlan>,
+    why: &str,
+) -> Result<Arc<dyn ExecutionPlan>> {
+    let message = format!(
+        "{EXECUTOR_LOST} ({why}); ember does not trust Ballista's partial re-runs and runs the whole statement again"
+    );
+    let inputs = stage_plan
+        .children()
+        .into_iter()
+        .map(|input| Arc::new(RefusedExec::instead_of(input, message.clone())) as _)
+        .collect();
+    datafusion::physical_plan::replace_children_if_necessary(stage_plan.clone(), inputs)
 }
 
 #[derive(Clone, PartialEq, Message)]

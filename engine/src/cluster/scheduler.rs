@@ -10,7 +10,7 @@ use datafusion::common::{DataFusionError, Result};
 use datafusion_proto::protobuf::{LogicalPlanNode, PhysicalPlanNode};
 use tokio::task::JoinHandle;
 
-use super::placement::GpuAwarePolicy;
+use super::placement::BindingPolicy;
 use super::{advertised_host, parse_bind};
 use crate::codec::{EmberLogicalCodec, EmberPhysicalCodec};
 use crate::session::{MAX_MESSAGE_BYTES, cluster_config, ember_session_state};
@@ -47,7 +47,7 @@ impl Default for SchedulerOptions {
 pub struct SchedulerHandle {
     address: SocketAddr,
     host: String,
-    placement: Arc<GpuAwarePolicy>,
+    placement: Arc<BindingPolicy>,
     server: JoinHandle<ballista_core::error::Result<()>>,
 }
 
@@ -63,7 +63,7 @@ impl SchedulerHandle {
     }
 
     /// How many tasks of GPU-eligible stages each executor has been given (see
-    /// [`GpuAwarePolicy`]).
+    /// [`BindingPolicy`]).
     pub fn gpu_tasks(&self) -> std::collections::HashMap<String, usize> {
         self.placement.gpu_tasks()
     }
@@ -127,8 +127,9 @@ pub async fn start_scheduler(options: &SchedulerOptions) -> Result<SchedulerHand
     let cluster = BallistaCluster::new_from_config(&config)
         .await
         .map_err(ballista_error)?;
-    // Training rounds that may use a GPU go to executors that have one.
-    let placement = Arc::new(GpuAwarePolicy::new(cluster.cluster_state()));
+    // Training rounds that may use a GPU go to executors that have one, and no
+    // job re-runs part of itself.
+    let placement = Arc::new(BindingPolicy::new(cluster.cluster_state()));
     config.task_distribution = TaskDistributionPolicy::Custom(placement.clone());
     let scheduler =
         create_scheduler::<LogicalPlanNode, PhysicalPlanNode>(cluster, Arc::new(config))
