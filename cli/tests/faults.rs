@@ -219,11 +219,11 @@ fn a_killed_executor_costs_time_not_answers() {
     }
     let killed = Instant::now();
     let output = client.finish(Duration::from_secs(30));
-    assert_clear_error(&output, "lost the connection to the scheduler at df://");
     eprintln!(
         "error {:?} after the scheduler was killed",
         killed.elapsed()
     );
+    assert_clear_error(&output, "lost the connection to the scheduler at df://");
     let _ = cluster.stop();
 }
 

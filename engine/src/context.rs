@@ -315,7 +315,7 @@ impl EmberContext {
         // A scheduler that died mid-query shows as a transport error (h2, broken
         // pipe) that names nothing the user knows; say what happened instead.
         if let (Err(e), Master::Remote { host, port }) = (&result, &self.master)
-            && check_reachable(host, *port).await.is_err()
+            && scheduler_gone(e, host, *port).await
         {
             return Err(DataFusionError::Execution(format!(
                 "lost the connection to the scheduler at df://{host}:{port} (did it stop?): {}",
@@ -403,6 +403,33 @@ pub fn returns_rows(plan: &LogicalPlan) -> bool {
 
 /// Tries a TCP connection to the scheduler, so that a wrong `--master` fails at
 /// once with the address named instead of at the first query.
+/// Whether `error` came from losing the scheduler: it no longer accepts
+/// connections. A dying process may still hold its listening socket for a
+/// moment after the client's stream broke, so a transport error is given up to
+/// a second to show it.
+async fn scheduler_gone(error: &DataFusionError, host: &str, port: u16) -> bool {
+    let message = error.to_string().to_lowercase();
+    let transport = [
+        "h2 protocol error",
+        "transport error",
+        "broken pipe",
+        "connection reset",
+        "connection refused",
+    ]
+    .iter()
+    .any(|sign| message.contains(sign));
+    let checks = if transport { 10 } else { 1 };
+    for check in 0..checks {
+        if check > 0 {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        if check_reachable(host, port).await.is_err() {
+            return true;
+        }
+    }
+    false
+}
+
 async fn check_reachable(host: &str, port: u16) -> Result<()> {
     let address = format!("{host}:{port}");
     match tokio::time::timeout(CONNECT_TIMEOUT, tokio::net::TcpStream::connect(&address)).await {
@@ -495,6 +522,25 @@ mod tests {
         assert_eq!(outputs.len(), 3);
         assert!(!outputs[0].returns_rows && outputs[1].returns_rows && !outputs[2].returns_rows);
         assert_eq!(outputs[1].num_rows(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_scheduler_that_stops_listening_late_is_still_seen_gone() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let broken = DataFusionError::Execution(
+            "h2 protocol error: error reading a body from connection".into(),
+        );
+        let other = DataFusionError::Plan("table 'x' not found".into());
+        // Still listening: neither error is a lost scheduler.
+        assert!(!scheduler_gone(&broken, "127.0.0.1", port).await);
+        assert!(!scheduler_gone(&other, "127.0.0.1", port).await);
+        // The stream broke before the listening socket closed (a dying process).
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            drop(listener);
+        });
+        assert!(scheduler_gone(&broken, "127.0.0.1", port).await);
     }
 
     #[tokio::test]
