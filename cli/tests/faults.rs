@@ -70,36 +70,45 @@ impl Client {
     }
 }
 
+/// Waits until one of `executors` writes new shuffle output (files earlier
+/// statements left do not count) while `client` runs, and gives its index;
+/// `None` when the statement ended first (it must have succeeded).
+fn await_new_shuffle(client: &mut Client, executors: &[(PathBuf, i32)]) -> Option<usize> {
+    let before: Vec<Vec<String>> = executors.iter().map(|(dir, _)| files_under(dir)).collect();
+    loop {
+        if !client.running() {
+            return None;
+        }
+        let writes_new = |i: usize| {
+            files_under(&executors[i].0)
+                .iter()
+                .any(|f| !before[i].contains(f))
+        };
+        if let Some(i) = (0..executors.len()).find(|&i| writes_new(i)) {
+            return Some(i);
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
 /// Runs `args` on the cluster and SIGKILLs the first executor that writes new
-/// shuffle output (files earlier statements left do not count) while it runs; `None` when the query ended before
-/// any executor could be caught (the caller tries again).
+/// shuffle output while it runs; `None` when the query ended before any
+/// executor could be caught (the caller tries again).
 fn run_killing_an_executor(
     cluster: &ClusterUp,
     work: &Path,
     alive_executors: &mut Vec<(PathBuf, i32)>,
     args: &[&str],
 ) -> Option<Output> {
-    let before: Vec<Vec<String>> = alive_executors
-        .iter()
-        .map(|(dir, _)| files_under(dir))
-        .collect();
-    let writes_new = |i: usize, dir: &Path| files_under(dir).iter().any(|f| !before[i].contains(f));
     let mut client = Client::start(cluster, args);
-    let victim = loop {
-        if !client.running() {
-            return {
-                let output = client.finish(RECOVERY_BOUND);
-                eprintln!("query ended before an executor was caught; trying again");
-                assert!(output.status.success(), "{}", stderr(&output));
-                None
-            };
-        }
-        if let Some(i) = (0..alive_executors.len()).find(|&i| writes_new(i, &alive_executors[i].0))
-        {
-            break alive_executors.remove(i);
-        }
-        std::thread::sleep(Duration::from_millis(2));
+    let Some(i) = await_new_shuffle(&mut client, alive_executors) else {
+        let output = client.finish(RECOVERY_BOUND);
+        eprintln!("query ended before an executor was caught; trying again");
+        assert!(output.status.success(), "{}", stderr(&output));
+        return None;
     };
+    let victim = alive_executors.remove(i);
+    // SAFETY: kill(2) on a process this test started; no memory effects.
     unsafe {
         libc::kill(victim.1, libc::SIGKILL);
     }
@@ -208,12 +217,20 @@ fn a_killed_executor_costs_time_not_answers() {
     );
 
     // The scheduler killed mid-query: a clear error at once, not a hang.
-    let mut client = Client::start(&cluster, &query);
-    std::thread::sleep(Duration::from_millis(300));
-    assert!(
-        client.running(),
-        "q18 finished in 300 ms; pick a longer query"
-    );
+    let client = (0..3)
+        .find_map(|_| {
+            let mut client = Client::start(&cluster, &query);
+            match await_new_shuffle(&mut client, &alive) {
+                Some(_) => Some(client),
+                None => {
+                    let output = client.finish(RECOVERY_BOUND);
+                    assert!(output.status.success(), "{}", stderr(&output));
+                    None
+                }
+            }
+        })
+        .expect("q18 ended before the scheduler could be killed, 3 times");
+    // SAFETY: kill(2) on a process this test started; no memory effects.
     unsafe {
         libc::kill(cluster.pids[0], libc::SIGKILL);
     }
