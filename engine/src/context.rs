@@ -297,6 +297,7 @@ impl EmberContext {
     /// (twice at most) on the executors left.
     pub async fn execute(&self, statement: EmberStatement) -> Result<StatementOutput> {
         let may_retry = matches!(self.master, Master::Remote { .. }) && only_reads(&statement);
+        let relations = broken_parquet::relations(&statement);
         let result = if may_retry {
             let mut attempts = 1;
             loop {
@@ -322,7 +323,13 @@ impl EmberContext {
                 crate::errors::one_line(e)
             )));
         }
-        result
+        match result {
+            Err(e) if broken_parquet::is_parquet_error(&e) => {
+                let paths = broken_parquet::local_paths(&self.ctx, &relations).await;
+                Err(broken_parquet::name_broken_file(e, &paths))
+            }
+            result => result,
+        }
     }
 
     async fn run(&self, statement: EmberStatement) -> Result<StatementOutput> {
@@ -330,11 +337,7 @@ impl EmberContext {
             EmberStatement::DataFusion(statement) => {
                 load_referenced_models(&statement, &self.store, &self.catalog).await?;
                 let state = self.ctx.state();
-                let paths = broken_parquet::local_paths(&statement);
-                let plan = state
-                    .statement_to_plan(*statement)
-                    .await
-                    .map_err(|e| broken_parquet::name_broken_file(e, &paths))?;
+                let plan = state.statement_to_plan(*statement).await?;
                 let plan = bind_models(plan, &state, &self.catalog)?;
                 let returns_rows = returns_rows(&plan);
                 let frame = self.ctx.execute_logical_plan(plan).await?;

@@ -20,6 +20,7 @@ use ballista_core::extension::SessionConfigExt;
 use datafusion::common::Result;
 use datafusion::execution::FunctionRegistry;
 use datafusion::execution::SessionStateBuilder;
+use datafusion::execution::cache::cache_manager::CacheManagerConfig;
 use datafusion::execution::context::SessionState;
 use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
 use datafusion::prelude::{SessionConfig, SessionContext};
@@ -77,8 +78,13 @@ pub fn default_cluster_partitions() -> usize {
 /// The runtime every ember process uses: ember's object store registry, and spill
 /// files under `temp_dir` when given.
 pub fn ember_runtime_env(temp_dir: Option<&Path>) -> Result<Arc<RuntimeEnv>> {
+    // DataFusion keeps a folder's file list for the whole session by default, so
+    // a file added to a table's folder stayed unseen in a REPL or by a long-lived
+    // client. Every query lists the folder again instead.
+    let caches = CacheManagerConfig::default().with_list_files_cache_limit(0);
     let mut builder = RuntimeEnvBuilder::new()
-        .with_object_store_registry(Arc::new(EmberObjectStoreRegistry::new()));
+        .with_object_store_registry(Arc::new(EmberObjectStoreRegistry::new()))
+        .with_cache_manager(caches);
     if let Some(dir) = temp_dir {
         builder = builder.with_temp_file_path(dir);
     }

@@ -161,6 +161,23 @@ pub fn walk(dir: &Path) -> Vec<String> {
     out
 }
 
+/// `file`'s bytes with one byte flipped in the middle of `column`'s first
+/// column chunk.
+pub fn flip_a_page_byte(file: &Path, column: &str) -> Vec<u8> {
+    use datafusion::parquet::file::reader::{FileReader, SerializedFileReader};
+    let reader = SerializedFileReader::new(std::fs::File::open(file).unwrap()).unwrap();
+    let group = reader.metadata().row_group(0);
+    let chunk = group
+        .columns()
+        .iter()
+        .find(|c| c.column_path().string() == column)
+        .unwrap();
+    let middle = chunk.data_page_offset() + chunk.compressed_size() / 2;
+    let mut bytes = std::fs::read(file).unwrap();
+    bytes[middle as usize] ^= 0x5a;
+    bytes
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -95,6 +95,28 @@ async fn bad_input_corpus_is_refused_clearly_and_loses_nothing() {
         "garbage.parquet is not a readable Parquet file",
     )
     .await;
+    // A page whose bytes no longer match its header's CRC (pyarrow wrote the
+    // checksums, as Spark does): an error naming the file, not a wrong sum.
+    let checked = data.join("checked");
+    std::fs::create_dir_all(&checked).unwrap();
+    let fixture = ember_tests::fixtures().join("parquet/checksummed.parquet");
+    std::fs::copy(&fixture, checked.join("part-0.parquet")).unwrap();
+    let sum_b = format!("select sum(b) as s from '{}/'", checked.display());
+    let sum = ember.sql(&sum_b).await.unwrap();
+    let sum: f64 = ember_tests::to_text(&sum[0]).rows[0][0].parse().unwrap();
+    assert_eq!(sum, 2.5 * (0..4000).sum::<i64>() as f64);
+    std::fs::write(
+        checked.join("part-1.parquet"),
+        ember_tests::flip_a_page_byte(&fixture, "b"),
+    )
+    .unwrap();
+    refused(
+        &ember,
+        &sum_b,
+        "part-1.parquet is not a readable Parquet file: Parquet error: Page CRC checksum mismatch (row group 0, column b)",
+    )
+    .await;
+
     // A zero-byte file holds no rows; DataFusion reads it as an empty table.
     let empty = ember.sql(&external("empty_file.parquet")).await.unwrap();
     assert_eq!(empty.iter().map(|o| o.num_rows()).sum::<usize>(), 0);

@@ -91,3 +91,38 @@ async fn a_failed_query_leaves_the_cluster_serving() {
     let output = ember.sql_one("select count(*) from region").await.unwrap();
     assert_eq!(to_text(&output).rows, vec![vec!["5".to_string()]]);
 }
+
+/// A table's folder is listed again by every query, embedded and on the
+/// cluster: a file added between queries is read, and a broken one is named.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_next_query_sees_files_added_to_a_table() {
+    let (_cluster, on_cluster) = cluster_context().await;
+    let embedded = EmberContext::embedded().unwrap();
+    for ember in [&embedded, &on_cluster] {
+        let dir = tempfile::tempdir().unwrap();
+        let table = dir.path().join("growing");
+        std::fs::create_dir_all(&table).unwrap();
+        let fixture = ember_tests::fixtures().join("parquet/checksummed.parquet");
+        std::fs::copy(&fixture, table.join("part-0.parquet")).unwrap();
+        ember.register_data_dir(dir.path()).await.unwrap();
+        let count = "select count(*) from growing";
+        let rows = |output: &ember_engine::StatementOutput| to_text(output).rows[0][0].clone();
+        assert_eq!(rows(&ember.sql_one(count).await.unwrap()), "4000");
+
+        std::fs::copy(&fixture, table.join("part-1.parquet")).unwrap();
+        assert_eq!(rows(&ember.sql_one(count).await.unwrap()), "8000");
+
+        let broken = ember_tests::flip_a_page_byte(&fixture, "b");
+        std::fs::write(table.join("part-1.parquet"), broken).unwrap();
+        let err = ember
+            .sql_one("select sum(b) from growing")
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("part-1.parquet is not a readable Parquet file")
+                && err.contains("Page CRC checksum mismatch"),
+            "{err}"
+        );
+    }
+}
