@@ -404,8 +404,6 @@ pub fn returns_rows(plan: &LogicalPlan) -> bool {
     !matches!(plan, LogicalPlan::Ddl(_) | LogicalPlan::Statement(_))
 }
 
-/// Tries a TCP connection to the scheduler, so that a wrong `--master` fails at
-/// once with the address named instead of at the first query.
 /// Whether `error` came from losing the scheduler: it no longer accepts
 /// connections. A dying process may still hold its listening socket for a
 /// moment after the client's stream broke, so a transport error is given up to
@@ -433,6 +431,8 @@ async fn scheduler_gone(error: &DataFusionError, host: &str, port: u16) -> bool 
     false
 }
 
+/// Tries a TCP connection to the scheduler, so that a wrong `--master` fails at
+/// once with the address named instead of at the first query.
 async fn check_reachable(host: &str, port: u16) -> Result<()> {
     let address = format!("{host}:{port}");
     match tokio::time::timeout(CONNECT_TIMEOUT, tokio::net::TcpStream::connect(&address)).await {
