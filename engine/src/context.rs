@@ -23,7 +23,7 @@ use datafusion::common::{DataFusionError, Result, plan_err};
 use datafusion::logical_expr::LogicalPlan;
 use datafusion::prelude::{ParquetReadOptions, SessionContext};
 use ember_ml_ops::functions::{ModelCatalog, predict_functions};
-use ember_ml_ops::models::{Progress, SilentProgress};
+use ember_ml_ops::models::{Progress, RUN_ATTEMPTS, SilentProgress, lost_an_executor};
 use ember_ml_ops::store::ModelStore;
 use ember_sql::ml::{
     MlContext, MlOutput, TrainingInfoFunc, bind_models, create_model, describe_model, drop_model,
@@ -303,7 +303,7 @@ impl EmberContext {
             loop {
                 let result = self.run(statement.clone()).await;
                 match &result {
-                    Err(e) if attempts < 3 && lost_an_executor(e) => {
+                    Err(e) if attempts < RUN_ATTEMPTS && lost_an_executor(e) => {
                         log::warn!("an executor was lost; running the statement again");
                         attempts += 1;
                     }
@@ -370,12 +370,6 @@ impl EmberContext {
             }
         }
     }
-}
-
-/// Whether `error` is a job failed by the scheduler because an executor was
-/// lost (see `cluster::EXECUTOR_LOST`).
-pub fn lost_an_executor(error: &DataFusionError) -> bool {
-    error.to_string().contains(crate::cluster::EXECUTOR_LOST)
 }
 
 /// Statements that can run again with no effect but their answer: queries,

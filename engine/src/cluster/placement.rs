@@ -152,7 +152,7 @@ impl DistributionPolicy for BindingPolicy {
     }
 
     fn name(&self) -> &str {
-        "ember-gpu-aware"
+        "ember-binding"
     }
 }
 

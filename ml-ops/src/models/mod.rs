@@ -26,7 +26,9 @@ pub use format::{
     Feature, InputColumn, Iteration, MODEL_FORMAT, Model, ModelParams, TransformItem,
 };
 pub use options::{DataSplit, ModelOptions, NEWTON_MAX_WIDTH, Optimizer, OptionValue};
-pub use training::{EXECUTOR_LOST, Progress, SilentProgress, TrainingData};
+pub use training::{
+    EXECUTOR_LOST, Progress, RUN_ATTEMPTS, SilentProgress, TrainingData, lost_an_executor,
+};
 
 /// The kinds of model ember trains.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]

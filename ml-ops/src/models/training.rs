@@ -4,7 +4,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Instant;
 
 use datafusion::common::config::ConfigNonZeroUsize;
-use datafusion::common::{Column, Result, ScalarValue, exec_err};
+use datafusion::common::{Column, DataFusionError, Result, ScalarValue, exec_err};
 use datafusion::logical_expr::{AggregateUDF, Expr, LogicalPlan, ScalarUDF, SortExpr};
 use datafusion::prelude::{DataFrame, SessionContext, lit};
 
@@ -16,6 +16,15 @@ use crate::kernels::{DeviceChoice, FeatureBlock, FeatureColumns, for_each_block}
 /// does not let Ballista re-run part of a job); such a job can simply run again.
 pub const EXECUTOR_LOST: &str =
     "part of this job must run again (an executor was lost or a task failed)";
+
+/// How many times work that only reads runs before a lost executor's error is
+/// the answer: a statement on a cluster, or a training round.
+pub const RUN_ATTEMPTS: usize = 3;
+
+/// Whether `error` is [`EXECUTOR_LOST`]: the work can run again as it is.
+pub fn lost_an_executor(error: &DataFusionError) -> bool {
+    error.to_string().contains(EXECUTOR_LOST)
+}
 
 /// Told about each training iteration (the CLI draws a progress line from it).
 pub trait Progress: Send + Sync {
@@ -155,7 +164,7 @@ impl TrainingData {
         let (batches, expected) = loop {
             let (frame, expected) = self.round_frame(spec.clone())?;
             match frame.collect().await {
-                Err(e) if attempt < 3 && e.to_string().contains(EXECUTOR_LOST) => {
+                Err(e) if attempt < RUN_ATTEMPTS && lost_an_executor(&e) => {
                     log::warn!("an executor was lost; running the training round again");
                     attempt += 1;
                 }
