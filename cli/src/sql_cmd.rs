@@ -91,6 +91,9 @@ pub async fn run_script(
                 e
             });
         }
+        for note in &output.notes {
+            eprintln!("note: {note}");
+        }
     }
     Ok(())
 }

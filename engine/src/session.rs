@@ -111,6 +111,16 @@ pub fn ember_session_state_with_runtime(
     Ok(state)
 }
 
+/// The scheduler's session: [`ember_session_state`] whose physical planning ends
+/// with [`crate::cluster::StageGuard`], so no stage is computed whole by each of
+/// its tasks.
+pub fn scheduler_session_state(config: SessionConfig) -> Result<SessionState> {
+    let state = ember_session_state(config)?;
+    Ok(SessionStateBuilder::new_from_existing(state)
+        .with_physical_optimizer_rule(Arc::new(crate::cluster::StageGuard))
+        .build())
+}
+
 /// Registers ember's functions on a registry (a session state or a context).
 pub fn register_ember_functions(registry: &mut dyn FunctionRegistry) -> Result<()> {
     let functions = ember_functions();

@@ -4,9 +4,12 @@
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
+use std::collections::BTreeMap;
+
 use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
-use ember_engine::StatementOutput;
+use ember_engine::cluster::InProcessCluster;
 use ember_engine::datagen::{TpchOptions, generate_tpch};
+use ember_engine::{EmberContext, StatementOutput};
 
 /// The scale of the TPC-H data the tests use; the DuckDB answers in
 /// `fixtures/tpch/sf0.01` were computed on the same data.
@@ -41,6 +44,48 @@ pub fn tpch_data() -> &'static Path {
         dir
     })
     .path()
+}
+
+/// An engine to test on, with its own model store and the ML fixtures
+/// (`fixtures/ml/*.parquet`) as tables.
+pub struct Engine {
+    pub ember: EmberContext,
+    pub store: tempfile::TempDir,
+    _cluster: Option<InProcessCluster>,
+}
+
+/// Embedded, or on an in-process cluster of 2 executors.
+pub async fn engine(cluster: bool) -> Engine {
+    let store = tempfile::tempdir().unwrap();
+    let (ember, cluster) = if cluster {
+        let cluster = InProcessCluster::start(2, 2).await.unwrap();
+        (cluster.context().await.unwrap(), Some(cluster))
+    } else {
+        (EmberContext::embedded().unwrap(), None)
+    };
+    let ember = ember
+        .with_model_store(store.path().to_str().unwrap())
+        .unwrap();
+    ember
+        .register_data_dir(&fixtures().join("ml"))
+        .await
+        .unwrap();
+    Engine {
+        ember,
+        store,
+        _cluster: cluster,
+    }
+}
+
+/// The first row of `sql`'s result, by column name, as numbers (NaN for text
+/// and NULL).
+pub async fn metrics(ember: &EmberContext, sql: &str) -> BTreeMap<String, f64> {
+    let text = to_text(&ember.sql_one(sql).await.unwrap());
+    text.header
+        .iter()
+        .zip(&text.rows[0])
+        .map(|(h, v)| (h.clone(), v.parse::<f64>().unwrap_or(f64::NAN)))
+        .collect()
 }
 
 /// A table of text: a header and rows.

@@ -126,3 +126,37 @@ async fn the_next_query_sees_files_added_to_a_table() {
         );
     }
 }
+
+/// Two `ORDER BY ... LIMIT` subqueries joined by sort-merge, then grouped. Ballista
+/// 55 re-planned the join's stage with a hash repartition above the LIMITs'
+/// merges, and each task of the stage computed all of it: every count came back
+/// multiplied by the number of tasks (issue 12). The scheduler's stage guard
+/// shuffles such inputs for real; the answer must equal the embedded one at
+/// every partition count.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn limit_subqueries_joined_by_sort_merge_are_counted_once() {
+    let (_cluster, on_cluster) = cluster_context().await;
+    let embedded = EmberContext::embedded().unwrap();
+    embedded.register_data_dir(tpch_data()).await.unwrap();
+    let query = "SELECT a1.s, count(*) AS n FROM \
+        (SELECT o_orderkey id, o_orderstatus s FROM orders ORDER BY 1 LIMIT 1000) a1 JOIN \
+        (SELECT l_orderkey id, l_linestatus p FROM lineitem ORDER BY 1 LIMIT 1000) a2 \
+        ON a1.id = a2.id GROUP BY 1 ORDER BY 1";
+    let expected = to_text(&embedded.sql_one(query).await.unwrap());
+    let total: usize = expected
+        .rows
+        .iter()
+        .map(|r| r[1].parse::<usize>().unwrap())
+        .sum();
+    assert!(total > 900 && expected.rows.len() == 3, "{expected:?}");
+    for partitions in [1, 2, 3, 4, 8] {
+        on_cluster
+            .sql(&format!(
+                "SET datafusion.execution.target_partitions = {partitions}"
+            ))
+            .await
+            .unwrap();
+        let actual = to_text(&on_cluster.sql_one(query).await.unwrap());
+        assert_eq!(actual, expected, "target_partitions = {partitions}");
+    }
+}

@@ -2,6 +2,7 @@
 
 mod bad_input;
 mod cluster;
+mod evaluate;
 mod ml;
 mod slt;
 mod tpch;

@@ -7,9 +7,8 @@ use std::path::{Path, PathBuf};
 
 use ember_engine::EmberContext;
 use ember_engine::cluster::InProcessCluster;
-use ember_tests::{fixtures, to_text, walk};
+use ember_tests::{engine, fixtures, metrics, to_text, walk};
 use serde_json::Value;
-use tempfile::TempDir;
 
 fn ml_fixtures() -> PathBuf {
     fixtures().join("ml")
@@ -36,32 +35,6 @@ fn assert_close(what: &str, actual: &[f64], expected: &[f64], tol: f64) {
             (a - e).abs() <= tol * e.abs().max(1.0),
             "{what}[{i}]: {a} vs {e} (tolerance {tol})"
         );
-    }
-}
-
-/// An engine to test on, with its own model store.
-struct Engine {
-    ember: EmberContext,
-    _store: TempDir,
-    _cluster: Option<InProcessCluster>,
-}
-
-async fn engine(cluster: bool) -> Engine {
-    let store = tempfile::tempdir().unwrap();
-    let (ember, cluster) = if cluster {
-        let cluster = InProcessCluster::start(2, 2).await.unwrap();
-        (cluster.context().await.unwrap(), Some(cluster))
-    } else {
-        (EmberContext::embedded().unwrap(), None)
-    };
-    let ember = ember
-        .with_model_store(store.path().to_str().unwrap())
-        .unwrap();
-    ember.register_data_dir(&ml_fixtures()).await.unwrap();
-    Engine {
-        ember,
-        _store: store,
-        _cluster: cluster,
     }
 }
 
@@ -99,15 +72,6 @@ async fn params(ember: &EmberContext, model: &str) -> Vec<f64> {
     let mut p = json_floats(&d["coefficients"]);
     p.extend(json_floats(&d["intercept"]));
     p
-}
-
-async fn metrics(ember: &EmberContext, sql: &str) -> BTreeMap<String, f64> {
-    let text = to_text(&ember.sql_one(sql).await.unwrap());
-    text.header
-        .iter()
-        .zip(&text.rows[0])
-        .map(|(h, v)| (h.clone(), v.parse::<f64>().unwrap_or(f64::NAN)))
-        .collect()
 }
 
 fn columns(prefix: &str, n: usize) -> String {

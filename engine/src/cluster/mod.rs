@@ -15,12 +15,14 @@ mod in_process;
 mod placement;
 mod refused;
 mod scheduler;
+mod stage_guard;
 
 pub use executor::{ExecutorOptions, run_executor};
 pub use in_process::InProcessCluster;
 pub use placement::{BindingPolicy, GPU_EXECUTOR_PREFIX, is_gpu_executor, wants_gpu};
 pub use refused::{EXECUTOR_LOST, RefusedExec};
 pub use scheduler::{SchedulerHandle, SchedulerOptions, start_scheduler};
+pub use stage_guard::{StageGuard, WholeStage, whole_stage};
 
 use std::net::{IpAddr, SocketAddr};
 

@@ -13,7 +13,7 @@ use tokio::task::JoinHandle;
 use super::placement::BindingPolicy;
 use super::{advertised_host, parse_bind};
 use crate::codec::{EmberLogicalCodec, EmberPhysicalCodec};
-use crate::session::{MAX_MESSAGE_BYTES, cluster_config, ember_session_state};
+use crate::session::{MAX_MESSAGE_BYTES, cluster_config, scheduler_session_state};
 
 /// Where and how a scheduler listens.
 #[derive(Debug, Clone)]
@@ -111,7 +111,7 @@ pub async fn start_scheduler(options: &SchedulerOptions) -> Result<SchedulerHand
         .with_hostname(host.clone())
         .with_port(address.port())
         .with_override_config_producer(Arc::new(cluster_config))
-        .with_override_session_builder(Arc::new(ember_session_state));
+        .with_override_session_builder(Arc::new(scheduler_session_state));
     config.bind_host = ip.to_string();
     config.override_logical_codec = Some(Arc::new(EmberLogicalCodec::default()));
     config.override_physical_codec = Some(Arc::new(EmberPhysicalCodec::default()));

@@ -231,7 +231,7 @@ pub async fn create_model(ml: &MlContext, create: &CreateModel) -> Result<MlOutp
                 Rows::Evaluation,
             );
             (
-                compute_metrics(ml, &model, &rows).await?,
+                compute_metrics(ml, &model, &rows).await?.values,
                 "evaluation split",
             )
         }
@@ -242,7 +242,10 @@ pub async fn create_model(ml: &MlContext, create: &CreateModel) -> Result<MlOutp
         ),
         DataSplit::None => {
             let rows = rows_sql(&model.query, &model.query_columns, options, Rows::All);
-            (compute_metrics(ml, &model, &rows).await?, "training data")
+            (
+                compute_metrics(ml, &model, &rows).await?.values,
+                "training data",
+            )
         }
     };
     model.metrics = metrics
@@ -352,7 +355,9 @@ async fn metrics_on_features(
         .collect::<Result<_>>()?;
     ml.ctx
         .register_table(view.as_str(), Arc::new(ViewTable::new(features, None)))?;
-    let metrics = compute_metrics(ml, &measured, &format!("SELECT * FROM {view}")).await;
+    let metrics = compute_metrics(ml, &measured, &format!("SELECT * FROM {view}"))
+        .await
+        .map(|m| m.values);
     ml.ctx.deregister_table(view.as_str())?;
     if let Ok(mut catalog) = ml.catalog.write() {
         catalog.remove(&view);
@@ -392,5 +397,6 @@ pub async fn explain_create_model(ml: &MlContext, create: &CreateModel) -> Resul
         schema,
         batches,
         returns_rows: true,
+        notes: vec![],
     })
 }

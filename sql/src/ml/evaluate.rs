@@ -55,33 +55,70 @@ fn ratio(num: f64, den: f64) -> f64 {
     if den == 0.0 { 0.0 } else { num / den }
 }
 
-/// The metrics of `model` over the rows `rows` (SQL) returns.
-pub async fn compute_metrics(
-    ml: &MlContext,
-    model: &Model,
-    rows: &str,
-) -> Result<Vec<(&'static str, Option<f64>)>> {
+/// Metrics of a model over some rows, and the rows left out of them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Metrics {
+    /// Each metric by name, in [`metric_names`] order.
+    pub values: Vec<(&'static str, Option<f64>)>,
+    /// Rows the query gave.
+    pub rows: u64,
+    /// Rows left out because their label is NULL.
+    pub null_labels: u64,
+    /// Rows left out because their prediction is NULL (a NULL feature).
+    pub null_predictions: u64,
+}
+
+impl Metrics {
+    /// What was left out, as a sentence; `None` when every row counted.
+    pub fn note(&self, model: &str) -> Option<String> {
+        let mut parts = Vec::new();
+        if self.null_labels > 0 {
+            parts.push(format!("{} whose label is NULL", self.null_labels));
+        }
+        if self.null_predictions > 0 {
+            parts.push(format!(
+                "{} with a NULL feature (no prediction)",
+                self.null_predictions
+            ));
+        }
+        (!parts.is_empty()).then(|| {
+            format!(
+                "EVALUATE MODEL {model}: left out {} of {} rows: {}",
+                self.null_labels + self.null_predictions,
+                self.rows,
+                parts.join(" and ")
+            )
+        })
+    }
+}
+
+/// The counts that open every supervised metrics query: rows, rows with a
+/// label, and rows that count (label and prediction both present, `ok`).
+const COUNTS: &str = "count(*), count(y), count(*) FILTER (WHERE ok)";
+
+/// The metrics of `model` over the rows `rows` (SQL) returns. Rows whose label
+/// or prediction is NULL are left out, and counted.
+pub async fn compute_metrics(ml: &MlContext, model: &Model, rows: &str) -> Result<Metrics> {
     let names = metric_names(model.model_type);
     let inputs: Vec<String> = model.inputs.iter().map(|i| ident(&i.name)).collect();
     let call = |f: &str| format!("{f}({}, {})", text_literal(&model.name), inputs.join(", "));
     let label = model.options.label.as_deref().map(ident);
-    let values: Vec<Option<f64>> = match model.model_type {
+    let (values, counts) = match model.model_type {
         ModelType::LinearRegression => {
             let label = label.expect("supervised");
             let sql = format!(
-                "SELECT count(*), sum((p - y) * (p - y)), sum(abs(p - y)), var_pop(y) FROM \
-                 (SELECT CAST({label} AS DOUBLE) AS y, {} AS p FROM ({rows}) AS r) AS t",
+                "SELECT {COUNTS}, sum((p - y) * (p - y)) FILTER (WHERE ok), \
+                 sum(abs(p - y)) FILTER (WHERE ok), var_pop(y) FILTER (WHERE ok) FROM \
+                 (SELECT y, p, y IS NOT NULL AND p IS NOT NULL AS ok FROM \
+                 (SELECT CAST({label} AS DOUBLE) AS y, {} AS p FROM ({rows}) AS r) AS s) AS t",
                 call("predict")
             );
             let v = first_row(ml, model, &sql).await?;
-            let n = v[0].unwrap_or(0.0);
-            if n == 0.0 {
-                return plan_err!("no rows to evaluate on");
-            }
+            let n = counted(model, &v)?;
             let (sse, sae, var) = (
-                v[1].unwrap_or(0.0),
-                v[2].unwrap_or(0.0),
                 v[3].unwrap_or(0.0),
+                v[4].unwrap_or(0.0),
+                v[5].unwrap_or(0.0),
             );
             let total = var * n;
             // scikit-learn: a constant target scores 1 when fitted exactly, else 0.
@@ -90,46 +127,95 @@ pub async fn compute_metrics(
             } else {
                 1.0 - sse / total
             };
-            vec![Some((sse / n).sqrt()), Some(sae / n), Some(r2)]
+            (
+                vec![Some((sse / n).sqrt()), Some(sae / n), Some(r2)],
+                counts(&v),
+            )
         }
         ModelType::LogisticRegression => {
             let label = label.expect("supervised");
             let eps = f64::EPSILON;
             // p: the probability (ranked for roc_auc); q: p clipped for log_loss.
             let predictions = format!(
-                "SELECT y, c, p, least(greatest(p, {eps:?}), {:?}) AS q FROM \
+                "SELECT y, c, p, least(greatest(p, {eps:?}), {:?}) AS q, \
+                 y IS NOT NULL AND p IS NOT NULL AS ok FROM \
                  (SELECT CAST({label} AS DOUBLE) AS y, CAST({} AS DOUBLE) AS c, {} AS p FROM ({rows}) AS r) AS s",
                 1.0 - eps,
                 call("predict"),
                 call("predict_proba"),
             );
             let sql = format!(
-                "SELECT count(*), sum(CASE WHEN c = y THEN 1.0 ELSE 0.0 END), sum(c * y), sum(c), sum(y), \
-                 sum(-(y * ln(q) + (1.0 - y) * ln(1.0 - q))), roc_auc(p, y) FROM ({predictions}) AS t"
+                "SELECT {COUNTS}, sum(CASE WHEN c = y THEN 1.0 ELSE 0.0 END) FILTER (WHERE ok), \
+                 sum(c * y) FILTER (WHERE ok), sum(c) FILTER (WHERE ok), sum(y) FILTER (WHERE ok), \
+                 sum(-(y * ln(q) + (1.0 - y) * ln(1.0 - q))) FILTER (WHERE ok), \
+                 roc_auc(p, y) FILTER (WHERE ok) FROM ({predictions}) AS t"
             );
             let v = first_row(ml, model, &sql).await?;
-            let n = v[0].unwrap_or(0.0);
-            if n == 0.0 {
-                return plan_err!("no rows to evaluate on");
-            }
+            let n = counted(model, &v)?;
             let [correct, tp, predicted, positive, log_loss] =
-                [v[1], v[2], v[3], v[4], v[5]].map(|x| x.unwrap_or(0.0));
-            let roc_auc = v[6];
-            vec![
-                Some(correct / n),
-                Some(ratio(tp, predicted)),
-                Some(ratio(tp, positive)),
-                Some(ratio(2.0 * tp, predicted + positive)),
-                Some(log_loss / n),
-                roc_auc,
-            ]
+                [v[3], v[4], v[5], v[6], v[7]].map(|x| x.unwrap_or(0.0));
+            let roc_auc = v[8];
+            (
+                vec![
+                    Some(correct / n),
+                    Some(ratio(tp, predicted)),
+                    Some(ratio(tp, positive)),
+                    Some(ratio(2.0 * tp, predicted + positive)),
+                    Some(log_loss / n),
+                    roc_auc,
+                ],
+                counts(&v),
+            )
         }
-        ModelType::KMeans => kmeans_metrics(ml, model, rows).await?,
+        ModelType::KMeans => {
+            let (values, rows) = kmeans_metrics(ml, model, rows).await?;
+            (values, (rows, 0, 0))
+        }
     };
-    Ok(names.iter().copied().zip(values).collect())
+    let (rows, null_labels, null_predictions) = counts;
+    Ok(Metrics {
+        values: names.iter().copied().zip(values).collect(),
+        rows,
+        null_labels,
+        null_predictions,
+    })
 }
 
-async fn kmeans_metrics(ml: &MlContext, model: &Model, rows: &str) -> Result<Vec<Option<f64>>> {
+/// Rows, NULL labels and NULL predictions from the first three values of a
+/// supervised metrics query.
+fn counts(v: &[Option<f64>]) -> (u64, u64, u64) {
+    let [rows, labelled, ok] = [v[0], v[1], v[2]].map(|x| x.unwrap_or(0.0) as u64);
+    (rows, rows - labelled, labelled - ok)
+}
+
+/// The number of rows that count, or an error when none does.
+fn counted(model: &Model, v: &[Option<f64>]) -> Result<f64> {
+    let (rows, null_labels, _) = counts(v);
+    let n = v[2].unwrap_or(0.0);
+    if n > 0.0 {
+        return Ok(n);
+    }
+    if rows == 0 {
+        plan_err!("no rows to evaluate model '{}' on", model.name)
+    } else if null_labels == rows {
+        plan_err!(
+            "no rows to evaluate model '{}' on: all {rows} labels are NULL",
+            model.name
+        )
+    } else {
+        plan_err!(
+            "no rows to evaluate model '{}' on: every row has a NULL label or a NULL feature",
+            model.name
+        )
+    }
+}
+
+/// k-means metrics and the number of rows they cover.
+async fn kmeans_metrics(
+    ml: &MlContext,
+    model: &Model,
+    rows: &str,
+) -> Result<(Vec<Option<f64>>, u64)> {
     let ModelParams::Centroids { centroids } = &model.params else {
         return plan_err!("model '{}' has no centroids", model.name);
     };
@@ -207,7 +293,8 @@ async fn kmeans_metrics(ml: &MlContext, model: &Model, rows: &str) -> Result<Vec
         }
         Some(total / present.len() as f64)
     };
-    Ok(vec![Some(inertia), davies_bouldin])
+    let rows = counts.iter().sum::<f64>() as u64;
+    Ok((vec![Some(inertia), davies_bouldin], rows))
 }
 
 /// One row of metrics.
@@ -254,5 +341,7 @@ pub async fn evaluate_model(ml: &MlContext, name: &str, on: Option<&str>) -> Res
         }
     };
     let metrics = compute_metrics(ml, &model, &rows).await?;
-    Ok(MlOutput::rows(metrics_batch(&metrics)?))
+    let mut output = MlOutput::rows(metrics_batch(&metrics.values)?);
+    output.notes.extend(metrics.note(&model.name));
+    Ok(output)
 }

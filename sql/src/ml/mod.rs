@@ -49,6 +49,9 @@ pub struct MlOutput {
     pub schema: SchemaRef,
     pub batches: Vec<RecordBatch>,
     pub returns_rows: bool,
+    /// What the user should know about the result (rows left out, a training
+    /// that stopped before converging), one sentence each.
+    pub notes: Vec<String>,
 }
 
 impl MlOutput {
@@ -58,6 +61,7 @@ impl MlOutput {
             schema: Arc::new(Schema::empty()),
             batches: vec![],
             returns_rows: false,
+            notes: vec![],
         }
     }
 
@@ -67,6 +71,7 @@ impl MlOutput {
             schema: batch.schema(),
             batches: vec![batch],
             returns_rows: true,
+            notes: vec![],
         }
     }
 }
