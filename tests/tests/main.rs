@@ -4,5 +4,6 @@ mod bad_input;
 mod cluster;
 mod evaluate;
 mod ml;
+mod predict;
 mod slt;
 mod tpch;

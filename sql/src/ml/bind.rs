@@ -11,8 +11,9 @@ use datafusion::common::tree_node::{Transformed, TreeNode};
 use datafusion::common::{Column, DFSchema, DataFusionError, Result, ScalarValue, plan_err};
 use datafusion::execution::SessionState;
 use datafusion::logical_expr::expr::ScalarFunction;
+use datafusion::logical_expr::expr_rewriter::NamePreserver;
 use datafusion::logical_expr::{Expr, LogicalPlan, ScalarUDF};
-use datafusion::sql::parser::Statement;
+use datafusion::sql::parser::{CopyToSource, Statement};
 use datafusion::sql::sqlparser::ast::{
     Expr as SqlExpr, FunctionArg, FunctionArgExpr, FunctionArguments, TableFactor, Value, Visit,
     Visitor,
@@ -75,17 +76,7 @@ pub async fn load_referenced_models(
     catalog: &ModelCatalog,
 ) -> Result<()> {
     let mut names = ModelNames::default();
-    match statement {
-        Statement::Statement(s) => {
-            let _ = s.visit(&mut names);
-        }
-        Statement::Explain(explain) => {
-            if let Statement::Statement(s) = explain.statement.as_ref() {
-                let _ = s.visit(&mut names);
-            }
-        }
-        _ => {}
-    }
+    collect_model_names(statement, &mut names);
     for name in names.0 {
         if ember_ml_ops::store::validate_model_name(&name).is_err() {
             continue;
@@ -95,6 +86,23 @@ pub async fn load_referenced_models(
         }
     }
     Ok(())
+}
+
+/// Gathers the model names of every query `statement` holds: the statement
+/// itself, what an EXPLAIN explains, and the query of a `COPY (query) TO`.
+fn collect_model_names(statement: &Statement, names: &mut ModelNames) {
+    match statement {
+        Statement::Statement(s) => {
+            let _ = s.visit(names);
+        }
+        Statement::Explain(explain) => collect_model_names(&explain.statement, names),
+        Statement::CopyTo(copy) => {
+            if let CopyToSource::Query(query) = &copy.source {
+                let _ = query.visit(names);
+            }
+        }
+        Statement::CreateExternalTable(_) | Statement::Reset(_) => {}
+    }
 }
 
 /// Puts `model` in `catalog` under its name.
@@ -155,7 +163,20 @@ pub fn bind_models(
     catalog: &ModelCatalog,
 ) -> Result<LogicalPlan> {
     plan.transform_up_with_subqueries(|node| {
-        node.map_expressions(|expr| expr.transform_up(|e| bind_call(e, state, catalog)))
+        // A bound call takes the model's features, not its name and inputs, so
+        // an expression around it (a window's or an aggregate's ORDER BY) would
+        // change its name, and the nodes above would no longer find it: keep
+        // each expression's name as DataFusion's optimizer does.
+        let names = NamePreserver::new(&node);
+        node.map_expressions(|expr| {
+            let saved = names.save(&expr);
+            let bound = expr.transform_up(|e| bind_call(e, state, catalog))?;
+            Ok(if bound.transformed {
+                bound.update_data(|e| saved.restore(e))
+            } else {
+                bound
+            })
+        })
     })
     .map(|t| t.data)
 }
