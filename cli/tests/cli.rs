@@ -2,11 +2,12 @@
 //! formats and errors, and `ember cluster up` as real processes.
 
 mod common;
+mod s3_store;
 
 use common::*;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Stdio;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
@@ -337,138 +338,6 @@ fn cluster_up_reports_a_port_in_use() {
     let port = listener.local_addr().unwrap().port().to_string();
     let output = run(&["cluster", "up", "--executors", "1", "--port", &port]);
     assert_clear_error(&output, "scheduler failed to start");
-}
-
-/// A real S3-compatible server (moto, from PyPI) on a free loopback port, for as
-/// long as the value lives. `None` when `moto_server` is not installed (CI
-/// installs it; see `.ci/run`).
-struct S3Server {
-    child: Child,
-    endpoint: String,
-}
-
-impl S3Server {
-    fn start() -> Option<Self> {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .ok()?
-            .local_addr()
-            .ok()?
-            .port();
-        let child = Command::new("moto_server")
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .ok()?;
-        let endpoint = format!("http://127.0.0.1:{port}");
-        let server = Self { child, endpoint };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "moto_server did not start");
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        Some(server)
-    }
-
-    /// Creates a bucket (moto accepts unsigned requests).
-    fn create_bucket(&self, bucket: &str) {
-        use std::io::{Read, Write};
-        let address = self.endpoint.trim_start_matches("http://");
-        let mut stream = std::net::TcpStream::connect(address).unwrap();
-        write!(stream, "PUT /{bucket} HTTP/1.1\r\nHost: {address}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n").unwrap();
-        let mut response = String::new();
-        stream.read_to_string(&mut response).unwrap();
-        assert!(response.starts_with("HTTP/1.1 200"), "{response}");
-    }
-
-    /// The environment every ember process reads its S3 configuration from.
-    fn env(&self) -> Vec<(&'static str, String)> {
-        vec![
-            ("AWS_ACCESS_KEY_ID", "ember".into()),
-            ("AWS_SECRET_ACCESS_KEY", "ember-secret".into()),
-            ("AWS_REGION", "us-east-1".into()),
-            ("AWS_ENDPOINT", self.endpoint.clone()),
-            ("AWS_ALLOW_HTTP", "true".into()),
-        ]
-    }
-}
-
-impl Drop for S3Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-#[test]
-fn parquet_on_an_s3_compatible_store_embedded_and_on_a_cluster() {
-    let Some(s3) = S3Server::start() else {
-        eprintln!("skipped: moto_server is not installed (pip install 'moto[server]')");
-        return;
-    };
-    s3.create_bucket("ember");
-    let with_s3 = |args: &[&str]| {
-        let mut command = ember();
-        command.args(args).envs(s3.env());
-        command.output().unwrap()
-    };
-    let nation = data().join("nation/part-1.parquet");
-    let copy = with_s3(&[
-        "sql",
-        "-c",
-        &format!(
-            "copy (select * from '{}') to 's3://ember/nation/part-1.parquet' stored as parquet",
-            nation.display()
-        ),
-    ]);
-    assert!(copy.status.success(), "{}", stderr(&copy));
-    let query = "create external table n stored as parquet location 's3://ember/nation/'; \
-                 select count(*) as n, sum(n_regionkey) as r from n";
-    let embedded = with_s3(&["sql", "-c", query, "--format", "csv"]);
-    assert_eq!(stdout(&embedded), "n,r\n25,50\n", "{}", stderr(&embedded));
-
-    // Executors started by `cluster up` inherit its S3 configuration.
-    let work = tempfile::tempdir().unwrap();
-    let cluster = ClusterUp::start(work.path(), &s3.env());
-    let distributed = with_s3(&[
-        "sql",
-        "--master",
-        &cluster.url,
-        "-c",
-        query,
-        "--format",
-        "csv",
-    ]);
-    assert!(cluster.stop().success());
-    assert_eq!(
-        stdout(&distributed),
-        "n,r\n25,50\n",
-        "{}",
-        stderr(&distributed)
-    );
-
-    // Models kept on the S3 store: trained, listed, applied.
-    let store = ["--model-store", "s3://ember/models"];
-    let train = with_s3(&[
-        "sql",
-        store[0],
-        store[1],
-        "-c",
-        "create external table n stored as parquet location 's3://ember/nation/'; \
-         create model nk options (model_type = 'linear_regression', label = 'n_regionkey') as select n_nationkey, n_regionkey from n; \
-         show models",
-        "--format",
-        "csv",
-    ]);
-    assert!(train.status.success(), "{}", stderr(&train));
-    assert!(
-        stdout(&train).contains("nk,1,linear_regression"),
-        "{}",
-        stdout(&train)
-    );
-
-    let missing = with_s3(&["sql", "-c", "select * from 's3://no-such-bucket/x.parquet'"]);
-    assert_clear_error(&missing, "no-such-bucket");
 }
 
 /// The `f0,...,f{n-1}` column list.

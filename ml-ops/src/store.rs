@@ -53,6 +53,26 @@ pub struct ModelStore {
     local_dir: Option<PathBuf>,
 }
 
+/// How [`ModelStore::save`] treats a model that has versions already.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SaveMode {
+    /// `CREATE MODEL`: the first version, or an "already exists" error.
+    First,
+    /// `CREATE MODEL IF NOT EXISTS`: the first version, or nothing.
+    FirstIfAbsent,
+    /// `CREATE OR REPLACE MODEL`: the next version.
+    NewVersion,
+}
+
+/// What [`ModelStore::save`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Saved {
+    /// Wrote this version.
+    Version(u64),
+    /// Wrote nothing: the model exists ([`SaveMode::FirstIfAbsent`]).
+    Exists,
+}
+
 /// How old a local staging file must be before a save removes it: older than any
 /// write in progress, so only a killed writer's leftovers go.
 const STALE_STAGING: Duration = Duration::from_secs(60);
@@ -188,14 +208,29 @@ impl ModelStore {
     }
 
     /// Writes `model` as a new version of its name, atomically, and returns the
-    /// version number (also set on `model`).
-    pub async fn save(&self, model: &mut Model) -> Result<u64> {
+    /// version number (also set on `model`). With [`SaveMode::First`] the write
+    /// fails when the model has a version already, even one another writer put a
+    /// moment ago: each version is put only if absent (a conditional put), so of
+    /// two writers racing for one version exactly one wins.
+    pub async fn save(&self, model: &mut Model, mode: SaveMode) -> Result<Saved> {
         let name = validate_model_name(&model.name)?;
         // Never write what no reader could load (JSON has no NaN or infinity).
         model.check()?;
         self.remove_stale_staging(&name);
+        let exists = || match mode {
+            SaveMode::First => plan_err!(
+                "model '{name}' already exists: use CREATE OR REPLACE MODEL to add a version"
+            ),
+            SaveMode::FirstIfAbsent => Ok(Saved::Exists),
+            SaveMode::NewVersion => {
+                datafusion::common::internal_err!("a new version never finds its model existing")
+            }
+        };
         for _attempt in 0..8 {
-            let (_, highest) = self.scan(&name).await?;
+            let (complete, highest) = self.scan(&name).await?;
+            if !complete.is_empty() && mode != SaveMode::NewVersion {
+                return exists();
+            }
             model.version = highest + 1;
             let bytes = model.to_json()?;
             let path = self
@@ -211,10 +246,14 @@ impl ModelStore {
                 )
                 .await;
             match put {
-                Ok(_) => return Ok(model.version),
-                // Another writer took this version number: take the next.
-                Err(object_store::Error::AlreadyExists { .. }) => continue,
-                // Stores without conditional puts: a plain atomic put.
+                Ok(_) => return Ok(Saved::Version(model.version)),
+                // Another writer took this version number first.
+                Err(object_store::Error::AlreadyExists { .. }) => match mode {
+                    SaveMode::NewVersion => continue,
+                    SaveMode::First | SaveMode::FirstIfAbsent => return exists(),
+                },
+                // Stores without conditional puts: a plain atomic put (a race
+                // between two writers of one version is then not detected).
                 Err(object_store::Error::NotImplemented { .. }) => {
                     self.store
                         .put(&path, PutPayload::from(bytes))
@@ -223,7 +262,7 @@ impl ModelStore {
                             "cannot write model '{name}' to {}",
                             self.url
                         )))?;
-                    return Ok(model.version);
+                    return Ok(Saved::Version(model.version));
                 }
                 Err(e) => {
                     return Err(DataFusionError::Execution(format!(
@@ -345,7 +384,10 @@ mod tests {
         )
         .with_local_dir(dir.path());
         let mut model = one_feature_model("m");
-        assert_eq!(store.save(&mut model).await.unwrap(), 1);
+        assert_eq!(
+            store.save(&mut model, SaveMode::NewVersion).await.unwrap(),
+            Saved::Version(1)
+        );
         let v2 = dir.path().join("m/v2");
         std::fs::create_dir_all(&v2).unwrap();
         let staging = v2.join("model.json#7");
@@ -354,7 +396,10 @@ mod tests {
         assert_eq!(store.list().await.unwrap()["m"], 1);
 
         // A fresh staging file may be a live writer's: kept.
-        assert_eq!(store.save(&mut model).await.unwrap(), 2);
+        assert_eq!(
+            store.save(&mut model, SaveMode::NewVersion).await.unwrap(),
+            Saved::Version(2)
+        );
         assert!(staging.exists());
         let old = SystemTime::now() - STALE_STAGING - Duration::from_secs(1);
         std::fs::File::options()
@@ -363,9 +408,48 @@ mod tests {
             .unwrap()
             .set_modified(old)
             .unwrap();
-        assert_eq!(store.save(&mut model).await.unwrap(), 3);
+        assert_eq!(
+            store.save(&mut model, SaveMode::NewVersion).await.unwrap(),
+            Saved::Version(3)
+        );
         assert!(!staging.exists(), "stale staging file left");
         assert_eq!(store.latest("m").await.unwrap().unwrap().version, 3);
+    }
+
+    /// Of writers racing to create one model, exactly one writes it; the others
+    /// are told it exists (issue 12: all of them wrote a version).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn racing_creates_write_one_version() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ModelStore::new(
+            Arc::new(LocalFileSystem::new_with_prefix(dir.path()).unwrap()),
+            Path::default(),
+            "test",
+        );
+        let writers: Vec<_> = (0..8)
+            .map(|_| {
+                let store = store.clone();
+                tokio::spawn(async move {
+                    let mut model = one_feature_model("m");
+                    store.save(&mut model, SaveMode::First).await
+                })
+            })
+            .collect();
+        let mut written = 0;
+        for writer in writers {
+            match writer.await.unwrap() {
+                Ok(saved) => {
+                    assert_eq!(saved, Saved::Version(1));
+                    written += 1;
+                }
+                Err(e) => assert!(e.to_string().contains("already exists"), "{e}"),
+            }
+        }
+        assert_eq!(written, 1);
+        assert_eq!(store.list().await.unwrap()["m"], 1);
+        let mut model = one_feature_model("m");
+        let again = store.save(&mut model, SaveMode::FirstIfAbsent).await;
+        assert_eq!(again.unwrap(), Saved::Exists);
     }
 
     #[test]

@@ -7,6 +7,8 @@ use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+pub mod s3;
+
 pub fn ember() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_ember"));
     command.env_remove("RUST_LOG");

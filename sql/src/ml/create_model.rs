@@ -18,7 +18,7 @@ use ember_ml_ops::models::{
     DataSplit, Feature, InputColumn, MODEL_FORMAT, Model, ModelOptions, ModelType, TrainingData,
     TransformItem, estimator,
 };
-use ember_ml_ops::store::validate_model_name;
+use ember_ml_ops::store::{SaveMode, validate_model_name};
 
 use super::evaluate::compute_metrics;
 use super::fit_transform::fit_transform;
@@ -256,7 +256,14 @@ pub async fn create_model(ml: &MlContext, create: &CreateModel) -> Result<MlOutp
     drop((plan, data));
     // The cached features are gone: so are their GPU copies.
     cuda::release_unused();
-    ml.store.save(&mut model).await?;
+    let mode = if create.or_replace {
+        SaveMode::NewVersion
+    } else if create.if_not_exists {
+        SaveMode::FirstIfAbsent
+    } else {
+        SaveMode::First
+    };
+    ml.store.save(&mut model, mode).await?;
     Ok(MlOutput::none())
 }
 
