@@ -49,7 +49,15 @@ pub async fn run(args: SqlArgs, sources: Vec<Source>) -> Result<()> {
         ember = ember.with_model_store(url)?;
     }
     if let Some(dir) = &args.data_dir {
-        ember.register_data_dir(dir).await?;
+        let found = ember.register_data_dir(dir).await?;
+        for skipped in &found.skipped {
+            eprintln!(
+                "warning: {}: skipped '{}': {}",
+                dir.display(),
+                skipped.name,
+                skipped.reason
+            );
+        }
     }
     if sources.is_empty() {
         return repl::run(&ember, args.format).await;

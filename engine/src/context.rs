@@ -12,7 +12,7 @@
 //! # Ok(()) }
 //! ```
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -32,6 +32,7 @@ use ember_sql::ml::{
 use ember_sql::{EmberStatement, parse_statements};
 
 use crate::broken_parquet;
+use crate::data_dir::{FoundTable, Skipped, find_tables};
 use crate::model_store::{default_model_store, open_model_store};
 use crate::session::{
     cluster_config, embedded_config, ember_session_state, register_ember_functions_on_context,
@@ -87,6 +88,15 @@ impl std::fmt::Display for Master {
             Master::Remote { host, port } => write!(f, "df://{host}:{port}"),
         }
     }
+}
+
+/// What [`EmberContext::register_data_dir`] registered and skipped.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DataDirTables {
+    /// The tables, by name, sorted.
+    pub names: Vec<String>,
+    /// Files and folders that are not tables, with the reason.
+    pub skipped: Vec<Skipped>,
 }
 
 /// The result of one statement.
@@ -242,12 +252,19 @@ impl EmberContext {
             .to_string()
     }
 
-    /// Registers every Parquet file (`NAME.parquet`) and every folder of Parquet files
-    /// directly under `dir` as a table named after it. Returns the names, sorted.
-    pub async fn register_data_dir(&self, dir: &Path) -> Result<Vec<String>> {
-        let tables = find_tables(dir)?;
+    /// Registers every Parquet file (`NAME.parquet`) and every folder of Parquet
+    /// files directly under `dir` as a table named after it; a folder
+    /// partitioned Hive-style (`year=2024/`) gets its keys as columns. Returns the
+    /// names, sorted, and what was skipped with the reason.
+    pub async fn register_data_dir(&self, dir: &Path) -> Result<DataDirTables> {
+        let (tables, skipped) = find_tables(dir)?;
         let mut names = Vec::with_capacity(tables.len());
-        for (name, path) in tables {
+        for table in tables {
+            let FoundTable {
+                name,
+                path,
+                partitions,
+            } = table;
             let location = path.to_str().ok_or_else(|| {
                 DataFusionError::Plan(format!("path is not UTF-8: {}", path.display()))
             })?;
@@ -259,8 +276,9 @@ impl EmberContext {
             if self.ctx.table_exist(name.as_str())? {
                 self.ctx.deregister_table(name.as_str())?;
             }
+            let options = ParquetReadOptions::default().table_partition_cols(partitions);
             self.ctx
-                .register_parquet(&name, &location, ParquetReadOptions::default())
+                .register_parquet(&name, &location, options)
                 .await
                 .map_err(|e| {
                     broken_parquet::name_broken_file(e, std::slice::from_ref(&path)).context(
@@ -269,7 +287,7 @@ impl EmberContext {
                 })?;
             names.push(name);
         }
-        Ok(names)
+        Ok(DataDirTables { names, skipped })
     }
 
     /// Parses a script into statements with this session's SQL dialect.
@@ -479,49 +497,6 @@ async fn check_reachable(host: &str, port: u16) -> Result<()> {
             CONNECT_TIMEOUT.as_secs()
         ))),
     }
-}
-
-/// The Parquet tables directly under `dir`: `NAME.parquet` files and folders that
-/// hold `.parquet` files, by name.
-fn find_tables(dir: &Path) -> Result<Vec<(String, PathBuf)>> {
-    let entries = std::fs::read_dir(dir).map_err(|e| {
-        DataFusionError::Plan(format!("cannot read data directory {}: {e}", dir.display()))
-    })?;
-    let mut tables = Vec::new();
-    for entry in entries {
-        let path = entry
-            .map_err(|e| DataFusionError::External(Box::new(e)))?
-            .path();
-        let Some(file_name) = path.file_name().and_then(|n| n.to_str()) else {
-            continue;
-        };
-        if file_name.starts_with('.') || file_name.starts_with('_') {
-            continue;
-        }
-        if path.is_dir() {
-            if folder_has_parquet(&path)? {
-                tables.push((file_name.to_string(), path));
-            }
-        } else if let Some(stem) = file_name.strip_suffix(".parquet") {
-            tables.push((stem.to_string(), path));
-        }
-    }
-    tables.sort();
-    Ok(tables)
-}
-
-fn folder_has_parquet(dir: &Path) -> Result<bool> {
-    let entries = std::fs::read_dir(dir).map_err(|e| DataFusionError::External(Box::new(e)))?;
-    for entry in entries {
-        let entry = entry.map_err(|e| DataFusionError::External(Box::new(e)))?;
-        let path = entry.path();
-        if path.extension().is_some_and(|e| e == "parquet")
-            || (path.is_dir() && folder_has_parquet(&path)?)
-        {
-            return Ok(true);
-        }
-    }
-    Ok(false)
 }
 
 #[cfg(test)]

@@ -21,6 +21,7 @@ pub mod cluster;
 pub mod codec;
 pub mod config;
 pub mod context;
+pub mod data_dir;
 pub mod datagen;
 pub mod errors;
 pub mod model_store;
@@ -28,5 +29,5 @@ pub mod object_store;
 pub mod session;
 
 pub use config::{EmberConfig, MlDevice};
-pub use context::{EmberContext, Master, StatementOutput};
+pub use context::{DataDirTables, EmberContext, Master, StatementOutput};
 pub use ember_sql::EmberStatement;

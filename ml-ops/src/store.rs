@@ -187,7 +187,8 @@ impl ModelStore {
         }
     }
 
-    async fn load_version(&self, name: &str, version: u64) -> Result<Model> {
+    /// Version `version` of `name`.
+    pub async fn load_version(&self, name: &str, version: u64) -> Result<Model> {
         let path = self
             .model_dir(name)
             .join(format!("v{version}"))

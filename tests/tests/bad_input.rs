@@ -218,6 +218,10 @@ async fn bad_input_corpus_is_refused_clearly_and_loses_nothing() {
     // as null. Reading them is a clear error naming the model; the files stay.
     let file = store.join("lin/v1/model.json");
     let original = std::fs::read_to_string(&file).unwrap();
+    ember
+        .sql("create model other options (model_type = 'linear_regression', label = 'y') as select x, y from good")
+        .await
+        .unwrap();
     let edits = [
         (
             original[..original.len() / 2].to_string(),
@@ -242,6 +246,17 @@ async fn bad_input_corpus_is_refused_clearly_and_loses_nothing() {
         ] {
             refused(&ember, sql, needle).await;
         }
+        // SHOW MODELS still lists every model, and flags the broken one.
+        let listed = ember_tests::to_text(&ember.sql_one("show models").await.unwrap());
+        let status = |name: &str| {
+            let row = listed.rows.iter().find(|r| r[0] == name).unwrap();
+            row.last().unwrap().clone()
+        };
+        assert_eq!(status("other"), "ok");
+        assert!(
+            status("lin").starts_with("unreadable: ") && status("lin").contains(needle),
+            "{listed:?}"
+        );
         assert_eq!(std::fs::read_to_string(&file).unwrap(), text);
     }
     std::fs::write(&file, &original).unwrap();

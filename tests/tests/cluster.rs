@@ -160,3 +160,48 @@ async fn limit_subqueries_joined_by_sort_merge_are_counted_once() {
         assert_eq!(actual, expected, "target_partitions = {partitions}");
     }
 }
+
+/// A data directory with a folder that is not a table (Parquet files in a
+/// plain sub-folder) still serves the others, embedded and on the cluster; a
+/// Hive-partitioned folder exposes its keys as typed columns (issue 12).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn data_dirs_skip_odd_folders_and_read_partitions() {
+    let (_cluster, on_cluster) = cluster_context().await;
+    let embedded = EmberContext::embedded().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let fixture = ember_tests::fixtures().join("parquet/checksummed.parquet");
+    for (folder, file) in [
+        ("raw/nested", "x.parquet"),
+        ("events/year=2024/kind=a", "p.parquet"),
+        ("events/year=2025/kind=b", "p.parquet"),
+        ("events/year=2025/kind=c", "p.parquet"),
+    ] {
+        let folder = dir.path().join(folder);
+        std::fs::create_dir_all(&folder).unwrap();
+        std::fs::copy(&fixture, folder.join(file)).unwrap();
+    }
+    std::fs::create_dir_all(dir.path().join("empty")).unwrap();
+    let query = "select year, kind, arrow_typeof(year) as t, count(*) as n from events \
+                 group by 1, 2, 3 order by 1, 2";
+    let mut answers = Vec::new();
+    for ember in [&embedded, &on_cluster] {
+        let found = ember.register_data_dir(dir.path()).await.unwrap();
+        assert_eq!(found.names, ["events"]);
+        let skipped: Vec<_> = found.skipped.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(skipped, ["empty", "raw"]);
+        assert_eq!(
+            to_text(&ember.sql_one("select 1 as one").await.unwrap()).rows[0][0],
+            "1"
+        );
+        answers.push(to_text(&ember.sql_one(query).await.unwrap()));
+    }
+    assert_eq!(answers[0], answers[1]);
+    assert_eq!(
+        answers[0].rows,
+        [
+            ["2024", "a", "Int64", "4000"],
+            ["2025", "b", "Int64", "4000"],
+            ["2025", "c", "Int64", "4000"]
+        ]
+    );
+}

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use datafusion::arrow::array::{ArrayRef, RecordBatch, StringArray, UInt64Array};
 use datafusion::arrow::datatypes::{DataType, Field, Schema};
-use datafusion::common::{Result, plan_err};
+use datafusion::common::{DataFusionError, Result, plan_err};
 use ember_ml_ops::models::{Model, ModelParams};
 use ember_ml_ops::store::validate_model_name;
 
@@ -14,7 +14,9 @@ fn json<T: serde::Serialize>(value: &T) -> String {
     serde_json::to_string(value).unwrap_or_default()
 }
 
-/// SHOW MODELS: one row per model, its newest version (DESCRIBE MODEL has the rest).
+/// SHOW MODELS: one row per model, its newest version (DESCRIBE MODEL has the
+/// rest). A model whose file cannot be read is listed with its problem in
+/// `status` rather than failing the whole list.
 pub async fn show_models(ml: &MlContext) -> Result<MlOutput> {
     let mut names = Vec::new();
     let mut versions = Vec::new();
@@ -22,29 +24,44 @@ pub async fn show_models(ml: &MlContext) -> Result<MlOutput> {
     let mut labels = Vec::new();
     let mut features = Vec::new();
     let mut rows = Vec::new();
-    for (name, _) in ml.store.list().await? {
-        let model = ml.store.load(&name).await?;
+    let mut statuses = Vec::new();
+    for (name, version) in ml.store.list().await? {
+        let model = match ml.store.load_version(&name, version).await {
+            Ok(model) => model,
+            Err(e) => {
+                names.push(name);
+                versions.push(version);
+                types.push(None);
+                labels.push(None);
+                features.push(None);
+                rows.push(None);
+                statuses.push(format!("unreadable: {}", root_message(&e)));
+                continue;
+            }
+        };
         names.push(model.name.clone());
         versions.push(model.version);
-        types.push(model.model_type.name().to_string());
+        types.push(Some(model.model_type.name().to_string()));
         labels.push(model.options.label.clone());
-        features.push(
+        features.push(Some(
             model
                 .features
                 .iter()
                 .map(|f| f.name.as_str())
                 .collect::<Vec<_>>()
                 .join(", "),
-        );
-        rows.push(model.training_rows);
+        ));
+        rows.push(Some(model.training_rows));
+        statuses.push("ok".to_string());
     }
     let schema = Arc::new(Schema::new(vec![
         Field::new("model_name", DataType::Utf8, false),
         Field::new("version", DataType::UInt64, false),
-        Field::new("model_type", DataType::Utf8, false),
+        Field::new("model_type", DataType::Utf8, true),
         Field::new("label", DataType::Utf8, true),
-        Field::new("features", DataType::Utf8, false),
-        Field::new("training_rows", DataType::UInt64, false),
+        Field::new("features", DataType::Utf8, true),
+        Field::new("training_rows", DataType::UInt64, true),
+        Field::new("status", DataType::Utf8, false),
     ]));
     let columns: Vec<ArrayRef> = vec![
         Arc::new(StringArray::from(names)),
@@ -53,8 +70,18 @@ pub async fn show_models(ml: &MlContext) -> Result<MlOutput> {
         Arc::new(StringArray::from(labels)),
         Arc::new(StringArray::from(features)),
         Arc::new(UInt64Array::from(rows)),
+        Arc::new(StringArray::from(statuses)),
     ];
     Ok(MlOutput::rows(RecordBatch::try_new(schema, columns)?))
+}
+
+/// The innermost message of `error`, on one line.
+fn root_message(error: &DataFusionError) -> String {
+    let text = match error.find_root() {
+        DataFusionError::Execution(m) | DataFusionError::Plan(m) => m.clone(),
+        other => other.to_string(),
+    };
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 /// The (property, value) rows DESCRIBE MODEL shows.
