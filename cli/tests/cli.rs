@@ -78,6 +78,36 @@ fn statements_run_in_the_order_given_in_every_format() {
     );
 }
 
+/// Vectors (ember's own `one_hot`), lists and structs print in every format;
+/// CSV printed its header and then failed (issue 12).
+#[test]
+fn nested_values_print_in_every_format() {
+    let sql = "select one_hot('b', 'a', 'b', 'c') as v, [1, 2] as l, named_struct('a', 1) as s";
+    let expected = [
+        ("csv", "v,l,s\n\"[0.0, 1.0, 0.0]\",\"[1, 2]\",{a: 1}\n"),
+        (
+            "json",
+            "{\"v\":[0.0,1.0,0.0],\"l\":[1,2],\"s\":{\"a\":1}}\n",
+        ),
+    ];
+    for (format, text) in expected {
+        let output = run(&["sql", "--format", format, "-c", sql]);
+        assert!(output.status.success(), "{format}: {}", stderr(&output));
+        assert_eq!(stdout(&output), text, "{format}");
+    }
+    let table = run(&["sql", "-c", sql]);
+    assert!(
+        stdout(&table).contains("| [0.0, 1.0, 0.0] | [1, 2] | {a: 1} |"),
+        "{}",
+        stdout(&table)
+    );
+    for format in ["csv", "json"] {
+        let output = run(&["sql", "--format", format, "-c", "show functions"]);
+        assert!(output.status.success(), "{format}: {}", stderr(&output));
+        assert!(stdout(&output).lines().count() > 100, "{format}");
+    }
+}
+
 #[test]
 fn a_reader_that_stops_early_is_not_an_error() {
     // `ember sql ... | head -1`: the pipe closes after the first line.
