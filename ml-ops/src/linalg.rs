@@ -10,6 +10,32 @@ pub fn solve_symmetric(a: &[f64], b: &[f64]) -> Vec<f64> {
     cholesky_solve(a, b).unwrap_or_else(|| pseudo_inverse_solve(a, b))
 }
 
+/// Solves `a x = b` (symmetric, row-major) whose last unknown is an intercept the
+/// penalty does not touch. The intercept is eliminated first (a Schur
+/// complement: the system of the centred problem), so a penalty of any size on
+/// the other unknowns cannot swamp it, and collinear features get the
+/// minimum-norm solution of the centred problem, as scikit-learn's.
+pub fn solve_with_intercept(a: &[f64], b: &[f64]) -> Vec<f64> {
+    let m = b.len();
+    let d = m.saturating_sub(1);
+    let s = a[m * m - 1];
+    if d == 0 || !(s > 0.0) {
+        return solve_symmetric(a, b);
+    }
+    let c: Vec<f64> = (0..d).map(|j| a[j * m + d]).collect();
+    let mut centred = vec![0.0; d * d];
+    for i in 0..d {
+        for j in 0..d {
+            centred[i * d + j] = a[i * m + j] - c[i] * c[j] / s;
+        }
+    }
+    let rhs: Vec<f64> = (0..d).map(|j| b[j] - c[j] * b[d] / s).collect();
+    let mut x = solve_symmetric(&centred, &rhs);
+    let fitted: f64 = c.iter().zip(&x).map(|(ci, xi)| ci * xi).sum();
+    x.push((b[d] - fitted) / s);
+    x
+}
+
 /// Cholesky solve; `None` when a pivot is not clearly positive.
 pub fn cholesky_solve(a: &[f64], b: &[f64]) -> Option<Vec<f64>> {
     let n = b.len();

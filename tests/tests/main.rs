@@ -5,5 +5,6 @@ mod cluster;
 mod evaluate;
 mod ml;
 mod predict;
+mod regularization;
 mod slt;
 mod tpch;

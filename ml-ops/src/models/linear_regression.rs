@@ -12,7 +12,7 @@ use super::training::record;
 use super::{Estimator, Fitted, ModelOptions, ModelParams, ModelType, Progress, TrainingData};
 use crate::functions::RoundSpec;
 use crate::kernels::gram::symmetrize;
-use crate::linalg::solve_symmetric;
+use crate::linalg::solve_with_intercept;
 
 pub struct LinearRegression;
 
@@ -41,7 +41,7 @@ impl Estimator for LinearRegression {
             system[j * m + j] += options.l2;
         }
         let rhs: Vec<f64> = xty.iter().map(|b| b / n).collect();
-        let w = solve_symmetric(&system, &rhs);
+        let w = solve_with_intercept(&system, &rhs);
         // SSE = yᵀy − 2wᵀXᵀy + wᵀXᵀXw, from the statistics alone.
         let wxty: f64 = w.iter().zip(xty).map(|(a, b)| a * b).sum();
         let wgw: f64 = (0..m)

@@ -21,7 +21,7 @@ use super::{
 };
 use crate::functions::RoundSpec;
 use crate::kernels::logistic;
-use crate::linalg::solve_symmetric;
+use crate::linalg::solve_with_intercept;
 
 pub struct LogisticRegression;
 
@@ -151,7 +151,7 @@ async fn fit_newton(
             break;
         }
         let hessian = eval.hessian.as_ref().expect("asked for the Hessian");
-        let step = solve_symmetric(hessian, &eval.gradient);
+        let step = solve_with_intercept(hessian, &eval.gradient);
         let decrement = dot(&eval.gradient, &step);
         let previous_loss = eval.loss;
         let previous = weights.clone();
@@ -178,6 +178,15 @@ async fn fit_lbfgs(
     let mut weights = vec![0.0; m];
     let mut info = Vec::new();
     let mut current = evaluate(data, &weights, options.l2, false).await?;
+    // Start from the intercept-only optimum, logit(mean label): at zero weights
+    // the intercept's gradient is 0.5 − mean label. The penalty never moves
+    // the intercept, so however large it is (and the steps on the other
+    // weights small), the intercept starts where it belongs.
+    let positive_rate = 0.5 - current.gradient[m - 1];
+    if positive_rate > 0.0 && positive_rate < 1.0 {
+        weights[m - 1] = (positive_rate / (1.0 - positive_rate)).ln();
+        current = evaluate(data, &weights, options.l2, false).await?;
+    }
     record(
         data,
         progress,
@@ -196,11 +205,13 @@ async fn fit_lbfgs(
             q.iter_mut().zip(y).for_each(|(q, y)| *q -= alpha * y);
             alphas.push(alpha);
         }
-        let gamma = memory
-            .back()
-            .map_or(1.0 / max_abs(&current.gradient).max(1.0), |(s, y, _)| {
-                dot(s, y) / dot(y, y)
-            });
+        // The first step is scaled to the gradient and to the penalty's
+        // curvature (l2 on every weight but the intercept); later ones to the
+        // curvature seen.
+        let gamma = memory.back().map_or(
+            1.0 / (max_abs(&current.gradient).max(1.0) * (1.0 + options.l2)),
+            |(s, y, _)| dot(s, y) / dot(y, y),
+        );
         q.iter_mut().for_each(|v| *v *= gamma);
         for ((s, y, rho), alpha) in memory.iter().zip(alphas.iter().rev()) {
             let beta = rho * dot(y, &q);
@@ -219,12 +230,16 @@ async fn fit_lbfgs(
                 .map(|(w, p)| w + t * p)
                 .collect();
             let eval = evaluate(data, &trial, options.l2, false).await?;
-            if eval.loss <= current.loss + 1e-4 * t * slope || t < 1e-10 {
-                break (trial, eval);
+            if eval.loss <= current.loss + 1e-4 * t * slope {
+                break Some((trial, eval));
+            }
+            if t < 1e-10 {
+                break None;
             }
             t /= 2.0;
         };
-        let (trial, eval) = next;
+        // No step along this direction lowers the loss: this is as low as it goes.
+        let Some((trial, eval)) = next else { break };
         let s: Vec<f64> = trial.iter().zip(&weights).map(|(a, b)| a - b).collect();
         let y: Vec<f64> = eval
             .gradient
