@@ -27,7 +27,7 @@ use ember_ml_ops::models::{Progress, RUN_ATTEMPTS, SilentProgress, lost_an_execu
 use ember_ml_ops::store::ModelStore;
 use ember_sql::ml::{
     MlContext, MlOutput, TrainingInfoFunc, bind_models, create_model, describe_model, drop_model,
-    evaluate_model, explain_create_model, load_referenced_models, show_models,
+    evaluate_model, expand_model_tables, explain_create_model, load_referenced_models, show_models,
 };
 use ember_sql::{EmberStatement, parse_statements};
 
@@ -356,7 +356,17 @@ impl EmberContext {
 
     async fn run(&self, statement: EmberStatement) -> Result<StatementOutput> {
         match statement {
-            EmberStatement::DataFusion(statement) => {
+            EmberStatement::DataFusion(mut statement) => {
+                if let datafusion::sql::parser::Statement::CopyTo(copy) = statement.as_ref()
+                    && self.store.contains(&copy.target)
+                {
+                    return plan_err!(
+                        "COPY TO '{}' would write inside the model store ({}); write elsewhere",
+                        copy.target,
+                        self.store.url()
+                    );
+                }
+                expand_model_tables(&mut statement, &self.ml()).await?;
                 load_referenced_models(&statement, &self.store, &self.catalog).await?;
                 let state = self.ctx.state();
                 let plan = state.statement_to_plan(*statement).await?;
@@ -386,12 +396,16 @@ impl EmberContext {
                     .into())
             }
             EmberStatement::ShowModels => Ok(show_models(&self.ml()).await?.into()),
-            EmberStatement::DescribeModel { name } => {
-                Ok(describe_model(&self.ml(), &name).await?.into())
+            EmberStatement::DescribeModel { name, version } => {
+                Ok(describe_model(&self.ml(), &name, version).await?.into())
             }
-            EmberStatement::DropModel { name, if_exists } => {
-                Ok(drop_model(&self.ml(), &name, if_exists).await?.into())
-            }
+            EmberStatement::DropModel {
+                name,
+                if_exists,
+                version,
+            } => Ok(drop_model(&self.ml(), &name, if_exists, version)
+                .await?
+                .into()),
         }
     }
 }

@@ -20,6 +20,9 @@ use crate::models::Model;
 
 /// The file each version holds.
 const MODEL_FILE: &str = "model.json";
+/// Left in a version's folder by DROP MODEL ... VERSION, so the number is
+/// never used again.
+const DROPPED_MARKER: &str = "dropped";
 /// Longest model name.
 const MAX_NAME_LEN: usize = 128;
 
@@ -37,6 +40,23 @@ pub fn validate_model_name(name: &str) -> Result<String> {
         );
     }
     Ok(lower)
+}
+
+/// A model as SQL names it: `name` (the newest version) or `name@N` (version
+/// N). Returns the checked, lower-cased name and the version.
+pub fn parse_model_ref(reference: &str) -> Result<(String, Option<u64>)> {
+    match reference.split_once('@') {
+        None => Ok((validate_model_name(reference)?, None)),
+        Some((name, version)) => {
+            let name = validate_model_name(name)?;
+            match version.parse::<u64>() {
+                Ok(v) if v >= 1 => Ok((name, Some(v))),
+                _ => plan_err!(
+                    "'{reference}': a model version is a number from 1 ('{name}@2'), not '{version}'"
+                ),
+            }
+        }
+    }
 }
 
 fn store_error(context: String) -> impl FnOnce(object_store::Error) -> DataFusionError {
@@ -125,6 +145,26 @@ impl ModelStore {
         }
     }
 
+    /// Whether writing to `target` (a path or URL, as `COPY ... TO` takes it)
+    /// would write inside this store, where only ember writes.
+    pub fn contains(&self, target: &str) -> bool {
+        match &self.local_dir {
+            Some(dir) => {
+                let Some(path) = local_path(target) else {
+                    return false;
+                };
+                match (resolve(&path), resolve(dir)) {
+                    (Some(path), Some(dir)) => path.starts_with(dir),
+                    _ => false,
+                }
+            }
+            None => {
+                let root = self.url.trim_end_matches('/');
+                target == root || target.starts_with(&format!("{root}/"))
+            }
+        }
+    }
+
     /// Where the store is, as the user gave it.
     pub fn url(&self) -> &str {
         &self.url
@@ -184,6 +224,29 @@ impl ModelStore {
         match self.latest(name).await? {
             Some(model) => Ok(model),
             None => plan_err!("unknown model '{}'", name.to_ascii_lowercase()),
+        }
+    }
+
+    /// The model a reference names (`name` or `name@N`), or an error naming
+    /// what is missing.
+    pub async fn load_ref(&self, reference: &str) -> Result<Model> {
+        let (name, version) = parse_model_ref(reference)?;
+        match version {
+            None => self.load(&name).await,
+            Some(version) => {
+                let (versions, _) = self.scan(&name).await?;
+                if versions.is_empty() {
+                    return plan_err!("unknown model '{name}'");
+                }
+                if !versions.contains(&version) {
+                    let list: Vec<String> = versions.iter().map(u64::to_string).collect();
+                    return plan_err!(
+                        "model '{name}' has no version {version} (it has {})",
+                        list.join(", ")
+                    );
+                }
+                self.load_version(&name, version).await
+            }
         }
     }
 
@@ -308,6 +371,39 @@ impl ModelStore {
         Ok(models)
     }
 
+    /// Deletes version `version` of `name`; false when there is no such version.
+    /// The model's other versions stay; the newest left is the one used.
+    pub async fn drop_version(&self, name: &str, version: u64) -> Result<bool> {
+        let name = validate_model_name(name)?;
+        let (versions, _) = self.scan(&name).await?;
+        if !versions.contains(&version) {
+            return Ok(false);
+        }
+        let dir = self.model_dir(&name).join(format!("v{version}"));
+        let objects: Vec<_> = self
+            .store
+            .list(Some(&dir))
+            .try_collect()
+            .await
+            .map_err(store_error(format!("cannot list model store {}", self.url)))?;
+        for meta in objects {
+            self.store
+                .delete(&meta.location)
+                .await
+                .map_err(store_error(format!(
+                    "cannot delete model '{name}' version {version}"
+                )))?;
+        }
+        // A marker keeps the number taken: `name@N` never names another model.
+        self.store
+            .put(&dir.join(DROPPED_MARKER), PutPayload::default())
+            .await
+            .map_err(store_error(format!(
+                "cannot delete model '{name}' version {version}"
+            )))?;
+        Ok(true)
+    }
+
     /// Deletes every version of `name`; false when there was none.
     pub async fn drop_model(&self, name: &str) -> Result<bool> {
         let name = validate_model_name(name)?;
@@ -327,6 +423,43 @@ impl ModelStore {
         }
         Ok(!versions.is_empty())
     }
+}
+
+/// The local path a `COPY ... TO` target names, if it names one.
+fn local_path(target: &str) -> Option<PathBuf> {
+    if let Some(path) = target.strip_prefix("file://") {
+        return Some(PathBuf::from(path));
+    }
+    (!target.contains("://")).then(|| PathBuf::from(target))
+}
+
+/// `path` made absolute, `.` and `..` removed, links resolved as far as it exists.
+fn resolve(path: &std::path::Path) -> Option<PathBuf> {
+    let absolute = if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        std::env::current_dir().ok()?.join(path)
+    };
+    let mut normal = PathBuf::new();
+    for part in absolute.components() {
+        match part {
+            std::path::Component::ParentDir => {
+                normal.pop();
+            }
+            std::path::Component::CurDir => {}
+            other => normal.push(other),
+        }
+    }
+    // The longest part that exists resolves links; the rest is taken as written.
+    let mut existing = normal.as_path();
+    let mut rest = Vec::new();
+    while !existing.exists() {
+        rest.push(existing.file_name()?.to_owned());
+        existing = existing.parent()?;
+    }
+    let mut resolved = existing.canonicalize().ok()?;
+    resolved.extend(rest.into_iter().rev());
+    Some(resolved)
 }
 
 #[cfg(test)]
@@ -451,6 +584,31 @@ mod tests {
         let mut model = one_feature_model("m");
         let again = store.save(&mut model, SaveMode::FirstIfAbsent).await;
         assert_eq!(again.unwrap(), Saved::Exists);
+    }
+
+    #[test]
+    fn copy_targets_inside_the_store_are_seen() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ModelStore::new(
+            Arc::new(LocalFileSystem::new_with_prefix(dir.path()).unwrap()),
+            Path::default(),
+            dir.path().to_str().unwrap(),
+        )
+        .with_local_dir(dir.path());
+        let inside = dir.path().join("m/v1/model.json");
+        assert!(store.contains(inside.to_str().unwrap()));
+        assert!(store.contains(&format!("file://{}", inside.display())));
+        let sneaky = dir.path().join("x/../m/new.parquet");
+        assert!(store.contains(sneaky.to_str().unwrap()));
+        assert!(!store.contains("/tmp/elsewhere/out.parquet"));
+        assert!(!store.contains("s3://bucket/x"));
+        let s3 = ModelStore::new(
+            Arc::new(LocalFileSystem::new()),
+            Path::default(),
+            "s3://bucket/models",
+        );
+        assert!(s3.contains("s3://bucket/models/m/v1/x.parquet"));
+        assert!(!s3.contains("s3://bucket/models2/x.parquet"));
     }
 
     #[test]

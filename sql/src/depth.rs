@@ -77,6 +77,26 @@ pub fn check_operator_chains(sql: &str, dialect: &dyn Dialect) -> Result<()> {
     Ok(())
 }
 
+/// The deepest nesting of parentheses and `CASE ... END` in `sql`: what counts
+/// against the parser's recursion limit. Tokenizer errors count as no nesting.
+pub fn nesting_depth(sql: &str, dialect: &dyn Dialect) -> usize {
+    let Ok(tokens) = Tokenizer::new(dialect, sql).tokenize() else {
+        return 0;
+    };
+    let (mut depth, mut deepest) = (0usize, 0usize);
+    for token in tokens {
+        match token {
+            Token::LParen => depth += 1,
+            Token::Word(w) if w.keyword == Keyword::CASE => depth += 1,
+            Token::RParen => depth = depth.saturating_sub(1),
+            Token::Word(w) if w.keyword == Keyword::END => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+        deepest = deepest.max(depth);
+    }
+    deepest
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -84,6 +104,17 @@ mod tests {
 
     fn check(sql: &str) -> Result<()> {
         check_operator_chains(sql, &GenericDialect {})
+    }
+
+    #[test]
+    fn nesting_counts_parentheses_and_case() {
+        let depth = |sql: &str| nesting_depth(sql, &GenericDialect {});
+        assert_eq!(depth("select 1"), 0);
+        assert_eq!(depth("select ((1)), (2)"), 2);
+        assert_eq!(
+            depth("select case when (a) then case b when 1 then 2 end end"),
+            2
+        );
     }
 
     #[test]

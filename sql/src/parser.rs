@@ -8,7 +8,7 @@ use datafusion::sql::parser::{DFParser, DFParserBuilder, Statement};
 use datafusion::sql::sqlparser::ast::{
     Expr as SqlExpr, ExprWithAlias, Query, UnaryOperator, Value,
 };
-use datafusion::sql::sqlparser::dialect::dialect_from_str;
+use datafusion::sql::sqlparser::dialect::{Dialect, dialect_from_str};
 use datafusion::sql::sqlparser::keywords::Keyword;
 use datafusion::sql::sqlparser::parser::ParserError;
 use datafusion::sql::sqlparser::tokenizer::Token;
@@ -40,12 +40,16 @@ pub enum EmberStatement {
         on: Option<Box<Query>>,
     },
     ShowModels,
+    /// `DESCRIBE MODEL name [VERSION n]`.
     DescribeModel {
         name: String,
+        version: Option<u64>,
     },
+    /// `DROP MODEL [IF EXISTS] name [VERSION n]`: every version, or one.
     DropModel {
         name: String,
         if_exists: bool,
+        version: Option<u64>,
     },
 }
 
@@ -87,16 +91,27 @@ impl fmt::Display for EmberStatement {
                 Ok(())
             }
             EmberStatement::ShowModels => write!(f, "SHOW MODELS"),
-            EmberStatement::DescribeModel { name } => write!(f, "DESCRIBE MODEL {name}"),
-            EmberStatement::DropModel { name, if_exists } => {
+            EmberStatement::DescribeModel { name, version } => {
+                write!(f, "DESCRIBE MODEL {name}{}", version_text(*version))
+            }
+            EmberStatement::DropModel {
+                name,
+                if_exists,
+                version,
+            } => {
                 write!(
                     f,
-                    "DROP MODEL {}{name}",
-                    if *if_exists { "IF EXISTS " } else { "" }
+                    "DROP MODEL {}{name}{}",
+                    if *if_exists { "IF EXISTS " } else { "" },
+                    version_text(*version)
                 )
             }
         }
     }
+}
+
+fn version_text(version: Option<u64>) -> String {
+    version.map(|v| format!(" VERSION {v}")).unwrap_or_default()
 }
 
 /// Parses a script of `;`-separated statements with the named SQL dialect
@@ -107,8 +122,33 @@ pub fn parse_statements(sql: &str, dialect: &str) -> Result<Vec<EmberStatement>>
     let dialect = dialect_from_str(dialect)
         .ok_or_else(|| plan_datafusion_err!("unknown SQL dialect '{dialect}'"))?;
     crate::depth::check_operator_chains(sql, dialect.as_ref())?;
+    parse_with(sql, dialect.as_ref()).map_err(|e| too_deep(e, sql, dialect.as_ref()))
+}
+
+/// sqlparser stops at [`RECURSION_LIMIT`] levels of nesting, but inside some
+/// constructs (CASE) it backtracks and reports whatever token it stopped at
+/// ("Expected: end of statement, found: x"). A statement that nests that deep
+/// is told so instead.
+fn too_deep(error: DataFusionError, sql: &str, dialect: &dyn Dialect) -> DataFusionError {
+    let depth = crate::depth::nesting_depth(sql, dialect);
+    if depth + NESTING_MARGIN < RECURSION_LIMIT {
+        return error;
+    }
+    plan_datafusion_err!(
+        "statement nested too deeply: {depth} levels of parentheses and CASE, and SQL is parsed \
+         to {RECURSION_LIMIT} levels at most; flatten it (e.g. CASE WHEN a THEN x WHEN b THEN y ... END)"
+    )
+}
+
+/// sqlparser's (and so DataFusion's) default recursion limit.
+const RECURSION_LIMIT: usize = 50;
+/// Levels a statement spends before its first parenthesis or CASE.
+const NESTING_MARGIN: usize = 6;
+
+fn parse_with(sql: &str, dialect: &dyn Dialect) -> Result<Vec<EmberStatement>> {
     let mut parser = DFParserBuilder::new(sql)
-        .with_dialect(dialect.as_ref())
+        .with_dialect(dialect)
+        .with_recursion_limit(RECURSION_LIMIT)
         .build()?;
     let mut statements = Vec::new();
     loop {
@@ -184,16 +224,42 @@ fn ember_statement(p: &mut DFParser) -> Result<Option<EmberStatement>, ParserErr
         p.parser.next_token();
         p.parser.next_token();
         let name = p.parser.parse_identifier()?.value;
-        return Ok(Some(EmberStatement::DescribeModel { name }));
+        let version = version_clause(p)?;
+        return Ok(Some(EmberStatement::DescribeModel { name, version }));
     }
     if word_at(p, 0, "drop") && word_at(p, 1, "model") {
         p.parser.next_token();
         p.parser.next_token();
         let if_exists = p.parser.parse_keywords(&[Keyword::IF, Keyword::EXISTS]);
         let name = p.parser.parse_identifier()?.value;
-        return Ok(Some(EmberStatement::DropModel { name, if_exists }));
+        let version = version_clause(p)?;
+        return Ok(Some(EmberStatement::DropModel {
+            name,
+            if_exists,
+            version,
+        }));
     }
     Ok(None)
+}
+
+/// An optional `VERSION n` (n ≥ 1).
+fn version_clause(p: &mut DFParser) -> Result<Option<u64>, ParserError> {
+    if !word_at(p, 0, "version") {
+        return Ok(None);
+    }
+    p.parser.next_token();
+    let token = p.parser.next_token();
+    match &token.token {
+        Token::Number(n, _) => match n.parse::<u64>() {
+            Ok(v) if v >= 1 => Ok(Some(v)),
+            _ => Err(ParserError::ParserError(format!(
+                "VERSION takes a version number (1, 2, ...), found: {n}"
+            ))),
+        },
+        _ => Err(ParserError::ParserError(format!(
+            "Expected: a version number after VERSION, found: {token}"
+        ))),
+    }
 }
 
 fn create_model(p: &mut DFParser) -> Result<CreateModel, ParserError> {

@@ -146,7 +146,7 @@ async fn bad_input_corpus_is_refused_clearly_and_loses_nothing() {
     // Deep nesting: parentheses hit the parser's recursion limit; a long chain
     // of operators is refused before it can overflow the stack.
     let parens = format!("select {}1{}", "(".repeat(5000), ")".repeat(5000));
-    refused(&ember, &parens, "RecursionLimitExceeded").await;
+    refused(&ember, &parens, "statement nested too deeply: 5000 levels").await;
     let chain = format!("select {}", vec!["1"; 50_000].join(" + "));
     refused(&ember, &chain, "expression too long").await;
     let ors = format!(
@@ -158,7 +158,27 @@ async fn bad_input_corpus_is_refused_clearly_and_loses_nothing() {
     );
     refused(&ember, &ors, "expression too long").await;
     let subqueries = format!("select {}1{}", "(select ".repeat(500), ")".repeat(500));
-    refused(&ember, &subqueries, "RecursionLimitExceeded").await;
+    refused(
+        &ember,
+        &subqueries,
+        "statement nested too deeply: 500 levels",
+    )
+    .await;
+    // CASE inside CASE: sqlparser backtracked and blamed a token
+    // ("Expected: end of statement, found: 0", issue 12).
+    let cases = format!(
+        "select {}1{} from good",
+        "case when x > 0 then ".repeat(48),
+        " else 0 end".repeat(48)
+    );
+    refused(&ember, &cases, "statement nested too deeply: 48 levels").await;
+    // A query in the place of a table, where a statement was written.
+    refused(
+        &ember,
+        "select * from (show models)",
+        "SHOW MODELS is a statement: in a query, use show_models()",
+    )
+    .await;
 
     // NaN, infinity and empty training data.
     let with = |rows: &str| {

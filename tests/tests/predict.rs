@@ -32,6 +32,17 @@ async fn copy_writes_predictions(cluster: bool) {
     );
     assert_eq!(written.rows, direct.rows);
     assert_eq!(written.rows[0][0], "569");
+
+    // Never into the model store, where only ember writes.
+    let inside = e.store.path().join("risk/v1/extra.parquet");
+    let err = e
+        .ember
+        .sql(&format!("copy ({scored}) to '{}'", inside.display()))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("would write inside the model store"), "{err}");
+    assert!(!inside.exists());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -20,7 +20,7 @@ use datafusion::sql::sqlparser::ast::{
 };
 use ember_ml_ops::functions::{BoundModel, ModelCatalog, PredictFunc};
 use ember_ml_ops::models::Model;
-use ember_ml_ops::store::ModelStore;
+use ember_ml_ops::store::{ModelStore, parse_model_ref};
 
 /// Functions whose first argument names a model.
 const MODEL_FUNCTIONS: &[&str] = &["predict", "predict_proba", "training_info"];
@@ -77,12 +77,19 @@ pub async fn load_referenced_models(
 ) -> Result<()> {
     let mut names = ModelNames::default();
     collect_model_names(statement, &mut names);
-    for name in names.0 {
-        if ember_ml_ops::store::validate_model_name(&name).is_err() {
-            continue;
-        }
-        if let Some(model) = store.latest(&name).await? {
-            insert(catalog, model)?;
+    for reference in names.0 {
+        // A model that is not there: planning says so.
+        let (name, version) = parse_model_ref(&reference)?;
+        let model = match version {
+            None => store.latest(&name).await?,
+            Some(_) => match store.load_ref(&reference).await {
+                Ok(model) => Some(model),
+                Err(e) if store.latest(&name).await?.is_some() => return Err(e),
+                Err(_) => None,
+            },
+        };
+        if let Some(model) = model {
+            insert_as(catalog, &reference, model)?;
         }
     }
     Ok(())
@@ -107,10 +114,17 @@ fn collect_model_names(statement: &Statement, names: &mut ModelNames) {
 
 /// Puts `model` in `catalog` under its name.
 pub fn insert(catalog: &ModelCatalog, model: Model) -> Result<()> {
+    let name = model.name.clone();
+    insert_as(catalog, &name, model)
+}
+
+/// Puts `model` in `catalog` under `reference` (`name` or `name@N`, as a
+/// statement wrote it, lower-cased).
+fn insert_as(catalog: &ModelCatalog, reference: &str, model: Model) -> Result<()> {
     catalog
         .write()
         .map_err(|_| DataFusionError::Internal("model catalog poisoned".into()))?
-        .insert(model.name.clone(), Arc::new(model));
+        .insert(reference.to_ascii_lowercase(), Arc::new(model));
     Ok(())
 }
 

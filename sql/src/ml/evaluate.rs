@@ -315,7 +315,7 @@ pub fn metrics_batch(metrics: &[(&str, Option<f64>)]) -> Result<RecordBatch> {
 
 /// EVALUATE MODEL name [ON (query)].
 pub async fn evaluate_model(ml: &MlContext, name: &str, on: Option<&str>) -> Result<MlOutput> {
-    let model = ml.store.load(name).await?;
+    let model = ml.store.load_ref(name).await?;
     let rows = match on {
         Some(query) => {
             let rows = format!("SELECT * FROM ({query}) AS __ember_on");

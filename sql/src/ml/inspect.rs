@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use datafusion::arrow::array::{ArrayRef, RecordBatch, StringArray, UInt64Array};
 use datafusion::arrow::datatypes::{DataType, Field, Schema};
+use datafusion::arrow::temporal_conversions::timestamp_s_to_datetime;
 use datafusion::common::{DataFusionError, Result, plan_err};
 use ember_ml_ops::models::{Model, ModelParams};
 use ember_ml_ops::store::validate_model_name;
@@ -93,7 +94,7 @@ pub fn describe_rows(model: &Model, store: &str) -> Vec<(String, String)> {
             "model_type".to_string(),
             model.model_type.name().to_string(),
         ),
-        ("created_at".to_string(), model.created_at.to_string()),
+        ("created_at".to_string(), created_at(model.created_at)),
         ("options".to_string(), json(&model.options)),
         ("query".to_string(), model.query.clone()),
         ("inputs".to_string(), json(&model.inputs)),
@@ -141,9 +142,21 @@ pub fn describe_rows(model: &Model, store: &str) -> Vec<(String, String)> {
     rows
 }
 
-/// DESCRIBE MODEL name: one row per property.
-pub async fn describe_model(ml: &MlContext, name: &str) -> Result<MlOutput> {
-    let model = ml.store.load(name).await?;
+/// Seconds since the epoch as a UTC time, `2026-12-01 10:38:45 UTC`.
+fn created_at(seconds: u64) -> String {
+    i64::try_from(seconds)
+        .ok()
+        .and_then(timestamp_s_to_datetime)
+        .map(|t| format!("{t} UTC"))
+        .unwrap_or_else(|| seconds.to_string())
+}
+
+/// DESCRIBE MODEL name [VERSION n]: one row per property.
+pub async fn describe_model(ml: &MlContext, name: &str, version: Option<u64>) -> Result<MlOutput> {
+    let model = match version {
+        Some(v) => ml.store.load_ref(&format!("{name}@{v}")).await?,
+        None => ml.store.load(name).await?,
+    };
     let rows = describe_rows(&model, ml.store.url());
     let schema = Arc::new(Schema::new(vec![
         Field::new("property", DataType::Utf8, false),
@@ -157,14 +170,26 @@ pub async fn describe_model(ml: &MlContext, name: &str) -> Result<MlOutput> {
     Ok(MlOutput::rows(RecordBatch::try_new(schema, columns)?))
 }
 
-/// DROP MODEL [IF EXISTS] name: removes every version.
-pub async fn drop_model(ml: &MlContext, name: &str, if_exists: bool) -> Result<MlOutput> {
+/// DROP MODEL [IF EXISTS] name [VERSION n]: removes every version, or one.
+pub async fn drop_model(
+    ml: &MlContext,
+    name: &str,
+    if_exists: bool,
+    version: Option<u64>,
+) -> Result<MlOutput> {
     let name = validate_model_name(name)?;
-    if !ml.store.drop_model(&name).await? && !if_exists {
-        return plan_err!("unknown model '{name}'");
+    let dropped = match version {
+        None => ml.store.drop_model(&name).await?,
+        Some(v) => ml.store.drop_version(&name, v).await?,
+    };
+    if !dropped && !if_exists {
+        return match version {
+            None => plan_err!("unknown model '{name}'"),
+            Some(v) => plan_err!("model '{name}' has no version {v}"),
+        };
     }
     if let Ok(mut catalog) = ml.catalog.write() {
-        catalog.remove(&name);
+        catalog.retain(|key, _| key != &name && !key.starts_with(&format!("{name}@")));
     }
     Ok(MlOutput::none())
 }

@@ -8,6 +8,7 @@ mod evaluate;
 mod fit_transform;
 mod inspect;
 mod sql_text;
+mod table_functions;
 mod training_info;
 
 use std::sync::Arc;
@@ -25,6 +26,7 @@ pub use bind::{bind_models, load_referenced_models};
 pub use create_model::{create_model, explain_create_model};
 pub use evaluate::evaluate_model;
 pub use inspect::{describe_model, drop_model, show_models};
+pub use table_functions::expand_model_tables;
 pub use training_info::TrainingInfoFunc;
 
 /// What model statements need from the session that runs them.
