@@ -27,6 +27,7 @@ pub mod errors;
 pub mod model_store;
 pub mod object_store;
 pub mod session;
+mod topk_guard;
 
 pub use config::{EmberConfig, MlDevice};
 pub use context::{DataDirTables, EmberContext, Master, StatementOutput};

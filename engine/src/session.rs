@@ -102,10 +102,14 @@ pub fn ember_session_state_with_runtime(
     config: SessionConfig,
     runtime: Arc<RuntimeEnv>,
 ) -> Result<SessionState> {
-    let mut state = SessionStateBuilder::new()
+    let state = SessionStateBuilder::new()
         .with_config(config)
         .with_runtime_env(runtime)
         .with_default_features()
+        .build();
+    let rules = crate::topk_guard::physical_rules(state.physical_optimizers());
+    let mut state = SessionStateBuilder::new_from_existing(state)
+        .with_physical_optimizer_rules(rules)
         .build();
     register_ember_functions(&mut state)?;
     Ok(state)

@@ -4,6 +4,8 @@
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
+pub mod fuzz;
+
 use std::collections::BTreeMap;
 
 use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};

@@ -205,3 +205,45 @@ async fn data_dirs_skip_odd_folders_and_read_partitions() {
         ]
     );
 }
+
+/// `JOIN ... ORDER BY k LIMIT 1` over a sort-merge join: DataFusion 55.2 pushed
+/// the limit into both inputs (no rows; an EXCEPT kept a row it should drop).
+/// Ballista prefers sort-merge joins, so this is the cluster's default plan;
+/// embedded it needs `prefer_hash_join = false`. Found by the fuzzer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_limit_stays_above_sort_merge_joins() {
+    let (_cluster, on_cluster) = cluster_context().await;
+    let embedded = EmberContext::embedded().unwrap();
+    embedded.register_data_dir(tpch_data()).await.unwrap();
+    embedded
+        .sql("SET datafusion.optimizer.prefer_hash_join = false")
+        .await
+        .unwrap();
+    let queries = [
+        (
+            "SELECT a.k FROM (SELECT c_nationkey k FROM customer GROUP BY 1) a \
+             JOIN (SELECT s_nationkey k FROM supplier WHERE s_nationkey > 5 GROUP BY 1) b \
+             ON a.k = b.k ORDER BY 1 LIMIT 1",
+            vec![vec!["6".to_string()]],
+        ),
+        (
+            "SELECT c_nationkey AS k FROM (SELECT c_nationkey FROM customer GROUP BY 1 HAVING count(*) > 1) \
+             EXCEPT SELECT s_nationkey FROM (SELECT s_nationkey FROM supplier GROUP BY 1) ORDER BY 1 LIMIT 1",
+            vec![],
+        ),
+    ];
+    for partitions in [1, 4] {
+        for ember in [&embedded, &on_cluster] {
+            ember
+                .sql(&format!(
+                    "SET datafusion.execution.target_partitions = {partitions}"
+                ))
+                .await
+                .unwrap();
+            for (query, expected) in &queries {
+                let rows = to_text(&ember.sql_one(query).await.unwrap()).rows;
+                assert_eq!(&rows, expected, "{partitions} partitions: {query}");
+            }
+        }
+    }
+}

@@ -3,6 +3,7 @@
 mod bad_input;
 mod cluster;
 mod evaluate;
+mod fuzz;
 mod ml;
 mod predict;
 mod regularization;

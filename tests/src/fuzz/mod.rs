@@ -1,0 +1,164 @@
+//! The differential query fuzzer: seeded random SQL over TPC-H, each query run
+//! embedded (the reference) and on an in-process cluster of 2 executors at
+//! several `target_partitions`, with the static planner and, on request,
+//! Ballista's adaptive one; answers compared as multisets, and in order where
+//! the query orders.
+//!
+//! ```text
+//!   query(seed, n) ──> embedded ──────────────────────────┐ reference
+//!                  └─> cluster × partitions × planners ───┴─> same rows? same order?
+//! ```
+//!
+//! `cargo run --release -p ember-benches --bin fuzz -- --seed S --queries N` runs
+//! it; `tests/tests/fuzz.rs` runs a short seeded run in CI.
+
+mod compare;
+mod generate;
+
+use std::path::Path;
+
+use datafusion::common::Result;
+use ember_engine::EmberContext;
+use ember_engine::cluster::InProcessCluster;
+use ember_engine::errors::one_line;
+
+pub use compare::{Rows, compare};
+pub use generate::{Query, Rng, query};
+
+use crate::to_text_with_null;
+
+/// Which Ballista planner a cluster run uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Planner {
+    /// The static planner, ember's (with its stage guard).
+    Static,
+    /// Ballista's adaptive planner, which ember refuses
+    /// (`EMBER_ALLOW_ADAPTIVE_PLANNER` must be set to fuzz it).
+    Adaptive,
+}
+
+impl Planner {
+    pub fn name(self) -> &'static str {
+        match self {
+            Planner::Static => "static",
+            Planner::Adaptive => "adaptive",
+        }
+    }
+}
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub struct FuzzOptions {
+    pub seed: u64,
+    pub queries: u64,
+    pub partitions: Vec<usize>,
+    pub planners: Vec<Planner>,
+}
+
+/// One query whose cluster answer differed from the embedded one.
+#[derive(Debug, Clone)]
+pub struct Disagreement {
+    pub n: u64,
+    pub sql: String,
+    pub planner: Planner,
+    pub partitions: usize,
+    /// What differed.
+    pub difference: String,
+}
+
+/// What a run found.
+#[derive(Debug, Clone, Default)]
+pub struct FuzzReport {
+    /// Queries generated and answered embedded.
+    pub queries: u64,
+    /// Cluster runs compared.
+    pub runs: u64,
+    /// Queries the embedded engine refused (the generator's mistakes, not
+    /// disagreements).
+    pub invalid: u64,
+    /// Cluster runs ember refused with a clear error because the plan would
+    /// have given a wrong answer (its stage guard).
+    pub refused: u64,
+    pub disagreements: Vec<Disagreement>,
+}
+
+/// The model the queries' `predict('fz', ...)` calls use.
+const MODEL: &str = "CREATE OR REPLACE MODEL fz OPTIONS (model_type = 'linear_regression', label = 'y') \
+    AS SELECT CAST(l_quantity AS DOUBLE) AS q, CAST(l_discount AS DOUBLE) AS d, \
+    CAST(l_extendedprice AS DOUBLE) AS y FROM lineitem";
+
+/// Runs the fuzzer over the TPC-H tables in `data`, calling `progress` after each
+/// query with the report so far.
+pub async fn run(
+    options: &FuzzOptions,
+    data: &Path,
+    progress: &mut dyn FnMut(u64, &FuzzReport),
+) -> Result<FuzzReport> {
+    let store = tempfile::tempdir()?;
+    let store_url = store.path().to_str().unwrap_or_default().to_string();
+    let embedded = EmberContext::embedded()?.with_model_store(&store_url)?;
+    embedded.register_data_dir(data).await?;
+    embedded.sql(MODEL).await?;
+    let cluster = InProcessCluster::start(2, 2).await?;
+    let remote = cluster.context().await?.with_model_store(&store_url)?;
+    remote.register_data_dir(data).await?;
+
+    let mut report = FuzzReport::default();
+    for n in 0..options.queries {
+        let q = query(options.seed, n);
+        let expected = match embedded.sql_one(&q.sql).await {
+            Ok(output) => Rows::new(to_text_with_null(&output, "NULL"), q.ordered_by),
+            Err(_) => {
+                report.invalid += 1;
+                progress(n, &report);
+                continue;
+            }
+        };
+        report.queries += 1;
+        for &planner in &options.planners {
+            let adaptive = planner == Planner::Adaptive;
+            remote
+                .sql(&format!(
+                    "SET ballista.planner.adaptive.enabled = {adaptive}"
+                ))
+                .await?;
+            for &partitions in &options.partitions {
+                remote
+                    .sql(&format!(
+                        "SET datafusion.execution.target_partitions = {partitions}"
+                    ))
+                    .await?;
+                report.runs += 1;
+                let difference = match remote.sql_one(&q.sql).await {
+                    Ok(output) => {
+                        let actual = Rows::new(to_text_with_null(&output, "NULL"), q.ordered_by);
+                        compare(&actual, &expected).err()
+                    }
+                    Err(e) => {
+                        let message = one_line(&e);
+                        if message.contains("cannot run correctly on the cluster") {
+                            report.refused += 1;
+                            None
+                        } else {
+                            Some(format!("failed on the cluster: {message}"))
+                        }
+                    }
+                };
+                if let Some(difference) = difference {
+                    report.disagreements.push(Disagreement {
+                        n,
+                        sql: q.sql.clone(),
+                        planner,
+                        partitions,
+                        difference,
+                    });
+                }
+            }
+        }
+        progress(n, &report);
+    }
+    remote
+        .sql("SET ballista.planner.adaptive.enabled = false")
+        .await?;
+    Ok(report)
+}
