@@ -209,6 +209,12 @@ impl ModelStore {
         Ok((complete, highest))
     }
 
+    /// Whether `name` has a complete version (readable or not).
+    pub async fn exists(&self, name: &str) -> Result<bool> {
+        let name = validate_model_name(name)?;
+        Ok(!self.scan(&name).await?.0.is_empty())
+    }
+
     /// The newest version of `name`, if the store has one.
     pub async fn latest(&self, name: &str) -> Result<Option<Model>> {
         let name = validate_model_name(name)?;
@@ -492,6 +498,8 @@ mod tests {
                 name: "x".into(),
                 width: 1,
             }],
+            classes: vec![],
+            label_type: None,
             params: ModelParams::Linear {
                 coefficients: vec![2.0],
                 intercept: 1.0,

@@ -57,6 +57,28 @@ async fn null_labels_are_left_out(cluster: bool) {
         );
         assert!(e.ember.sql_one(&labelled).await.unwrap().notes.is_empty());
     }
+    // A NULL feature gives no prediction: those rows are left out too, and said.
+    let output = e
+        .ember
+        .sql_one(
+            "evaluate model clf on (select case when x1 > 21 then null else x0 end as x0, \
+             x1, x2, x3, y from cancer)",
+        )
+        .await
+        .unwrap();
+    let nulls = to_text(
+        &e.ember
+            .sql_one("select count(*) from cancer where x1 > 21")
+            .await
+            .unwrap(),
+    );
+    let nulls = &nulls.rows[0][0];
+    assert_eq!(
+        output.notes,
+        vec![format!(
+            "EVALUATE MODEL clf: left out {nulls} of 569 rows: {nulls} with a NULL feature (no prediction)"
+        )]
+    );
     // Nothing labelled: refused, by name.
     let err = e
         .ember

@@ -412,9 +412,10 @@ async fn bad_input_is_refused_and_nothing_is_written() {
         ("create model m2 options (model_type = 'kmeans', num_clusters = 50) as select num from features".to_string(), "num_clusters = 50 is more than the 40 distinct rows"),
         ("create model m2 options (model_type = 'kmeans', num_clusters = 2, l2 = 1) as select num from features".to_string(), "unknown option 'l2'"),
         ("create model m2 options (model_type = 'kmeans', num_clusters = 'two') as select num from features".to_string(), "num_clusters must be a number"),
-        ("create model m2 options (model_type = 'logistic_regression', label = 'small') as select num, small from features".to_string(), "must be 0 or 1"),
+        ("create model m2 options (model_type = 'logistic_regression', label = 'small') as select num, small from features".to_string(), "label 'small' has more than two classes"),
+        ("create model m2 options (model_type = 'logistic_regression', label = 'two') as select num, small + 1 as two from features where small < 2".to_string(), "must be 0 or 1"),
         ("create model \"../evil\" options (model_type = 'kmeans', num_clusters = 2) as select num from features".to_string(), "not a plain identifier"),
-        ("select predict('../evil', 1)".to_string(), "unknown model"),
+        ("select predict('../evil', 1)".to_string(), "not a plain identifier"),
         ("select standard_scale(num) from features".to_string(), "standard_scale(x, mean, stddev)"),
     ] {
         let err = ember.sql(&sql).await.unwrap_err().to_string();

@@ -10,9 +10,13 @@
 
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
+use std::str::FromStr;
 use std::sync::{Arc, RwLock};
 
-use datafusion::arrow::array::{ArrayRef, Float64Array, Int64Array};
+use datafusion::arrow::array::{
+    Array, ArrayRef, AsArray, BooleanArray, Float64Array, Int64Array, StringArray, UInt32Array,
+};
+use datafusion::arrow::compute::{filter, take};
 use datafusion::arrow::datatypes::{DataType, Field, FieldRef};
 use datafusion::common::{Result, ScalarValue, exec_err, plan_err};
 use datafusion::logical_expr::{
@@ -46,9 +50,22 @@ impl PredictOutput {
         }
     }
 
-    fn return_type(self, model_type: ModelType, model: &str) -> Result<DataType> {
+    fn return_type(
+        self,
+        model_type: ModelType,
+        model: &str,
+        label_type: Option<&str>,
+    ) -> Result<DataType> {
         match (self, model_type) {
             (PredictOutput::Value, ModelType::LinearRegression) => Ok(DataType::Float64),
+            // A classifier with named classes answers with one of them.
+            (PredictOutput::Value, ModelType::LogisticRegression) if label_type.is_some() => {
+                DataType::from_str(label_type.unwrap_or_default()).map_err(|e| {
+                    datafusion::error::DataFusionError::Plan(format!(
+                        "model '{model}': bad label type: {e}"
+                    ))
+                })
+            }
             (PredictOutput::Value, _) => Ok(DataType::Int64),
             (PredictOutput::Probability, ModelType::LogisticRegression) => Ok(DataType::Float64),
             (PredictOutput::Probability, other) => plan_err!(
@@ -70,6 +87,11 @@ pub struct BoundModel {
     /// The call as written (`predict('churn', tenure, plan)`), kept as the
     /// expression's name so that plan schemas do not change on binding.
     pub display: String,
+    /// A classifier's named classes (class 0, class 1), and the label's type.
+    #[serde(default)]
+    pub classes: Vec<String>,
+    #[serde(default)]
+    pub label_type: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -289,11 +311,19 @@ pub fn apply(
                 }
             })?;
             Ok(match (model.model_type, output) {
-                (ModelType::LogisticRegression, PredictOutput::Value) => Arc::new(
-                    out.into_iter()
-                        .map(|z| i64::from(z > 0.0))
-                        .collect::<Int64Array>(),
-                ),
+                (ModelType::LogisticRegression, PredictOutput::Value) => {
+                    let ones = out.into_iter().map(|z| z > 0.0);
+                    match (model.classes.as_slice(), model.label_type.as_deref()) {
+                        ([_, _], Some("Boolean")) => {
+                            Arc::new(ones.map(Some).collect::<BooleanArray>())
+                        }
+                        ([zero, one], _) => Arc::new(
+                            ones.map(|c| Some(if c { one.as_str() } else { zero.as_str() }))
+                                .collect::<StringArray>(),
+                        ),
+                        _ => Arc::new(ones.map(i64::from).collect::<Int64Array>()),
+                    }
+                }
                 (ModelType::LogisticRegression, PredictOutput::Probability) => {
                     Arc::new(out.into_iter().map(sigmoid).collect::<Float64Array>())
                 }
@@ -346,9 +376,17 @@ impl ScalarUDFImpl for PredictFunc {
         let data_type = match &self.binding {
             Binding::Unbound(catalog) => {
                 let model = self.resolve(catalog, &args)?;
-                self.output.return_type(model.model_type, &model.name)?
+                self.output.return_type(
+                    model.model_type,
+                    &model.name,
+                    model.label_type.as_deref(),
+                )?
             }
-            Binding::Bound(model) => self.output.return_type(model.model_type, &model.name)?,
+            Binding::Bound(model) => self.output.return_type(
+                model.model_type,
+                &model.name,
+                model.label_type.as_deref(),
+            )?,
         };
         Ok(Arc::new(Field::new(self.name(), data_type, true)))
     }
@@ -363,7 +401,25 @@ impl ScalarUDFImpl for PredictFunc {
             .iter()
             .map(|a| a.to_array(rows))
             .collect::<Result<Vec<_>>>()?;
-        let columns = FeatureColumns::new(&arrays, &model.features)?;
+        // A row with a NULL feature has no prediction (NULL), as in BigQuery ML
+        // and Spark; the others are predicted as usual.
+        let complete = complete_rows(&arrays, rows);
+        if let Some(complete) = &complete {
+            let kept = arrays
+                .iter()
+                .map(|a| Ok(filter(a.as_ref(), complete)?))
+                .collect::<Result<Vec<_>>>()?;
+            let predicted = self.predict_rows(model, &kept)?;
+            return Ok(ColumnarValue::Array(spread(&predicted, complete)?));
+        }
+        Ok(ColumnarValue::Array(self.predict_rows(model, &arrays)?))
+    }
+}
+
+impl PredictFunc {
+    /// Predictions for rows without NULL features.
+    fn predict_rows(&self, model: &BoundModel, arrays: &[ArrayRef]) -> Result<ArrayRef> {
+        let columns = FeatureColumns::new(arrays, &model.features)?;
         if columns.width() != model.width {
             return exec_err!(
                 "model '{}' expects {} feature values per row, got {}",
@@ -372,6 +428,45 @@ impl ScalarUDFImpl for PredictFunc {
                 columns.width()
             );
         }
-        Ok(ColumnarValue::Array(apply(model, self.output, &columns)?))
+        apply(model, self.output, &columns)
     }
+}
+
+/// Which rows have every feature (a vector's every element) present; `None`
+/// when all do.
+fn complete_rows(arrays: &[ArrayRef], rows: usize) -> Option<BooleanArray> {
+    let mut complete: Option<Vec<bool>> = None;
+    for array in arrays {
+        let vector = array.as_fixed_size_list_opt();
+        let element_nulls = vector.is_some_and(|v| v.values().logical_null_count() > 0);
+        // Logical: a NULL literal is a NullArray, whose nulls are not physical.
+        let nulls = array.logical_nulls();
+        if nulls.as_ref().is_none_or(|n| n.null_count() == 0) && !element_nulls {
+            continue;
+        }
+        let mask = complete.get_or_insert_with(|| vec![true; rows]);
+        for (r, keep) in mask.iter_mut().enumerate() {
+            let missing = nulls.as_ref().is_some_and(|n| n.is_null(r))
+                || vector.is_some_and(|v| element_nulls && v.value(r).logical_null_count() > 0);
+            if missing {
+                *keep = false;
+            }
+        }
+    }
+    complete.map(BooleanArray::from)
+}
+
+/// `values` (one per complete row) placed at the complete rows, NULL elsewhere.
+fn spread(values: &ArrayRef, complete: &BooleanArray) -> Result<ArrayRef> {
+    let mut indices = Vec::with_capacity(complete.len());
+    let mut next = 0u32;
+    for keep in complete.values().iter() {
+        if keep {
+            indices.push(Some(next));
+            next += 1;
+        } else {
+            indices.push(None);
+        }
+    }
+    Ok(take(values.as_ref(), &UInt32Array::from(indices), None)?)
 }

@@ -76,6 +76,14 @@ pub struct Model {
     /// Empty when the model has no TRANSFORM: the inputs are the features.
     pub transform: Vec<TransformItem>,
     pub features: Vec<Feature>,
+    /// A classifier's two classes, as text, when its label is text or boolean:
+    /// class 0 then class 1 (sorted). Empty for a numeric label (0 and 1).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub classes: Vec<String>,
+    /// The label's Arrow type when `classes` is set (`Utf8`, `Boolean`): the type
+    /// `predict` returns.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label_type: Option<String>,
     pub params: ModelParams,
     pub training_info: Vec<Iteration>,
     /// Passes over the training data, initialisation included.
@@ -150,6 +158,12 @@ impl Model {
                 }
             }
             _ => return bad("parameters do not match the model type".into()),
+        }
+        if !self.classes.is_empty() && self.classes.len() != 2 {
+            return bad(format!(
+                "{} classes, a classifier has 2",
+                self.classes.len()
+            ));
         }
         if !self.transform.is_empty() && self.transform.len() != self.features.len() {
             return bad("transform and features differ in length".into());

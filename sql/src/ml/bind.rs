@@ -236,6 +236,8 @@ fn bind_call(
         features: model.features.iter().map(|f| f.name.clone()).collect(),
         width: model.width(),
         display: expr.schema_name().to_string(),
+        classes: model.classes.clone(),
+        label_type: model.label_type.clone(),
     };
     let function = Arc::new(ScalarUDF::from(PredictFunc::bound(predict.output(), bound)));
     Ok(Transformed::yes(Expr::ScalarFunction(

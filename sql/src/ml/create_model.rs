@@ -6,7 +6,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use datafusion::arrow::compute::concat_batches;
+use datafusion::arrow::array::AsArray;
+use datafusion::arrow::compute::{cast, concat_batches};
 use datafusion::arrow::datatypes::DataType;
 use datafusion::common::{Result, plan_err};
 use datafusion::datasource::{MemTable, ViewTable};
@@ -22,7 +23,7 @@ use ember_ml_ops::store::{SaveMode, validate_model_name};
 
 use super::evaluate::compute_metrics;
 use super::fit_transform::fit_transform;
-use super::sql_text::{Rows, ident, rows_sql};
+use super::sql_text::{Rows, ident, label_value, rows_sql};
 use super::{MlContext, MlOutput};
 use crate::parser::CreateModel;
 
@@ -35,6 +36,9 @@ struct Prepared {
     inputs: Vec<InputColumn>,
     transform: Vec<TransformItem>,
     features: Vec<Feature>,
+    /// A classifier's named classes (text or boolean label), else empty.
+    classes: Vec<String>,
+    label_type: Option<String>,
     /// label (when supervised) and features of the training rows.
     plan: LogicalPlan,
 }
@@ -85,6 +89,8 @@ async fn prepare(ml: &MlContext, create: &CreateModel) -> Result<Prepared> {
             return plan_err!("the training query has two columns named '{c}': alias them apart");
         }
     }
+    let mut classes = Vec::new();
+    let mut label_type = None;
     if let Some(label) = &options.label {
         let Some(field) = schema.fields().iter().find(|f| f.name() == label) else {
             return plan_err!(
@@ -92,9 +98,24 @@ async fn prepare(ml: &MlContext, create: &CreateModel) -> Result<Prepared> {
                 query_columns.join(", ")
             );
         };
-        let t = field.data_type();
-        if !(t.is_numeric() || *t == DataType::Boolean) {
+        let t = field.data_type().clone();
+        let text = matches!(t, DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View);
+        let classifier = options.model_type == ModelType::LogisticRegression;
+        if text && !classifier {
+            return plan_err!(
+                "label '{label}' is {t}, not numeric: a {} needs numbers",
+                options.model_type.name()
+            );
+        }
+        if !(text || t.is_numeric() || t == DataType::Boolean) {
             return plan_err!("label '{label}' is {t}, not numeric");
+        }
+        if classifier {
+            let found = label_classes(ml, &query, label).await?;
+            if text || t == DataType::Boolean {
+                classes = found;
+                label_type = Some(t.to_string());
+            }
         }
     }
     let inputs: Vec<InputColumn> = schema
@@ -123,7 +144,15 @@ async fn prepare(ml: &MlContext, create: &CreateModel) -> Result<Prepared> {
     };
     let mut select = feature_select(&inputs, &transform);
     if let Some(label) = &options.label {
-        select.push(ident(label));
+        if classes.is_empty() {
+            select.push(ident(label));
+        } else {
+            select.push(format!(
+                "{} AS {}",
+                label_value(label, &classes),
+                ident(label)
+            ));
+        }
     }
     let features_sql = format!(
         "SELECT {} FROM ({training_rows}) AS __ember_rows",
@@ -144,8 +173,39 @@ async fn prepare(ml: &MlContext, create: &CreateModel) -> Result<Prepared> {
         inputs,
         transform,
         features,
+        classes,
+        label_type,
         plan,
     })
+}
+
+/// A classifier's classes, sorted, as text: exactly two, or an error that says
+/// what the label holds.
+async fn label_classes(ml: &MlContext, query: &str, label: &str) -> Result<Vec<String>> {
+    let sql = format!(
+        "SELECT DISTINCT CAST({l} AS VARCHAR) AS c FROM ({query}) AS q WHERE {l} IS NOT NULL ORDER BY 1 LIMIT 3",
+        l = ident(label)
+    );
+    let batches = ml.ctx.sql(&sql).await?.collect().await?;
+    let mut classes = Vec::new();
+    for batch in &batches {
+        let column = cast(batch.column(0), &DataType::Utf8)?;
+        let column = column.as_string::<i32>();
+        classes.extend(column.iter().flatten().map(String::from));
+    }
+    let quoted: Vec<String> = classes.iter().map(|c| format!("'{c}'")).collect();
+    match classes.len() {
+        2 => Ok(classes),
+        0 => plan_err!("label '{label}' has no values: every label is NULL"),
+        1 => plan_err!(
+            "label '{label}' has a single class ({}): a classifier needs two",
+            quoted[0]
+        ),
+        _ => plan_err!(
+            "logistic_regression is binary, but label '{label}' has more than two classes ({}, ...)",
+            quoted.join(", ")
+        ),
+    }
 }
 
 /// Runs CREATE MODEL.
@@ -153,7 +213,7 @@ pub async fn create_model(ml: &MlContext, create: &CreateModel) -> Result<MlOutp
     let name = validate_model_name(&create.name)?;
     // Options first: a bad option fails before any data is read.
     ModelOptions::parse(&create.options)?;
-    if ml.store.latest(&name).await?.is_some() {
+    if ml.store.exists(&name).await? {
         if create.if_not_exists {
             return Ok(MlOutput::none());
         }
@@ -213,6 +273,8 @@ pub async fn create_model(ml: &MlContext, create: &CreateModel) -> Result<MlOutp
         inputs: prepared.inputs.clone(),
         transform: prepared.transform.clone(),
         features: prepared.features.clone(),
+        classes: prepared.classes.clone(),
+        label_type: prepared.label_type.clone(),
         params: fitted.params,
         training_info: fitted.training_info,
         passes: data.passes(),
@@ -349,6 +411,9 @@ async fn metrics_on_features(
     let mut measured = model.clone();
     measured.name = view.clone();
     measured.transform = vec![];
+    // The view's label is already 0/1.
+    measured.classes = vec![];
+    measured.label_type = None;
     measured.inputs = model
         .features
         .iter()

@@ -21,7 +21,7 @@ use ember_ml_ops::models::{Model, ModelParams, ModelType, TrainingData};
 
 use super::bind::{bind_models, insert};
 use super::create_model::{device_for, feature_select, feature_widths};
-use super::sql_text::{Rows, ident, rows_sql, text_literal};
+use super::sql_text::{Rows, class_value, ident, label_value, rows_sql, text_literal};
 use super::{MlContext, MlOutput, first_row_floats};
 
 /// The metric names of a model type, in output order.
@@ -102,7 +102,7 @@ pub async fn compute_metrics(ml: &MlContext, model: &Model, rows: &str) -> Resul
     let names = metric_names(model.model_type);
     let inputs: Vec<String> = model.inputs.iter().map(|i| ident(&i.name)).collect();
     let call = |f: &str| format!("{f}({}, {})", text_literal(&model.name), inputs.join(", "));
-    let label = model.options.label.as_deref().map(ident);
+    let label = model.options.label.clone();
     let (values, counts) = match model.model_type {
         ModelType::LinearRegression => {
             let label = label.expect("supervised");
@@ -110,7 +110,8 @@ pub async fn compute_metrics(ml: &MlContext, model: &Model, rows: &str) -> Resul
                 "SELECT {COUNTS}, sum((p - y) * (p - y)) FILTER (WHERE ok), \
                  sum(abs(p - y)) FILTER (WHERE ok), var_pop(y) FILTER (WHERE ok) FROM \
                  (SELECT y, p, y IS NOT NULL AND p IS NOT NULL AS ok FROM \
-                 (SELECT CAST({label} AS DOUBLE) AS y, {} AS p FROM ({rows}) AS r) AS s) AS t",
+                 (SELECT {} AS y, {} AS p FROM ({rows}) AS r) AS s) AS t",
+                label_value(&label, &model.classes),
                 call("predict")
             );
             let v = first_row(ml, model, &sql).await?;
@@ -139,9 +140,10 @@ pub async fn compute_metrics(ml: &MlContext, model: &Model, rows: &str) -> Resul
             let predictions = format!(
                 "SELECT y, c, p, least(greatest(p, {eps:?}), {:?}) AS q, \
                  y IS NOT NULL AND p IS NOT NULL AS ok FROM \
-                 (SELECT CAST({label} AS DOUBLE) AS y, CAST({} AS DOUBLE) AS c, {} AS p FROM ({rows}) AS r) AS s",
+                 (SELECT {} AS y, {} AS c, {} AS p FROM ({rows}) AS r) AS s",
                 1.0 - eps,
-                call("predict"),
+                label_value(&label, &model.classes),
+                class_value(&call("predict"), &model.classes),
                 call("predict_proba"),
             );
             let sql = format!(

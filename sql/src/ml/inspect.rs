@@ -101,6 +101,9 @@ pub fn describe_rows(model: &Model, store: &str) -> Vec<(String, String)> {
         ("transform".to_string(), json(&model.transform)),
         ("features".to_string(), json(&model.features)),
     ];
+    if !model.classes.is_empty() {
+        rows.push(("classes".to_string(), json(&model.classes)));
+    }
     match &model.params {
         ModelParams::Linear {
             coefficients,

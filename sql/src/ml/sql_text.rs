@@ -20,6 +20,33 @@ pub fn float_literal(v: f64) -> String {
     format!("CAST({v:?} AS DOUBLE)")
 }
 
+/// The label as the estimator sees it, a DOUBLE: the column itself, or for a
+/// classifier with named classes, 0 for the first class and 1 for the second
+/// (NULL for anything else).
+pub fn label_value(label: &str, classes: &[String]) -> String {
+    match classes {
+        [zero, one] => format!(
+            "CASE CAST({} AS VARCHAR) WHEN {} THEN 0.0 WHEN {} THEN 1.0 END",
+            ident(label),
+            text_literal(zero),
+            text_literal(one)
+        ),
+        _ => format!("CAST({} AS DOUBLE)", ident(label)),
+    }
+}
+
+/// A prediction as 0/1 (a DOUBLE), whether `predict` returns numbers or the
+/// model's named classes.
+pub fn class_value(prediction: &str, classes: &[String]) -> String {
+    match classes {
+        [_, one] => format!(
+            "CASE WHEN {prediction} IS NULL THEN NULL WHEN CAST({prediction} AS VARCHAR) = {} THEN 1.0 ELSE 0.0 END",
+            text_literal(one)
+        ),
+        _ => format!("CAST({prediction} AS DOUBLE)"),
+    }
+}
+
 /// Which rows of a split a query reads.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Rows {

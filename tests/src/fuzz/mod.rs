@@ -82,6 +82,10 @@ pub struct FuzzReport {
     pub disagreements: Vec<Disagreement>,
 }
 
+/// Longest a cluster run may take before it counts as a hang (the embedded run
+/// of the same query takes well under a second at TPC-H scale 0.01).
+const RUN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
+
 /// The model the queries' `predict('fz', ...)` calls use.
 const MODEL: &str = "CREATE OR REPLACE MODEL fz OPTIONS (model_type = 'linear_regression', label = 'y') \
     AS SELECT CAST(l_quantity AS DOUBLE) AS q, CAST(l_discount AS DOUBLE) AS d, \
@@ -129,7 +133,18 @@ pub async fn run(
                     ))
                     .await?;
                 report.runs += 1;
-                let difference = match remote.sql_one(&q.sql).await {
+                let answer = tokio::time::timeout(RUN_TIMEOUT, remote.sql_one(&q.sql)).await;
+                let Ok(answer) = answer else {
+                    report.disagreements.push(Disagreement {
+                        n,
+                        sql: q.sql.clone(),
+                        planner,
+                        partitions,
+                        difference: format!("no answer within {} s", RUN_TIMEOUT.as_secs()),
+                    });
+                    continue;
+                };
+                let difference = match answer {
                     Ok(output) => {
                         let actual = Rows::new(to_text_with_null(&output, "NULL"), q.ordered_by);
                         compare(&actual, &expected).err()
