@@ -48,6 +48,52 @@ pub fn is_complete(buffer: &str) -> bool {
     matches!(last_significant, Some((';', false)))
 }
 
+/// What `\?` prints.
+const HELP: &str = r"Commands:
+  \q              quit (also Ctrl-D)
+  \?              this list
+  \d              list tables
+  \d NAME         the columns of table NAME
+Statements end with ';' and may span lines. Besides all of DataFusion's SQL
+(SELECT, CREATE EXTERNAL TABLE ... STORED AS PARQUET LOCATION '...', COPY, EXPLAIN, SET):
+  CREATE [OR REPLACE] MODEL [IF NOT EXISTS] m [TRANSFORM (...)] OPTIONS (model_type = '...',
+      label = '...', ...) AS SELECT ...
+  EVALUATE MODEL m [ON (SELECT ...)]
+  SHOW MODELS | DESCRIBE MODEL m [VERSION n] | DROP MODEL [IF EXISTS] m [VERSION n]
+  EXPLAIN CREATE MODEL ...
+  predict('m', inputs...), predict_proba('m', inputs...)   ('m@2': version 2)
+  SELECT * FROM show_models() | describe_model('m' [, n]) | evaluate('m' [, 'query'])
+      | training_info('m')
+  feature functions: standard_scale, min_max_scale, impute, one_hot, bucketize,
+      quantile_bucketize, feature_hash, polynomial_expand (SHOW FUNCTIONS lists all)
+";
+
+/// A backslash command of the prompt.
+#[derive(Debug, Clone, PartialEq)]
+pub enum MetaCommand {
+    Help,
+    /// Runs as SQL.
+    Sql(String),
+    Unknown(String),
+}
+
+/// The command `line` gives, when it is one (starts with a backslash).
+pub fn meta_command(line: &str) -> Option<MetaCommand> {
+    let rest = line.strip_prefix('\\')?.trim_end_matches(';').trim();
+    let (word, argument) = rest.split_once(char::is_whitespace).unwrap_or((rest, ""));
+    let argument = argument.trim();
+    Some(match (word, argument) {
+        ("?" | "h" | "help", _) => MetaCommand::Help,
+        ("d", "") => MetaCommand::Sql(
+            "SELECT table_name, table_type FROM information_schema.tables \
+             WHERE table_schema NOT IN ('information_schema') ORDER BY table_name"
+                .into(),
+        ),
+        ("d", table) => MetaCommand::Sql(format!("DESCRIBE {table}")),
+        _ => MetaCommand::Unknown(format!("\\{word}")),
+    })
+}
+
 /// Runs the prompt until `\q`, Ctrl-D, or end of input.
 pub async fn run(ember: &EmberContext, format: Format) -> Result<()> {
     let mut editor = DefaultEditor::new()
@@ -57,7 +103,7 @@ pub async fn run(ember: &EmberContext, format: Format) -> Result<()> {
         let _ = editor.load_history(path);
     }
     eprintln!(
-        "ember {} ({}). End statements with ';', \\q quits.",
+        "ember {} ({}). End statements with ';'; \\? lists commands, \\q quits.",
         env!("CARGO_PKG_VERSION"),
         ember.master()
     );
@@ -75,6 +121,23 @@ pub async fn run(ember: &EmberContext, format: Format) -> Result<()> {
                     break;
                 }
                 if buffer.is_empty() && trimmed.is_empty() {
+                    continue;
+                }
+                if buffer.is_empty()
+                    && let Some(command) = meta_command(trimmed)
+                {
+                    let _ = editor.add_history_entry(trimmed);
+                    match command {
+                        MetaCommand::Help => print!("{HELP}"),
+                        MetaCommand::Sql(sql) => {
+                            if let Err(e) = run_script(ember, &sql, format).await {
+                                eprintln!("error: {}", one_line(&e));
+                            }
+                        }
+                        MetaCommand::Unknown(what) => {
+                            eprintln!("error: unknown command '{what}': \\? lists the commands")
+                        }
+                    }
                     continue;
                 }
                 buffer.push_str(&line);
@@ -106,7 +169,24 @@ pub async fn run(ember: &EmberContext, format: Format) -> Result<()> {
 
 #[cfg(test)]
 mod tests {
-    use super::is_complete;
+    use super::{MetaCommand, is_complete, meta_command};
+
+    #[test]
+    fn backslash_commands() {
+        assert_eq!(meta_command("\\?"), Some(MetaCommand::Help));
+        assert!(
+            matches!(meta_command("\\d"), Some(MetaCommand::Sql(s)) if s.contains("information_schema.tables"))
+        );
+        assert_eq!(
+            meta_command("\\d lineitem;"),
+            Some(MetaCommand::Sql("DESCRIBE lineitem".into()))
+        );
+        assert_eq!(
+            meta_command("\\x"),
+            Some(MetaCommand::Unknown("\\x".into()))
+        );
+        assert_eq!(meta_command("select 1;"), None);
+    }
 
     #[test]
     fn statement_ends_with_semicolon_outside_strings_and_comments() {

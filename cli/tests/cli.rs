@@ -445,3 +445,50 @@ fn models_train_and_predict_the_same_on_real_processes() {
     );
     assert!(cluster.stop().success());
 }
+
+/// The prompt as a user types into it: `\?` lists the commands and ember's
+/// statements, `\d` the tables and `\d NAME` a table's columns; CREATE MODEL says
+/// in one line what training did, and that it stopped before converging.
+#[test]
+fn the_prompt_lists_commands_and_tables_and_summarises_training() {
+    use std::io::Write;
+    let store = tempfile::tempdir().unwrap();
+    let mut child = ember()
+        .args(["sql", "--data-dir", &data_arg(), "--model-store"])
+        .arg(store.path())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let typed = "\\?\n\\d\n\\d nation\n\
+        create model r options (model_type = 'logistic_regression', label = 'big', max_iterations = 1)\n\
+        as select n_nationkey, n_regionkey > 2 as big from nation;\n\
+        create model k options (model_type = 'linear_regression', label = 'n_regionkey') as select n_nationkey, n_regionkey from nation;\n\\q\n";
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(typed.as_bytes())
+        .unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+    let (out, err) = (stdout(&output), stderr(&output));
+    assert!(
+        out.contains("\\d NAME") && out.contains("EVALUATE MODEL m"),
+        "{out}"
+    );
+    assert!(out.contains("| lineitem   | BASE TABLE |"), "{out}");
+    assert!(out.contains("| n_regionkey | Int64"), "{out}");
+    assert!(
+        err.contains(
+            "note: trained r version 1: logistic_regression on 25 rows, 1 iteration, loss "
+        ) && err.contains("stopped at max_iterations = 1 before converging"),
+        "{err}"
+    );
+    assert!(
+        err.contains("note: trained k version 1: linear_regression on 25 rows, 1 iteration, loss ")
+            && err.contains(", converged"),
+        "{err}"
+    );
+}

@@ -86,6 +86,9 @@ pub struct Model {
     pub label_type: Option<String>,
     pub params: ModelParams,
     pub training_info: Vec<Iteration>,
+    /// Whether training met its convergence test before `max_iterations`.
+    #[serde(default = "converged_unknown")]
+    pub converged: bool,
     /// Passes over the training data, initialisation included.
     pub passes: usize,
     pub training_rows: u64,
@@ -94,6 +97,11 @@ pub struct Model {
     pub metrics_on: String,
     /// Hash of the training query's text and row count, to tell data sets apart.
     pub data_fingerprint: String,
+}
+
+/// Models written before `converged` was recorded are taken as converged.
+fn converged_unknown() -> bool {
+    true
 }
 
 impl Model {

@@ -29,6 +29,7 @@ impl Estimator for KMeans {
         let d = data.width();
         let mut centroids = initial_centroids(data, options.seed, k).await?;
         let mut info = Vec::new();
+        let mut converged = false;
         while info.len() < options.max_iterations {
             let stats = data
                 .round(RoundSpec::KMeans {
@@ -60,6 +61,7 @@ impl Estimator for KMeans {
                 }
             }
             if shift <= options.tolerance {
+                converged = true;
                 break;
             }
         }
@@ -68,6 +70,7 @@ impl Estimator for KMeans {
                 centroids: centroids.chunks(d).map(<[f64]>::to_vec).collect(),
             },
             training_info: info,
+            converged,
         })
     }
 }

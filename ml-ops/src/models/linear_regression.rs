@@ -64,6 +64,7 @@ impl Estimator for LinearRegression {
                 intercept: w[d],
             },
             training_info: info,
+            converged: true,
         })
     }
 }

@@ -92,7 +92,7 @@ impl Estimator for LogisticRegression {
             Optimizer::Lbfgs => false,
             Optimizer::Auto => data.width() <= NEWTON_MAX_WIDTH,
         };
-        let (weights, info) = if newton {
+        let (weights, info, converged) = if newton {
             fit_newton(data, options, progress).await?
         } else {
             fit_lbfgs(data, options, progress).await?
@@ -104,6 +104,7 @@ impl Estimator for LogisticRegression {
                 intercept: weights[d],
             },
             training_info: info,
+            converged,
         })
     }
 }
@@ -115,10 +116,11 @@ async fn fit_newton(
     data: &TrainingData,
     options: &ModelOptions,
     progress: &dyn Progress,
-) -> Result<(Vec<f64>, Vec<Iteration>)> {
+) -> Result<(Vec<f64>, Vec<Iteration>, bool)> {
     let m = data.width() + 1;
     let mut weights = vec![0.0; m];
     let mut info = Vec::new();
+    let mut converged = false;
     let mut accepted: Option<(Vec<f64>, f64, Vec<f64>)> = None; // weights, loss, step
     let mut step_scale = 1.0;
     while info.len() < options.max_iterations {
@@ -137,7 +139,9 @@ async fn fit_newton(
             // The full step overshot: halve it from the last accepted point.
             step_scale /= 2.0;
             if step_scale < 1e-6 {
+                // No step lowers the loss any more: as close as float64 gets.
                 weights = previous.clone();
+                converged = true;
                 break;
             }
             weights = previous
@@ -148,6 +152,7 @@ async fn fit_newton(
             continue;
         }
         if max_abs(&eval.gradient) < GRADIENT_TOLERANCE {
+            converged = true;
             break;
         }
         let hessian = eval.hessian.as_ref().expect("asked for the Hessian");
@@ -157,13 +162,13 @@ async fn fit_newton(
         let previous = weights.clone();
         step_scale = 1.0;
         weights = weights.iter().zip(&step).map(|(w, s)| w - s).collect();
-        let converged = decrement / 2.0 <= options.tolerance * previous_loss.abs().max(1e-300);
+        converged = decrement / 2.0 <= options.tolerance * previous_loss.abs().max(1e-300);
         accepted = Some((previous, previous_loss, step));
         if converged {
             break;
         }
     }
-    Ok((weights, info))
+    Ok((weights, info, converged))
 }
 
 /// Pairs of (step, gradient change) L-BFGS remembers.
@@ -173,10 +178,11 @@ async fn fit_lbfgs(
     data: &TrainingData,
     options: &ModelOptions,
     progress: &dyn Progress,
-) -> Result<(Vec<f64>, Vec<Iteration>)> {
+) -> Result<(Vec<f64>, Vec<Iteration>, bool)> {
     let m = data.width() + 1;
     let mut weights = vec![0.0; m];
     let mut info = Vec::new();
+    let mut converged = false;
     let mut current = evaluate(data, &weights, options.l2, false).await?;
     // Start from the intercept-only optimum, logit(mean label): at zero weights
     // the intercept's gradient is 0.5 − mean label. The penalty never moves
@@ -239,7 +245,10 @@ async fn fit_lbfgs(
             t /= 2.0;
         };
         // No step along this direction lowers the loss: this is as low as it goes.
-        let Some((trial, eval)) = next else { break };
+        let Some((trial, eval)) = next else {
+            converged = true;
+            break;
+        };
         let s: Vec<f64> = trial.iter().zip(&weights).map(|(a, b)| a - b).collect();
         let y: Vec<f64> = eval
             .gradient
@@ -267,9 +276,12 @@ async fn fit_lbfgs(
             }
         }
         if improvement <= options.tolerance * previous_loss.abs() {
+            converged = true;
             break;
         }
     }
-    let _ = m;
-    Ok((weights, info))
+    if max_abs(&current.gradient) < GRADIENT_TOLERANCE {
+        converged = true;
+    }
+    Ok((weights, info, converged))
 }

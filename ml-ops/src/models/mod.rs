@@ -73,6 +73,9 @@ impl ModelType {
 pub struct Fitted {
     pub params: ModelParams,
     pub training_info: Vec<Iteration>,
+    /// Whether training met its convergence test (false: it stopped at
+    /// `max_iterations` first). Exact methods always converge.
+    pub converged: bool,
 }
 
 /// A model type's training algorithm.

@@ -19,7 +19,7 @@ use ember_ml_ops::models::{
     DataSplit, Feature, InputColumn, MODEL_FORMAT, Model, ModelOptions, ModelType, TrainingData,
     TransformItem, estimator,
 };
-use ember_ml_ops::store::{SaveMode, validate_model_name};
+use ember_ml_ops::store::{SaveMode, Saved, validate_model_name};
 
 use super::evaluate::compute_metrics;
 use super::fit_transform::fit_transform;
@@ -277,6 +277,7 @@ pub async fn create_model(ml: &MlContext, create: &CreateModel) -> Result<MlOutp
         label_type: prepared.label_type.clone(),
         params: fitted.params,
         training_info: fitted.training_info,
+        converged: fitted.converged,
         passes: data.passes(),
         training_rows: data.rows(),
         metrics: BTreeMap::new(),
@@ -325,8 +326,41 @@ pub async fn create_model(ml: &MlContext, create: &CreateModel) -> Result<MlOutp
     } else {
         SaveMode::First
     };
-    ml.store.save(&mut model, mode).await?;
-    Ok(MlOutput::none())
+    let mut output = MlOutput::none();
+    match ml.store.save(&mut model, mode).await? {
+        Saved::Version(_) => output.notes.push(summary(&model)),
+        Saved::Exists => output
+            .notes
+            .push(format!("model '{}' exists: nothing trained", model.name)),
+    }
+    Ok(output)
+}
+
+/// One line on what training did: `trained churn version 2: logistic_regression
+/// on 8000 rows, 6 iterations, loss 0.3412, converged`.
+fn summary(model: &Model) -> String {
+    let iterations = model.training_info.len();
+    let loss = model
+        .training_info
+        .last()
+        .map(|i| format!(", loss {:.6}", i.loss))
+        .unwrap_or_default();
+    let ending = if model.converged {
+        "converged".to_string()
+    } else {
+        format!(
+            "stopped at max_iterations = {} before converging (raise max_iterations, or loosen tolerance)",
+            model.options.max_iterations
+        )
+    };
+    format!(
+        "trained {} version {}: {} on {} rows, {iterations} iteration{}{loss}, {ending}",
+        model.name,
+        model.version,
+        model.model_type.name(),
+        model.training_rows,
+        if iterations == 1 { "" } else { "s" }
+    )
 }
 
 /// The device training runs on: the model's `device` option, else the

@@ -123,6 +123,7 @@ pub fn describe_rows(model: &Model, store: &str) -> Vec<(String, String)> {
             "iterations".to_string(),
             model.training_info.len().to_string(),
         ),
+        ("converged".to_string(), model.converged.to_string()),
         (
             "final_loss".to_string(),
             model
