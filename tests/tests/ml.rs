@@ -209,18 +209,18 @@ async fn distributed_and_eight_file_models_equal_embedded() {
     for e in [&local, &remote] {
         e.ember
             .sql(&format!(
-                "create external table cancer8 stored as parquet location '{}/'",
+                "create external table if not exists cancer8 stored as parquet location '{}/'",
                 files.path().join("cancer8").display()
             ))
             .await
-            .ok();
+            .unwrap();
         e.ember
             .sql(&format!(
-                "create external table blobs8 stored as parquet location '{}/'",
+                "create external table if not exists blobs8 stored as parquet location '{}/'",
                 files.path().join("blobs8").display()
             ))
             .await
-            .ok();
+            .unwrap();
     }
     let split = ", data_split = 'random', eval_fraction = 0.25, seed = 5";
     for (model, one, eight) in [
@@ -304,10 +304,11 @@ async fn explain_shows_training_and_prediction_on_executors() {
     assert_eq!(counts.rows.len(), 4);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn feature_functions_match_scikit_learn() {
+/// Every fitted feature function against scikit-learn's column, and the model's
+/// cluster of each row through its re-applied TRANSFORM (returned, by row).
+async fn feature_functions(cluster: bool) -> Vec<String> {
     let r = &reference()["features"];
-    let e = engine(false).await;
+    let e = engine(cluster).await;
     e.ember
         .sql(
             "create model f transform (standard_scale(num) as s, min_max_scale(num) as mm, one_hot(cat) as oh,
@@ -377,14 +378,35 @@ async fn feature_functions_match_scikit_learn() {
         sql["oh"],
         format!("one_hot(cat, {})", categories.join(", "))
     );
-    // predict re-applies the fitted transform to raw columns.
+    // predict re-applies the fitted transform to raw columns: each row gets a
+    // cluster, and both clusters are used.
     let text = to_text(
         &e.ember
-            .sql_one("select count(*) from (select predict('f', num, num_gaps, cat, small) as k from features) where k in (0, 1)")
+            .sql_one(
+                "select predict('f', num, num_gaps, cat, small) as k from features \
+                 order by num, num_gaps nulls first, cat, small",
+            )
             .await
             .unwrap(),
     );
-    assert_eq!(text.rows, vec![vec!["40".to_string()]]);
+    let clusters: Vec<String> = text.rows.into_iter().map(|r| r[0].clone()).collect();
+    assert_eq!(clusters.len(), 40);
+    for k in ["0", "1"] {
+        assert!(
+            clusters.iter().filter(|c| *c == k).count() >= 5,
+            "{clusters:?}"
+        );
+    }
+    clusters
+}
+
+/// The same columns embedded and on 2 executors, and the same model: every
+/// row in the same cluster.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn feature_functions_match_scikit_learn_embedded_and_on_two_executors() {
+    let embedded = feature_functions(false).await;
+    let distributed = feature_functions(true).await;
+    assert_eq!(embedded, distributed);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -192,7 +192,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn same_seed_same_data_on_any_parts() {
+    fn same_seed_same_block() {
         let schema = classification_schema(5);
         let (w, v) = truth(1, 5);
         let a = block(1, 3, 100, 5, &w, &v, &schema).unwrap();
