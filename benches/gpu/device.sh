@@ -13,15 +13,28 @@ mkdir -p "$bin"
 for f in .gpu-bin/*.xz; do xz -dc "$f" > "$bin/$(basename "$f" .xz)"; done
 chmod +x "$bin"/*
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | tee "$out/gpu.txt"
-# NVRTC: the toolkit's or a Python wheel's, whichever the machine has.
-nvrtc="$(find /usr/local /opt /usr/lib -name 'libnvrtc.so.13*' 2>/dev/null | grep -v builtins | head -n 1)"
+# NVRTC: the toolkit's or a Python wheel's, wherever the machine has it.
+nvrtc="$(find / -xdev -name 'libnvrtc.so.13*' -not -path '*/proc/*' 2>/dev/null | grep -v builtins | head -n 1)"
+if [ -z "$nvrtc" ]; then
+  python3 -m pip install --quiet --target /tmp/ember-nvrtc 'nvidia-cuda-nvrtc>=13,<14' || true
+  nvrtc="$(find /tmp/ember-nvrtc -name 'libnvrtc.so.13*' | grep -v builtins | head -n 1)"
+fi
+[ -n "$nvrtc" ] || { echo "error: no libnvrtc.so.13 on this GPU machine" >&2; exit 1; }
 export LD_LIBRARY_PATH="$(dirname "$nvrtc")${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 echo "nvrtc: $nvrtc"
 nproc
+# Here a test that cannot reach the GPU fails instead of skipping.
+export EMBER_REQUIRE_GPU=1
+status=0
 echo "== parity"
-"$bin/ml_ops_tests" cuda --test-threads=1 --nocapture 2>&1 | tee "$out/parity.log" | grep -E "seed|error|test |result|panicked"
+"$bin/ml_ops_tests" cuda --test-threads=1 --nocapture > "$out/parity.log" 2>&1 || status=1
+grep -E "seed|error|test |result|panicked|skipped" "$out/parity.log"
+echo "== GPU-trained model equals the CPU one"
+EMBER_FIXTURES="$PWD/tests/fixtures" "$bin/integration" cuda_device --test-threads=1 > "$out/model.log" 2>&1 || status=1
+grep -E "test |result|panicked" "$out/model.log"
 echo "== kernels"
 "$bin/kernels" --rows "$rows" 2>&1 | tee "$out/kernels.log"
 echo "== end to end"
 "$bin/ember" datagen classification --rows "$rows" --out /tmp/higgs --parts 16 >/dev/null
 "$bin/ml" --data /tmp/higgs --devices cpu,cuda --baselines none 2>&1 | tee "$out/ml.log"
+exit $status

@@ -538,6 +538,34 @@ mod tests {
         assert!(Master::parse("df://:1").is_err());
     }
 
+    /// Only statements that change nothing but their answer may run twice.
+    #[test]
+    fn what_may_run_again_after_a_lost_executor() {
+        let reads = |sql: &str| only_reads(&parse_statements(sql, "generic").unwrap()[0]);
+        for sql in [
+            "select 1",
+            "with t as (select 1 as a) select a from t",
+            "explain select 1",
+            "create model m options (model_type = 'kmeans', num_clusters = 2) as select 1 as x",
+            "evaluate model m",
+            "show models",
+            "describe model m version 2",
+        ] {
+            assert!(reads(sql), "{sql}");
+        }
+        for sql in [
+            "insert into t values (1)",
+            "create table t as select 1",
+            "copy (select 1) to '/tmp/x.parquet'",
+            "create external table t stored as parquet location '/tmp/t/'",
+            "drop model m",
+            "drop model m version 1",
+            "set datafusion.execution.target_partitions = 4",
+        ] {
+            assert!(!reads(sql), "{sql}");
+        }
+    }
+
     #[tokio::test]
     async fn statements_run_in_order_and_ddl_returns_no_rows() {
         let ember = EmberContext::embedded().unwrap();

@@ -530,6 +530,11 @@ async fn cuda_device_trains_the_cpu_model_or_says_why() {
         }
         Err(err) => {
             let err = err.to_string();
+            // On the GPU machine (benches/gpu/device.sh) this must not skip.
+            assert!(
+                std::env::var_os("EMBER_REQUIRE_GPU").is_none(),
+                "EMBER_REQUIRE_GPU is set but CUDA training failed: {err}"
+            );
             assert!(err.contains("device = 'cuda' but"), "{err}");
             assert!(e.ember.sql("describe model on_gpu").await.is_err());
             false

@@ -14,10 +14,18 @@ use crate::kernels::{logistic as cpu_logistic, transform};
 /// Float64 sums differ only in order: far below this.
 const TOLERANCE: f64 = 1e-12;
 
+/// Set on a machine that has a GPU (`benches/gpu/device.sh`): there a parity
+/// test that cannot reach the GPU fails instead of skipping.
+pub(crate) const REQUIRE_GPU: &str = "EMBER_REQUIRE_GPU";
+
 fn the_gpu() -> Option<&'static Gpu> {
     match gpu() {
         Ok(gpu) => Some(gpu),
         Err(reason) => {
+            assert!(
+                std::env::var_os(REQUIRE_GPU).is_none(),
+                "{REQUIRE_GPU} is set but there is no usable GPU: {reason}"
+            );
             eprintln!("skipped: {reason}");
             None
         }
