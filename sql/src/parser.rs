@@ -425,7 +425,8 @@ mod tests {
         assert_eq!(
             s[4],
             EmberStatement::DescribeModel {
-                name: "churn".into()
+                name: "churn".into(),
+                version: None
             }
         );
         assert_eq!(s[5], s[4]);
@@ -433,16 +434,35 @@ mod tests {
             s[6],
             EmberStatement::DropModel {
                 name: "churn".into(),
-                if_exists: true
+                if_exists: true,
+                version: None
             }
         );
         assert_eq!(
             s[7],
             EmberStatement::DropModel {
                 name: "churn".into(),
-                if_exists: false
+                if_exists: false,
+                version: None
             }
         );
+        let versioned = parse_statements(
+            "describe model m version 2; drop model if exists m version 3",
+            "generic",
+        )
+        .unwrap();
+        assert_eq!(
+            versioned[0],
+            EmberStatement::DescribeModel {
+                name: "m".into(),
+                version: Some(2)
+            }
+        );
+        assert_eq!(versioned[1].to_string(), "DROP MODEL IF EXISTS m VERSION 3");
+        for bad in ["describe model m version 0", "drop model m version x"] {
+            let err = parse_statements(bad, "generic").unwrap_err().to_string();
+            assert!(err.contains("version"), "{bad}: {err}");
+        }
         assert!(matches!(&s[8], EmberStatement::ExplainCreateModel(_)));
         assert!(matches!(&s[9], EmberStatement::DataFusion(_)));
         // Round trip through Display.

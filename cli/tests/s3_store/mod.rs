@@ -100,22 +100,23 @@ fn model_versions_on_an_s3_store() {
     let first = sql(&create("", "0")).output().unwrap();
     assert!(first.status.success(), "{}", stderr(&first));
     let second = sql(&format!(
-        "{}; show models; select round(sum(predict('nk', n_nationkey)), 6) as s from nation",
-        create("or replace", "1")
+        "{}; show models; select var_pop(predict('nk', n_nationkey)) < 0.001 as shrunk, \
+         var_pop(predict('nk@1', n_nationkey)) > 0.05 as fitted from nation",
+        create("or replace", "1000")
     ))
     .output()
     .unwrap();
     assert!(second.status.success(), "{}", stderr(&second));
     let text = stdout(&second);
     assert!(text.contains("nk,2,linear_regression"), "{text}");
-    // With l2 = 1 every prediction is shrunk to the mean of n_regionkey (2):
-    // their sum is 25 × 2 only for the new version.
-    assert!(text.ends_with("s\n50.0\n"), "{text}");
+    // With l2 = 1000 (version 2, the newest) the slope is shrunk to almost
+    // nothing; version 1 fits it (1.84 / 52).
+    assert!(text.ends_with("shrunk,fitted\ntrue,true\n"), "{text}");
     let dropped = sql("drop model nk; show models").output().unwrap();
     assert!(dropped.status.success(), "{}", stderr(&dropped));
     assert_eq!(
         stdout(&dropped),
-        "model_name,version,model_type,label,features,training_rows\n",
+        "model_name,version,model_type,label,features,training_rows,status\n",
         "no models are left"
     );
 
