@@ -181,7 +181,7 @@ pub fn cells_agree(a: &str, b: &str) -> bool {
     }
     match (a.parse::<f64>(), b.parse::<f64>()) {
         // Money: DECIMAL sums are exact in both engines, so to the cent.
-        (Ok(x), Ok(y)) if cents(a) && cents(b) => (x - y).abs() < 1e-9 * x.abs().max(1.0),
+        (Ok(x), Ok(y)) if cents(a) && cents(b) => (x - y).abs() < 0.005,
         (Ok(x), Ok(y)) => (x - y).abs() <= 1e-6 * x.abs().max(y.abs()).max(1.0),
         _ => false,
     }
