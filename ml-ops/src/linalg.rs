@@ -19,7 +19,7 @@ pub fn solve_with_intercept(a: &[f64], b: &[f64]) -> Vec<f64> {
     let m = b.len();
     let d = m.saturating_sub(1);
     let s = a[m * m - 1];
-    if d == 0 || !(s > 0.0) {
+    if d == 0 || s.is_nan() || s <= 0.0 {
         return solve_symmetric(a, b);
     }
     let c: Vec<f64> = (0..d).map(|j| a[j * m + d]).collect();
