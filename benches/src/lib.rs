@@ -8,9 +8,16 @@
 //!   MLlib on the same Parquet.
 //! - `kernels`: each ML kernel alone, CPU and CUDA, in GB/s.
 //! - `load`: concurrent clients against one cluster, answers checked, peak RSS.
+//! - `fuzz`: the differential query fuzzer (module [`fuzz`]), embedded against a
+//!   cluster on seeded random SQL.
+
+pub mod fuzz;
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
+
+use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
+use ember_engine::StatementOutput;
 
 /// The text of TPC-H query `n` from the repository's query files.
 pub fn tpch_query(n: usize) -> String {
@@ -34,4 +41,46 @@ where
         last = Some(result);
     }
     (best, last.expect("at least one iteration"))
+}
+
+/// A table of text: a header and rows.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TextTable {
+    pub header: Vec<String>,
+    pub rows: Vec<Vec<String>>,
+}
+
+/// The rows of a statement's output as text (NULL as an empty string, as in the
+/// CSV fixtures).
+pub fn to_text(output: &StatementOutput) -> TextTable {
+    to_text_with_null(output, "")
+}
+
+/// The rows of a statement's output as text, NULL written as `null` (sqllogictest
+/// files write `NULL`).
+pub fn to_text_with_null(output: &StatementOutput, null: &str) -> TextTable {
+    let header = output
+        .schema
+        .fields()
+        .iter()
+        .map(|f| f.name().clone())
+        .collect();
+    let options = FormatOptions::default().with_null(null);
+    let mut rows = Vec::new();
+    for batch in &output.batches {
+        let formatters: Vec<_> = batch
+            .columns()
+            .iter()
+            .map(|c| ArrayFormatter::try_new(c.as_ref(), &options).expect("formatter"))
+            .collect();
+        for row in 0..batch.num_rows() {
+            rows.push(
+                formatters
+                    .iter()
+                    .map(|f| f.value(row).to_string())
+                    .collect(),
+            );
+        }
+    }
+    TextTable { header, rows }
 }

@@ -4,14 +4,12 @@
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-pub mod fuzz;
-
 use std::collections::BTreeMap;
 
-use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
+pub use ember_benches::{TextTable, to_text, to_text_with_null};
+use ember_engine::EmberContext;
 use ember_engine::cluster::InProcessCluster;
 use ember_engine::datagen::{TpchOptions, generate_tpch};
-use ember_engine::{EmberContext, StatementOutput};
 
 /// The scale of the TPC-H data the tests use; the DuckDB answers in
 /// `fixtures/tpch/sf0.01` were computed on the same data.
@@ -110,48 +108,6 @@ pub async fn metrics(ember: &EmberContext, sql: &str) -> BTreeMap<String, f64> {
         .zip(&text.rows[0])
         .map(|(h, v)| (h.clone(), v.parse::<f64>().unwrap_or(f64::NAN)))
         .collect()
-}
-
-/// A table of text: a header and rows.
-#[derive(Debug, Clone, PartialEq)]
-pub struct TextTable {
-    pub header: Vec<String>,
-    pub rows: Vec<Vec<String>>,
-}
-
-/// The rows of a statement's output as text (NULL as an empty string, as in the
-/// CSV fixtures).
-pub fn to_text(output: &StatementOutput) -> TextTable {
-    to_text_with_null(output, "")
-}
-
-/// The rows of a statement's output as text, NULL written as `null` (sqllogictest
-/// files write `NULL`).
-pub fn to_text_with_null(output: &StatementOutput, null: &str) -> TextTable {
-    let header = output
-        .schema
-        .fields()
-        .iter()
-        .map(|f| f.name().clone())
-        .collect();
-    let options = FormatOptions::default().with_null(null);
-    let mut rows = Vec::new();
-    for batch in &output.batches {
-        let formatters: Vec<_> = batch
-            .columns()
-            .iter()
-            .map(|c| ArrayFormatter::try_new(c.as_ref(), &options).expect("formatter"))
-            .collect();
-        for row in 0..batch.num_rows() {
-            rows.push(
-                formatters
-                    .iter()
-                    .map(|f| f.value(row).to_string())
-                    .collect(),
-            );
-        }
-    }
-    TextTable { header, rows }
 }
 
 /// Reads a CSV fixture (header line, then rows).

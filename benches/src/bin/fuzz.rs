@@ -1,6 +1,6 @@
 //! The differential query fuzzer: seeded random SQL over TPC-H, embedded against
 //! an in-process cluster of 2 executors at several partition counts and with
-//! both Ballista planners (see `ember_tests::fuzz`).
+//! both Ballista planners (see `ember_benches::fuzz`).
 //!
 //! ```text
 //! cargo run --release -p ember-benches --bin fuzz -- --seed 1 --queries 500
@@ -15,9 +15,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
+use ember_benches::fuzz::{FuzzOptions, Planner, run};
 use ember_engine::context::ALLOW_ADAPTIVE_PLANNER;
 use ember_engine::datagen::{TpchOptions, generate_tpch};
-use ember_tests::fuzz::{FuzzOptions, Planner, run};
 
 #[derive(Debug, Parser)]
 struct Args {

@@ -10,7 +10,7 @@
 //! ```
 //!
 //! `cargo run --release -p ember-benches --bin fuzz -- --seed S --queries N` runs
-//! it; `tests/tests/fuzz.rs` runs a short seeded run in CI.
+//! it; `tests/tests/fuzz.rs` (crate ember-tests) runs a short seeded run in CI.
 
 mod compare;
 mod generate;

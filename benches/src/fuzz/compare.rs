@@ -87,34 +87,3 @@ pub fn compare(actual: &Rows, expected: &Rows) -> Result<(), String> {
     }
     Ok(())
 }
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn rows(data: &[&[&str]], ordered_by: usize) -> Rows {
-        Rows::new(
-            TextTable {
-                header: (0..data[0].len()).map(|i| format!("c{i}")).collect(),
-                rows: data
-                    .iter()
-                    .map(|r| r.iter().map(|c| c.to_string()).collect())
-                    .collect(),
-            },
-            ordered_by,
-        )
-    }
-
-    #[test]
-    fn multisets_order_and_tolerance() {
-        let a = rows(&[&["1", "0.30000000000000004"], &["2", "x"]], 0);
-        let b = rows(&[&["2", "x"], &["1", "0.3"]], 0);
-        assert!(compare(&a, &b).is_ok());
-        let doubled = rows(&[&["1", "0.3"], &["1", "0.3"], &["2", "x"]], 0);
-        assert!(compare(&doubled, &b).is_err());
-        let ordered = rows(&[&["2", "x"], &["1", "0.3"]], 1);
-        assert!(compare(&rows(&[&["1", "0.3"], &["2", "x"]], 1), &ordered).is_err());
-        assert!(compare(&rows(&[&["1", "0.31"], &["2", "x"]], 0), &b).is_err());
-        assert!(compare(&rows(&[&["1", "NULL"], &["2", "x"]], 0), &b).is_err());
-    }
-}
