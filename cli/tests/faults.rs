@@ -1,6 +1,7 @@
 //! Faults on real processes (RELIABILITY.md): an executor killed with SIGKILL in
 //! the middle of a TPC-H query and of a CREATE MODEL costs time, not answers; a
-//! killed scheduler gives its clients a clear error at once.
+//! killed scheduler gives its clients a clear error at once. Lost executors
+//! during `predict` and EVALUATE cost time too.
 
 mod common;
 
@@ -340,4 +341,100 @@ fn a_killed_create_or_replace_keeps_the_previous_version() {
     expected.push(format!("clf/v{}/model.json", expected.len() + 1));
     assert_eq!(files_under(&store), expected);
     assert_eq!(std::fs::read(store.join("clf/v1/model.json")).unwrap(), v1);
+}
+
+/// `predict` in a grouped SELECT and EVALUATE, each with an executor killed
+/// mid-query: the answers embedded gives (metrics to the 1e-9 merge order allows).
+#[test]
+fn a_killed_executor_during_predict_and_evaluate_costs_time_not_answers() {
+    let work = tempfile::tempdir().unwrap();
+    let ml = work.path().join("ml");
+    datagen(&[
+        "classification",
+        "--rows",
+        "400000",
+        "--features",
+        "6",
+        "--parts",
+        "6",
+        "--out",
+        ml.join("higgs").to_str().unwrap(),
+    ]);
+    let ml = ml.to_str().unwrap();
+    let store = work.path().join("models");
+    let store = store.to_str().unwrap();
+    let features = "f0, f1, f2, f3, f4, f5";
+    let create = format!(
+        "create model clf options (model_type = 'logistic_regression', label = 'label') \
+         as select label, {features} from higgs"
+    );
+    let trained = run(&[
+        "sql",
+        "--data-dir",
+        ml,
+        "--model-store",
+        store,
+        "-c",
+        &create,
+    ]);
+    assert!(trained.status.success(), "{}", stderr(&trained));
+
+    let cluster_dir = work.path().join("cluster");
+    let cluster = ClusterUp::start_n(&cluster_dir, 3, &[]);
+    let mut alive = executors(&cluster, &cluster_dir);
+    // Counts and extremes are exact whatever the merge order.
+    let predict = format!(
+        "select predict('clf', {features}) as p, count(*) as n, min(f0) as lo, max(f1) as hi \
+         from higgs group by 1 order by 1"
+    );
+    let evaluate = format!("evaluate model clf on (select label, {features} from higgs)");
+    for (what, sql) in [
+        ("predict", predict.as_str()),
+        ("EVALUATE", evaluate.as_str()),
+    ] {
+        let query = [
+            "--data-dir",
+            ml,
+            "--model-store",
+            store,
+            "-c",
+            sql,
+            "--format",
+            "csv",
+        ];
+        let embedded = run(&[&["sql"], &query[..]].concat());
+        assert!(embedded.status.success(), "{}", stderr(&embedded));
+        let started = Instant::now();
+        let faulted = (0..3)
+            .find_map(|_| run_killing_an_executor(&cluster, &cluster_dir, &mut alive, &query))
+            .unwrap_or_else(|| panic!("no executor could be caught mid-{what} in 3 tries"));
+        assert!(faulted.status.success(), "{what}: {}", stderr(&faulted));
+        assert_same_csv(&stdout(&faulted), &stdout(&embedded));
+        eprintln!("{what} with a lost executor: {:?}", started.elapsed());
+    }
+    let _ = cluster.stop();
+}
+
+/// Two CSV results with the same cells, numbers to a relative 1e-9.
+fn assert_same_csv(actual: &str, expected: &str) {
+    let cells = |text: &str| -> Vec<Vec<String>> {
+        text.lines()
+            .map(|line| line.split(',').map(str::to_string).collect())
+            .collect()
+    };
+    let (a, e) = (cells(actual), cells(expected));
+    assert!(e.len() > 1, "no rows:\n{expected}");
+    assert_eq!(a.len(), e.len(), "{actual}\nvs\n{expected}");
+    for (row_a, row_e) in a.iter().zip(&e) {
+        assert_eq!(row_a.len(), row_e.len(), "{actual}\nvs\n{expected}");
+        for (x, y) in row_a.iter().zip(row_e) {
+            match (x.parse::<f64>(), y.parse::<f64>()) {
+                (Ok(x), Ok(y)) => assert!(
+                    (x - y).abs() <= 1e-9 * y.abs().max(1.0),
+                    "{actual}\nvs\n{expected}"
+                ),
+                _ => assert_eq!(x, y, "{actual}\nvs\n{expected}"),
+            }
+        }
+    }
 }

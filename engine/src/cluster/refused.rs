@@ -88,26 +88,48 @@ impl RefusedExec {
 
 /// Why `stage` is about to run some of its partitions a second time, if it is.
 pub(super) fn rerun_reason(stage: &RunningStage) -> Option<String> {
-    if stage.stage_attempt_num > 0 {
-        return Some(format!(
-            "stage {} is on attempt {}",
-            stage.stage_id,
-            stage.stage_attempt_num + 1
-        ));
-    }
-    // Each partition is bound once: more bindings, past and pending, than
-    // partitions means some are about to run again.
     let bound_before: usize = stage
         .task_infos
         .iter()
         .map(|t| t.global_input_partition_ids.len())
         .sum();
-    let pending = stage.pending.remaining();
-    (bound_before + pending > stage.partitions).then(|| {
+    why_rerun(StageBindings {
+        stage_id: stage.stage_id,
+        attempt: stage.stage_attempt_num,
+        bound_before,
+        pending: stage.pending.remaining(),
+        partitions: stage.partitions,
+    })
+}
+
+/// What [`rerun_reason`] reads of a running stage.
+struct StageBindings {
+    stage_id: usize,
+    /// 0 on the stage's first attempt.
+    attempt: usize,
+    /// Input partitions bound to tasks so far, finished or not.
+    bound_before: usize,
+    /// Input partitions waiting to be bound.
+    pending: usize,
+    partitions: usize,
+}
+
+fn why_rerun(stage: StageBindings) -> Option<String> {
+    if stage.attempt > 0 {
+        return Some(format!(
+            "stage {} is on attempt {}",
+            stage.stage_id,
+            stage.attempt + 1
+        ));
+    }
+    // Each partition is bound once: more bindings, past and pending, than
+    // partitions means some are about to run again.
+    let bindings = stage.bound_before + stage.pending;
+    (bindings > stage.partitions).then(|| {
         format!(
             "stage {} would run {} partitions again",
             stage.stage_id,
-            bound_before + pending - stage.partitions
+            bindings - stage.partitions
         )
     })
 }
@@ -203,5 +225,35 @@ mod tests {
             .unwrap();
         assert!(err.to_string().contains("lost an executor"), "{err}");
         assert!(RefusedExec::decode(b"other codec bytes").is_none());
+    }
+
+    fn stage(attempt: usize, bound_before: usize, pending: usize) -> StageBindings {
+        StageBindings {
+            stage_id: 4,
+            attempt,
+            bound_before,
+            pending,
+            partitions: 8,
+        }
+    }
+
+    #[test]
+    fn a_stage_binding_each_partition_once_runs_on() {
+        assert_eq!(why_rerun(stage(0, 0, 8)), None);
+        assert_eq!(why_rerun(stage(0, 5, 3)), None);
+        assert_eq!(why_rerun(stage(0, 8, 0)), None);
+    }
+
+    #[test]
+    fn a_partition_bound_again_or_a_second_attempt_is_refused() {
+        // A lost executor's 3 finished partitions went back to pending.
+        assert_eq!(
+            why_rerun(stage(0, 8, 3)).as_deref(),
+            Some("stage 4 would run 3 partitions again")
+        );
+        assert_eq!(
+            why_rerun(stage(1, 0, 8)).as_deref(),
+            Some("stage 4 is on attempt 2")
+        );
     }
 }
