@@ -64,9 +64,10 @@ async fn datafusion_alone(args: &Args) -> Result<SessionContext> {
 async fn run_datafusion(ctx: &SessionContext, sql: &str) -> Result<usize> {
     let mut rows = 0;
     for statement in sql.split(';').filter(|s| !s.trim().is_empty()) {
-        let frame = ctx.sql(statement).await?;
-        let is_query = returns_rows(frame.logical_plan());
-        let batches = frame.collect().await?;
+        // The plan before it runs: DDL runs at once and leaves an empty relation.
+        let plan = ctx.state().create_logical_plan(statement).await?;
+        let is_query = returns_rows(&plan);
+        let batches = ctx.execute_logical_plan(plan).await?.collect().await?;
         if is_query {
             rows = batches.iter().map(|b| b.num_rows()).sum();
         }
