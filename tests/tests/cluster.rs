@@ -206,6 +206,32 @@ async fn data_dirs_skip_odd_folders_and_read_partitions() {
     );
 }
 
+/// A filter on the join key above `ORDER BY ... LIMIT 500`: Ballista's re-run of
+/// DataFusion's rules on each stage dropped the ordered merge that keeps 500 rows
+/// in all, leaving 500 per partition (about twice the rows on 2 executors).
+/// Found by the fuzzer (seed 2).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_limit_under_a_filtered_join_keeps_its_rows() {
+    let (_cluster, on_cluster) = cluster_context().await;
+    let embedded = EmberContext::embedded().unwrap();
+    embedded.register_data_dir(tpch_data()).await.unwrap();
+    let query = "SELECT a2.p_size, count(*) AS n FROM (SELECT DISTINCT l_partkey, l_shipmode FROM lineitem) a1 \
+                 JOIN (SELECT p_partkey, p_size FROM part ORDER BY p_retailprice, p_partkey LIMIT 500) a2 \
+                 ON a1.l_partkey = a2.p_partkey WHERE a1.l_partkey % 2 = 0 GROUP BY 1 ORDER BY 1";
+    let expected = to_text(&embedded.sql_one(query).await.unwrap()).rows;
+    assert!(expected.len() > 10, "{expected:?}");
+    for partitions in [2, 3, 8] {
+        on_cluster
+            .sql(&format!(
+                "SET datafusion.execution.target_partitions = {partitions}"
+            ))
+            .await
+            .unwrap();
+        let rows = to_text(&on_cluster.sql_one(query).await.unwrap()).rows;
+        assert_eq!(rows, expected, "{partitions} partitions");
+    }
+}
+
 /// `JOIN ... ORDER BY k LIMIT 1` over a sort-merge join: DataFusion 55.2 pushed
 /// the limit into both inputs (no rows; an EXCEPT kept a row it should drop).
 /// Ballista prefers sort-merge joins, so this is the cluster's default plan;

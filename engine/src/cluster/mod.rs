@@ -12,6 +12,7 @@
 
 mod executor;
 mod in_process;
+mod merge_limit;
 mod placement;
 mod refused;
 mod scheduler;
@@ -19,6 +20,7 @@ mod stage_guard;
 
 pub use executor::{ExecutorOptions, run_executor};
 pub use in_process::InProcessCluster;
+pub use merge_limit::KeepMergeLimits;
 pub use placement::{BindingPolicy, GPU_EXECUTOR_PREFIX, is_gpu_executor, wants_gpu};
 pub use refused::{EXECUTOR_LOST, RefusedExec};
 pub use scheduler::{SchedulerHandle, SchedulerOptions, start_scheduler};
