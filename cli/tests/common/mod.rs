@@ -127,6 +127,24 @@ impl ClusterUp {
     }
 }
 
+/// A test that fails before [`ClusterUp::stop`] must not leave the cluster
+/// running: its processes are killed.
+impl Drop for ClusterUp {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            for &pid in &self.pids {
+                // SAFETY: kill(2) on processes this test started and that are
+                // still running (their parent has not exited); no memory effects.
+                unsafe {
+                    libc::kill(pid, libc::SIGKILL);
+                }
+            }
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
 pub fn alive(pid: i32) -> bool {
     unsafe { libc::kill(pid, 0) == 0 }
 }

@@ -21,9 +21,9 @@ use datafusion::common::Result;
 use datafusion::common::tree_node::{Transformed, TreeNode};
 use datafusion::config::ConfigOptions;
 use datafusion::physical_optimizer::PhysicalOptimizerRule;
-use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::limit::GlobalLimitExec;
 use datafusion::physical_plan::sorts::sort_preserving_merge::SortPreservingMergeExec;
+use datafusion::physical_plan::{ChildrenPropertiesMode, ExecutionPlan, ReplaceChildrenOptions};
 
 /// See the module comment. Runs in the scheduler's session, before
 /// [`super::StageGuard`].
@@ -59,12 +59,15 @@ impl PhysicalOptimizerRule for KeepMergeLimits {
             if !changed {
                 return Ok(Transformed::no(node));
             }
-            node.with_new_children(children).map(Transformed::yes)
+            node.replace_children(
+                children,
+                ReplaceChildrenOptions::new(ChildrenPropertiesMode::Recompute),
+            )
+            .map(Transformed::yes)
         })
-        .map(|t| t.data)
-        .and_then(|plan| match merge_fetch(&plan) {
-            Some(fetch) => Ok(Arc::new(GlobalLimitExec::new(plan, 0, Some(fetch))) as _),
-            None => Ok(plan),
+        .map(|t| match merge_fetch(&t.data) {
+            Some(fetch) => Arc::new(GlobalLimitExec::new(t.data, 0, Some(fetch))) as _,
+            None => t.data,
         })
     }
 
