@@ -117,12 +117,15 @@ pub fn ember_session_state_with_runtime(
 
 /// The scheduler's session: [`ember_session_state`] whose physical planning ends
 /// with [`crate::cluster::KeepMergeLimits`], so Ballista's stage split keeps
-/// every ordered merge's limit, and [`crate::cluster::StageGuard`], so no stage
-/// is computed whole by each of its tasks.
+/// every ordered merge's limit, [`crate::cluster::SortAfterShuffle`], so an order
+/// the plan relies on is declared again after a shuffle, and
+/// [`crate::cluster::StageGuard`], so no stage is computed whole by each of its
+/// tasks.
 pub fn scheduler_session_state(config: SessionConfig) -> Result<SessionState> {
     let state = ember_session_state(config)?;
     Ok(SessionStateBuilder::new_from_existing(state)
         .with_physical_optimizer_rule(Arc::new(crate::cluster::KeepMergeLimits))
+        .with_physical_optimizer_rule(Arc::new(crate::cluster::SortAfterShuffle))
         .with_physical_optimizer_rule(Arc::new(crate::cluster::StageGuard))
         .build())
 }

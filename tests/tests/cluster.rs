@@ -232,6 +232,31 @@ async fn a_limit_under_a_filtered_join_keeps_its_rows() {
     }
 }
 
+/// A window `PARTITION BY k` over `ORDER BY k ... LIMIT`: the plan relied on the
+/// order a one-partition hash shuffle keeps, which the cluster's shuffle reader
+/// does not declare; every task failed. Found by the fuzzer (seed 2).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_window_over_an_ordered_subquery_runs_on_the_cluster() {
+    let (_cluster, on_cluster) = cluster_context().await;
+    let embedded = EmberContext::embedded().unwrap();
+    embedded.register_data_dir(tpch_data()).await.unwrap();
+    let query = "SELECT k, sum(CAST(k * 2 + 1 AS DOUBLE)) OVER (PARTITION BY k) AS w \
+                 FROM (SELECT n_nationkey k FROM nation WHERE n_regionkey % 3 = 0 \
+                 ORDER BY n_nationkey DESC LIMIT 50) ORDER BY k";
+    let expected = to_text(&embedded.sql_one(query).await.unwrap()).rows;
+    assert_eq!(expected.len(), 10);
+    for partitions in [2, 8] {
+        on_cluster
+            .sql(&format!(
+                "SET datafusion.execution.target_partitions = {partitions}"
+            ))
+            .await
+            .unwrap();
+        let rows = to_text(&on_cluster.sql_one(query).await.unwrap()).rows;
+        assert_eq!(rows, expected, "{partitions} partitions");
+    }
+}
+
 /// `JOIN ... ORDER BY k LIMIT 1` over a sort-merge join: DataFusion 55.2 pushed
 /// the limit into both inputs (no rows; an EXCEPT kept a row it should drop).
 /// Ballista prefers sort-merge joins, so this is the cluster's default plan;

@@ -16,6 +16,7 @@ mod merge_limit;
 mod placement;
 mod refused;
 mod scheduler;
+mod shuffle_order;
 mod stage_guard;
 
 pub use executor::{ExecutorOptions, run_executor};
@@ -24,6 +25,7 @@ pub use merge_limit::KeepMergeLimits;
 pub use placement::{BindingPolicy, GPU_EXECUTOR_PREFIX, is_gpu_executor, wants_gpu};
 pub use refused::{EXECUTOR_LOST, RefusedExec};
 pub use scheduler::{SchedulerHandle, SchedulerOptions, start_scheduler};
+pub use shuffle_order::SortAfterShuffle;
 pub use stage_guard::{StageGuard, WholeStage, whole_stage};
 
 use std::net::{IpAddr, SocketAddr};
