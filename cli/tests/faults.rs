@@ -135,6 +135,22 @@ fn datagen(args: &[&str]) {
     assert!(output.status.success(), "{}", stderr(&output));
 }
 
+/// `ember datagen classification` into `out`.
+fn classification(out: &Path, rows: usize, features: usize, parts: usize) {
+    let (rows, features, parts) = (rows.to_string(), features.to_string(), parts.to_string());
+    datagen(&[
+        "classification",
+        "--rows",
+        &rows,
+        "--features",
+        &features,
+        "--parts",
+        &parts,
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+}
+
 #[test]
 fn a_killed_executor_costs_time_not_answers() {
     let work = tempfile::tempdir().unwrap();
@@ -142,17 +158,7 @@ fn a_killed_executor_costs_time_not_answers() {
     let tpch = tpch.to_str().unwrap();
     datagen(&["tpch", "--scale", "0.1", "--parts", "3", "--out", tpch]);
     let ml = work.path().join("ml");
-    datagen(&[
-        "classification",
-        "--rows",
-        "200000",
-        "--features",
-        "6",
-        "--parts",
-        "6",
-        "--out",
-        ml.join("higgs").to_str().unwrap(),
-    ]);
+    classification(&ml.join("higgs"), 200000, 6, 6);
     let ml = ml.to_str().unwrap();
     let queries = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/tpch/queries");
     let q18 = queries.join("q18.sql");
@@ -269,17 +275,7 @@ fn files_under(dir: &Path) -> Vec<String> {
 fn a_killed_create_or_replace_keeps_the_previous_version() {
     let work = tempfile::tempdir().unwrap();
     let data = work.path().join("data");
-    datagen(&[
-        "classification",
-        "--rows",
-        "300000",
-        "--features",
-        "8",
-        "--parts",
-        "2",
-        "--out",
-        data.join("higgs").to_str().unwrap(),
-    ]);
+    classification(&data.join("higgs"), 300000, 8, 2);
     let store = work.path().join("models");
     let sql = |query: &str| -> std::process::Command {
         let mut command = ember();
@@ -349,17 +345,7 @@ fn a_killed_create_or_replace_keeps_the_previous_version() {
 fn a_killed_executor_during_predict_and_evaluate_costs_time_not_answers() {
     let work = tempfile::tempdir().unwrap();
     let ml = work.path().join("ml");
-    datagen(&[
-        "classification",
-        "--rows",
-        "400000",
-        "--features",
-        "6",
-        "--parts",
-        "6",
-        "--out",
-        ml.join("higgs").to_str().unwrap(),
-    ]);
+    classification(&ml.join("higgs"), 400000, 6, 6);
     let ml = ml.to_str().unwrap();
     let store = work.path().join("models");
     let store = store.to_str().unwrap();

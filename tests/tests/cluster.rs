@@ -220,16 +220,7 @@ async fn a_limit_under_a_filtered_join_keeps_its_rows() {
                  ON a1.l_partkey = a2.p_partkey WHERE a1.l_partkey % 2 = 0 GROUP BY 1 ORDER BY 1";
     let expected = to_text(&embedded.sql_one(query).await.unwrap()).rows;
     assert!(expected.len() > 10, "{expected:?}");
-    for partitions in [2, 3, 8] {
-        on_cluster
-            .sql(&format!(
-                "SET datafusion.execution.target_partitions = {partitions}"
-            ))
-            .await
-            .unwrap();
-        let rows = to_text(&on_cluster.sql_one(query).await.unwrap()).rows;
-        assert_eq!(rows, expected, "{partitions} partitions");
-    }
+    assert_cluster_gives(&on_cluster, query, &expected, &[2, 3, 8]).await;
 }
 
 /// A window `PARTITION BY k` over `ORDER BY k ... LIMIT`: the plan relied on the
@@ -245,7 +236,17 @@ async fn a_window_over_an_ordered_subquery_runs_on_the_cluster() {
                  ORDER BY n_nationkey DESC LIMIT 50) ORDER BY k";
     let expected = to_text(&embedded.sql_one(query).await.unwrap()).rows;
     assert_eq!(expected.len(), 10);
-    for partitions in [2, 8] {
+    assert_cluster_gives(&on_cluster, query, &expected, &[2, 8]).await;
+}
+
+/// `query` on the cluster at each of `partitions` gives `expected` rows.
+async fn assert_cluster_gives(
+    on_cluster: &EmberContext,
+    query: &str,
+    expected: &[Vec<String>],
+    partitions: &[usize],
+) {
+    for partitions in partitions {
         on_cluster
             .sql(&format!(
                 "SET datafusion.execution.target_partitions = {partitions}"
