@@ -129,11 +129,7 @@ pub async fn run(ember: &EmberContext, format: Format) -> Result<()> {
                     let _ = editor.add_history_entry(trimmed);
                     match command {
                         MetaCommand::Help => print!("{HELP}"),
-                        MetaCommand::Sql(sql) => {
-                            if let Err(e) = run_script(ember, &sql, format).await {
-                                eprintln!("error: {}", one_line(&e));
-                            }
-                        }
+                        MetaCommand::Sql(sql) => run_until_ctrl_c(ember, &sql, format).await,
                         MetaCommand::Unknown(what) => {
                             eprintln!("error: unknown command '{what}': \\? lists the commands")
                         }
@@ -144,9 +140,7 @@ pub async fn run(ember: &EmberContext, format: Format) -> Result<()> {
                 buffer.push('\n');
                 if is_complete(&buffer) {
                     let _ = editor.add_history_entry(buffer.trim_end());
-                    if let Err(e) = run_script(ember, &buffer, format).await {
-                        eprintln!("error: {}", one_line(&e));
-                    }
+                    run_until_ctrl_c(ember, &buffer, format).await;
                     buffer.clear();
                 }
             }
@@ -165,6 +159,29 @@ pub async fn run(ember: &EmberContext, format: Format) -> Result<()> {
         let _ = editor.save_history(path);
     }
     Ok(())
+}
+
+/// Runs `sql` at the prompt, printing its results or its error. Ctrl-C while it
+/// runs cancels it and keeps the prompt: dropping the statement drops its
+/// streams, which stops an embedded plan's work. On a cluster the client stops
+/// waiting; the scheduler does not yet cancel the job (RELIABILITY.md).
+async fn run_until_ctrl_c(ember: &EmberContext, sql: &str, format: Format) {
+    let script = run_script(ember, sql, format);
+    tokio::pin!(script);
+    let result = tokio::select! {
+        result = &mut script => result,
+        interrupted = tokio::signal::ctrl_c() => match interrupted {
+            Ok(()) => {
+                eprintln!("cancelled");
+                return;
+            }
+            // No signal handler: the statement runs to its end as before.
+            Err(_) => script.await,
+        },
+    };
+    if let Err(e) = result {
+        eprintln!("error: {}", one_line(&e));
+    }
 }
 
 #[cfg(test)]

@@ -492,3 +492,41 @@ fn the_prompt_lists_commands_and_tables_and_summarises_training() {
         "{err}"
     );
 }
+
+/// Ctrl-C at the prompt while a statement runs cancels it and keeps the prompt:
+/// the next statement runs.
+#[test]
+fn ctrl_c_cancels_the_running_statement_and_keeps_the_prompt() {
+    use std::io::Write;
+    let mut child = ember()
+        .args(["sql"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    // Minutes of work in a debug build.
+    stdin
+        .write_all(b"select count(*) from generate_series(1, 100000000000);\n")
+        .unwrap();
+    stdin.flush().unwrap();
+    std::thread::sleep(Duration::from_secs(3));
+    let started = Instant::now();
+    // SAFETY: kill(2) on a process this test started; no memory effects.
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGINT);
+    }
+    stdin.write_all(b"select 41 + 1 as answer;\n").unwrap();
+    drop(stdin);
+    let output = child.wait_with_output().unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(output.status.success(), "{}", stderr(&output));
+    let (out, err) = (stdout(&output), stderr(&output));
+    assert!(err.contains("cancelled"), "{err}");
+    assert!(out.contains("42"), "{out}");
+}
