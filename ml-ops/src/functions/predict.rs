@@ -10,7 +10,6 @@
 
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
-use std::str::FromStr;
 use std::sync::{Arc, RwLock};
 
 use datafusion::arrow::array::{
@@ -58,14 +57,13 @@ impl PredictOutput {
     ) -> Result<DataType> {
         match (self, model_type) {
             (PredictOutput::Value, ModelType::LinearRegression) => Ok(DataType::Float64),
-            // A classifier with named classes answers with one of them.
-            (PredictOutput::Value, ModelType::LogisticRegression) if label_type.is_some() => {
-                DataType::from_str(label_type.unwrap_or_default()).map_err(|e| {
-                    datafusion::error::DataFusionError::Plan(format!(
-                        "model '{model}': bad label type: {e}"
-                    ))
-                })
-            }
+            // A classifier with named classes answers with one of them: booleans
+            // as booleans, text of any kind (Utf8View from Parquet) as Utf8.
+            (PredictOutput::Value, ModelType::LogisticRegression) => Ok(match label_type {
+                Some("Boolean") => DataType::Boolean,
+                Some(_) => DataType::Utf8,
+                None => DataType::Int64,
+            }),
             (PredictOutput::Value, _) => Ok(DataType::Int64),
             (PredictOutput::Probability, ModelType::LogisticRegression) => Ok(DataType::Float64),
             (PredictOutput::Probability, other) => plan_err!(
