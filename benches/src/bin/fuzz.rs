@@ -31,8 +31,8 @@ struct Args {
     #[arg(long, value_delimiter = ',', default_value = "1,2,3,8")]
     partitions: Vec<usize>,
     /// Planners to run on: static (ember's), adaptive (refused by ember).
-    #[arg(long, value_delimiter = ',', default_value = "static,adaptive")]
-    planners: Vec<String>,
+    #[arg(long, value_enum, value_delimiter = ',', default_values_t = [Planner::Static, Planner::Adaptive])]
+    planners: Vec<Planner>,
     /// TPC-H Parquet tables (generated at scale 0.01 when the folder is empty).
     #[arg(long, default_value = "data/tpch-sf0.01")]
     data: PathBuf,
@@ -40,18 +40,7 @@ struct Args {
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    let mut planners = Vec::new();
-    for name in &args.planners {
-        match name.as_str() {
-            "static" => planners.push(Planner::Static),
-            "adaptive" => planners.push(Planner::Adaptive),
-            other => {
-                eprintln!("error: unknown planner '{other}' (static, adaptive)");
-                return ExitCode::FAILURE;
-            }
-        }
-    }
-    if planners.contains(&Planner::Adaptive) {
+    if args.planners.contains(&Planner::Adaptive) {
         // SAFETY: no other thread exists yet; ember reads this when a statement
         // turns the adaptive planner on.
         unsafe { std::env::set_var(ALLOW_ADAPTIVE_PLANNER, "1") };
@@ -63,7 +52,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(fuzz(&args, planners)) {
+    match runtime.block_on(fuzz(&args)) {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::FAILURE,
         Err(e) => {
@@ -73,7 +62,7 @@ fn main() -> ExitCode {
     }
 }
 
-async fn fuzz(args: &Args, planners: Vec<Planner>) -> datafusion::common::Result<bool> {
+async fn fuzz(args: &Args) -> datafusion::common::Result<bool> {
     let empty = std::fs::read_dir(&args.data).map_or(true, |mut d| d.next().is_none());
     if empty {
         let options = TpchOptions {
@@ -87,7 +76,7 @@ async fn fuzz(args: &Args, planners: Vec<Planner>) -> datafusion::common::Result
         seed: args.seed,
         queries: args.queries,
         partitions: args.partitions.clone(),
-        planners,
+        planners: args.planners.clone(),
     };
     let started = std::time::Instant::now();
     let report = run(&options, &args.data, &mut |n, report| {

@@ -28,7 +28,7 @@ pub use generate::{Query, Rng, query};
 use crate::to_text_with_null;
 
 /// Which Ballista planner a cluster run uses.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Planner {
     /// The static planner, ember's (with its stage guard).
     Static,
