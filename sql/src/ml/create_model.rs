@@ -6,8 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use datafusion::arrow::array::AsArray;
-use datafusion::arrow::compute::{cast, concat_batches};
+use datafusion::arrow::compute::concat_batches;
 use datafusion::arrow::datatypes::DataType;
 use datafusion::common::{Result, plan_err};
 use datafusion::datasource::{MemTable, ViewTable};
@@ -22,7 +21,7 @@ use ember_ml_ops::models::{
 use ember_ml_ops::store::{SaveMode, Saved, validate_model_name};
 
 use super::evaluate::compute_metrics;
-use super::fit_transform::fit_transform;
+use super::fit_transform::{collect, column_texts, fit_transform};
 use super::sql_text::{Rows, ident, label_value, rows_sql};
 use super::{MlContext, MlOutput};
 use crate::parser::CreateModel;
@@ -186,24 +185,18 @@ async fn label_classes(ml: &MlContext, query: &str, label: &str) -> Result<Vec<S
         "SELECT DISTINCT CAST({l} AS VARCHAR) AS c FROM ({query}) AS q WHERE {l} IS NOT NULL ORDER BY 1 LIMIT 3",
         l = ident(label)
     );
-    let batches = ml.ctx.sql(&sql).await?.collect().await?;
-    let mut classes = Vec::new();
-    for batch in &batches {
-        let column = cast(batch.column(0), &DataType::Utf8)?;
-        let column = column.as_string::<i32>();
-        classes.extend(column.iter().flatten().map(String::from));
-    }
-    let quoted: Vec<String> = classes.iter().map(|c| format!("'{c}'")).collect();
-    match classes.len() {
-        2 => Ok(classes),
-        0 => plan_err!("label '{label}' has no values: every label is NULL"),
-        1 => plan_err!(
-            "label '{label}' has a single class ({}): a classifier needs two",
-            quoted[0]
-        ),
+    let classes = column_texts(&collect(&ml.ctx, &sql).await?)?;
+    match classes.as_slice() {
+        [_, _] => Ok(classes),
+        [] => plan_err!("label '{label}' has no values: every label is NULL"),
+        [one] => plan_err!("label '{label}' has a single class ('{one}'): a classifier needs two"),
         _ => plan_err!(
             "logistic_regression is binary, but label '{label}' has more than two classes ({}, ...)",
-            quoted.join(", ")
+            classes
+                .iter()
+                .map(|c| format!("'{c}'"))
+                .collect::<Vec<_>>()
+                .join(", ")
         ),
     }
 }

@@ -128,7 +128,7 @@ fn literal_integer(expr: &SqlExpr) -> Option<i64> {
     }
 }
 
-async fn collect(ctx: &SessionContext, sql: &str) -> Result<Vec<RecordBatch>> {
+pub(super) async fn collect(ctx: &SessionContext, sql: &str) -> Result<Vec<RecordBatch>> {
     ctx.sql(sql).await?.collect().await
 }
 
@@ -141,7 +141,7 @@ fn first_row_f64(batches: &[RecordBatch]) -> Result<Vec<Option<f64>>> {
 }
 
 /// Text of every value of the first column, in order.
-fn column_texts(batches: &[RecordBatch]) -> Result<Vec<String>> {
+pub(super) fn column_texts(batches: &[RecordBatch]) -> Result<Vec<String>> {
     let mut out = Vec::new();
     for batch in batches {
         let texts = cast(batch.column(0), &DataType::Utf8)?;
