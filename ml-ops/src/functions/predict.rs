@@ -13,14 +13,15 @@ use std::hash::{Hash, Hasher};
 use std::sync::{Arc, RwLock};
 
 use datafusion::arrow::array::{
-    Array, ArrayRef, AsArray, BooleanArray, Float64Array, Int64Array, StringArray, UInt32Array,
+    Array, ArrayRef, AsArray, BooleanArray, Float64Array, Int64Array, StringArray,
 };
-use datafusion::arrow::compute::{filter, take};
+use datafusion::arrow::compute::filter;
 use datafusion::arrow::datatypes::{DataType, Field, FieldRef};
 use datafusion::common::{Result, ScalarValue, exec_err, plan_err};
 use datafusion::logical_expr::{
     ColumnarValue, Expr, ReturnFieldArgs, ScalarFunctionArgs, ScalarUDFImpl, Signature, Volatility,
 };
+use datafusion::physical_expr_common::utils::scatter;
 use serde::{Deserialize, Serialize};
 
 use crate::kernels::{FeatureBlock, FeatureColumns, for_each_block, kmeans};
@@ -408,7 +409,8 @@ impl ScalarUDFImpl for PredictFunc {
                 .map(|a| Ok(filter(a.as_ref(), complete)?))
                 .collect::<Result<Vec<_>>>()?;
             let predicted = self.predict_rows(model, &kept)?;
-            return Ok(ColumnarValue::Array(spread(&predicted, complete)?));
+            // One value per complete row, placed at those rows; NULL elsewhere.
+            return Ok(ColumnarValue::Array(scatter(complete, predicted.as_ref())?));
         }
         Ok(ColumnarValue::Array(self.predict_rows(model, &arrays)?))
     }
@@ -452,19 +454,4 @@ fn complete_rows(arrays: &[ArrayRef], rows: usize) -> Option<BooleanArray> {
         }
     }
     complete.map(BooleanArray::from)
-}
-
-/// `values` (one per complete row) placed at the complete rows, NULL elsewhere.
-fn spread(values: &ArrayRef, complete: &BooleanArray) -> Result<ArrayRef> {
-    let mut indices = Vec::with_capacity(complete.len());
-    let mut next = 0u32;
-    for keep in complete.values().iter() {
-        if keep {
-            indices.push(Some(next));
-            next += 1;
-        } else {
-            indices.push(None);
-        }
-    }
-    Ok(take(values.as_ref(), &UInt32Array::from(indices), None)?)
 }
