@@ -5,10 +5,8 @@
 
 mod common;
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Output, Stdio};
-use std::thread::JoinHandle;
+use std::process::{Output, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -16,60 +14,6 @@ use common::*;
 /// Longest a query may take with a lost executor: the scheduler's 15 s
 /// heartbeat timeout, then the lost stages again, on a slow debug build.
 const RECOVERY_BOUND: Duration = Duration::from_secs(150);
-
-/// `ember sql` against `cluster`, still running, with its output collected.
-struct Client {
-    child: Child,
-    stdout: JoinHandle<Vec<u8>>,
-    stderr: JoinHandle<Vec<u8>>,
-}
-
-impl Client {
-    fn start(cluster: &ClusterUp, args: &[&str]) -> Self {
-        let mut child = ember()
-            .args(["sql", "--master", &cluster.url])
-            .args(args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start ember sql");
-        let mut out = child.stdout.take().unwrap();
-        let mut err = child.stderr.take().unwrap();
-        Self {
-            child,
-            stdout: std::thread::spawn(move || {
-                let mut buf = Vec::new();
-                let _ = out.read_to_end(&mut buf);
-                buf
-            }),
-            stderr: std::thread::spawn(move || {
-                let mut buf = Vec::new();
-                let _ = err.read_to_end(&mut buf);
-                buf
-            }),
-        }
-    }
-
-    fn running(&mut self) -> bool {
-        self.child.try_wait().unwrap().is_none()
-    }
-
-    fn finish(mut self, bound: Duration) -> Output {
-        let deadline = Instant::now() + bound;
-        while self.running() {
-            if Instant::now() > deadline {
-                let _ = self.child.kill();
-                panic!("ember sql did not finish within {bound:?}");
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Output {
-            status: self.child.wait().unwrap(),
-            stdout: self.stdout.join().unwrap(),
-            stderr: self.stderr.join().unwrap(),
-        }
-    }
-}
 
 /// Waits until one of `executors` writes new shuffle output (files earlier
 /// statements left do not count) while `client` runs, and gives its index;
@@ -249,24 +193,6 @@ fn a_killed_executor_costs_time_not_answers() {
     );
     assert_clear_error(&output, "lost the connection to the scheduler at df://");
     let _ = cluster.stop();
-}
-
-/// Every file under `dir`, relative, sorted.
-fn files_under(dir: &Path) -> Vec<String> {
-    let mut files = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(next) = stack.pop() {
-        for entry in std::fs::read_dir(&next).into_iter().flatten().flatten() {
-            let path = entry.path();
-            if path.is_dir() {
-                stack.push(path);
-            } else {
-                files.push(path.strip_prefix(dir).unwrap().display().to_string());
-            }
-        }
-    }
-    files.sort();
-    files
 }
 
 /// `ember sql` killed at several points of a CREATE OR REPLACE MODEL leaves the

@@ -2,9 +2,10 @@
 //! and `ember cluster up` as a child process.
 #![allow(dead_code)]
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 pub mod s3;
@@ -232,4 +233,76 @@ pub fn assert_same_model(actual: &[f64], expected: &[f64]) {
             "{actual:?} vs {expected:?}"
         );
     }
+}
+
+/// `ember sql` against `cluster`, still running, with its output collected.
+pub struct Client {
+    pub child: Child,
+    stdout: JoinHandle<Vec<u8>>,
+    stderr: JoinHandle<Vec<u8>>,
+}
+
+impl Client {
+    pub fn start(cluster: &ClusterUp, args: &[&str]) -> Self {
+        let mut child = ember()
+            .args(["sql", "--master", &cluster.url])
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start ember sql");
+        let mut out = child.stdout.take().unwrap();
+        let mut err = child.stderr.take().unwrap();
+        Self {
+            child,
+            stdout: std::thread::spawn(move || {
+                let mut buf = Vec::new();
+                let _ = out.read_to_end(&mut buf);
+                buf
+            }),
+            stderr: std::thread::spawn(move || {
+                let mut buf = Vec::new();
+                let _ = err.read_to_end(&mut buf);
+                buf
+            }),
+        }
+    }
+
+    pub fn running(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_none()
+    }
+
+    pub fn finish(mut self, bound: Duration) -> Output {
+        let deadline = Instant::now() + bound;
+        while self.running() {
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                panic!("ember sql did not finish within {bound:?}");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Output {
+            status: self.child.wait().unwrap(),
+            stdout: self.stdout.join().unwrap(),
+            stderr: self.stderr.join().unwrap(),
+        }
+    }
+}
+
+/// Every file under `dir`, relative, sorted.
+pub fn files_under(dir: &Path) -> Vec<String> {
+    let mut files = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(next) = stack.pop() {
+        for entry in std::fs::read_dir(&next).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                files.push(path.strip_prefix(dir).unwrap().display().to_string());
+            }
+        }
+    }
+    files.sort();
+    files
 }

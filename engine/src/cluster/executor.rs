@@ -12,6 +12,7 @@ use datafusion::common::{DataFusionError, Result};
 
 use super::placement::GPU_EXECUTOR_PREFIX;
 use super::scheduler::ballista_error;
+use super::task_stop::StoppingEngine;
 use super::{advertised_host, free_port, parse_bind};
 use crate::codec::{EmberLogicalCodec, EmberPhysicalCodec};
 use crate::session::{MAX_MESSAGE_BYTES, cluster_config, ember_runtime_env, ember_session_state};
@@ -147,6 +148,10 @@ pub async fn run_executor(
         override_logical_codec: Some(Arc::new(EmberLogicalCodec::default())),
         override_physical_codec: Some(Arc::new(EmberPhysicalCodec::default())),
         health: health.clone(),
+        // Ballista's engine, with tasks that stop when cancelled.
+        override_execution_engine: Some(Arc::new(StoppingEngine::new(
+            ExecutorProcessConfig::default().client_ttl,
+        ))),
         ..ExecutorProcessConfig::default()
     };
 

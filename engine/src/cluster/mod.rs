@@ -10,14 +10,17 @@
 //! The `ember scheduler` and `ember executor` processes are thin shells over
 //! [`start_scheduler`] and [`run_executor`].
 
+mod client_pool;
 mod executor;
 mod in_process;
+mod job_watch;
 mod merge_limit;
 mod placement;
 mod refused;
 mod scheduler;
 mod shuffle_order;
 mod stage_guard;
+mod task_stop;
 
 pub use executor::{ExecutorOptions, run_executor};
 pub use in_process::InProcessCluster;

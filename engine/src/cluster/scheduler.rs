@@ -2,14 +2,21 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
+use ballista_core::serde::protobuf::scheduler_grpc_server::SchedulerGrpcServer;
 use ballista_scheduler::cluster::BallistaCluster;
 use ballista_scheduler::config::{SchedulerConfig, TaskDistributionPolicy};
-use ballista_scheduler::scheduler_process::{create_scheduler, start_grpc_service_with_listener};
+use ballista_scheduler::scheduler_process::create_scheduler;
+use ballista_scheduler::scheduler_server::SchedulerServer;
 use datafusion::common::{DataFusionError, Result};
 use datafusion_proto::protobuf::{LogicalPlanNode, PhysicalPlanNode};
 use tokio::task::JoinHandle;
+use tonic::service::InterceptorLayer;
+use tonic::transport::Server;
+use tonic::transport::server::TcpIncoming;
 
+use super::job_watch::WatchingScheduler;
 use super::placement::BindingPolicy;
 use super::{advertised_host, parse_bind};
 use crate::codec::{EmberLogicalCodec, EmberPhysicalCodec};
@@ -48,7 +55,7 @@ pub struct SchedulerHandle {
     address: SocketAddr,
     host: String,
     placement: Arc<BindingPolicy>,
-    server: JoinHandle<ballista_core::error::Result<()>>,
+    server: JoinHandle<std::result::Result<(), tonic::transport::Error>>,
 }
 
 impl SchedulerHandle {
@@ -135,13 +142,52 @@ pub async fn start_scheduler(options: &SchedulerOptions) -> Result<SchedulerHand
         create_scheduler::<LogicalPlanNode, PhysicalPlanNode>(cluster, Arc::new(config))
             .await
             .map_err(ballista_error)?;
-    let server = tokio::spawn(start_grpc_service_with_listener(listener, scheduler));
+    let server = tokio::spawn(serve(listener, scheduler));
     Ok(SchedulerHandle {
         address,
         host,
         placement,
         server,
     })
+}
+
+/// How often the scheduler pings each connection, and how long it waits for the
+/// answer before dropping it: a client whose machine vanished without closing its
+/// connection has its job cancelled (see [`WatchingScheduler`]) within the sum.
+const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(2);
+const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Serves Ballista's scheduler API (what `start_grpc_service_with_listener` does
+/// for it, less its optional REST, Flight SQL and health routes, which ember
+/// builds without), with jobs cancelled when their client goes away.
+async fn serve(
+    listener: tokio::net::TcpListener,
+    scheduler: SchedulerServer<LogicalPlanNode, PhysicalPlanNode>,
+) -> std::result::Result<(), tonic::transport::Error> {
+    let service = SchedulerGrpcServer::new(WatchingScheduler::new(scheduler))
+        .max_encoding_message_size(MAX_MESSAGE_BYTES)
+        .max_decoding_message_size(MAX_MESSAGE_BYTES);
+    let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+    Server::builder()
+        .http2_keepalive_interval(Some(KEEPALIVE_INTERVAL))
+        .http2_keepalive_timeout(Some(KEEPALIVE_TIMEOUT))
+        .layer(InterceptorLayer::new(remote_address))
+        .add_service(service)
+        .serve_with_incoming(incoming)
+        .await
+}
+
+/// Ballista's handlers read the caller's address the way axum's server records
+/// it (an executor that registers without a host is known by it).
+fn remote_address(
+    mut request: tonic::Request<()>,
+) -> std::result::Result<tonic::Request<()>, tonic::Status> {
+    if let Some(address) = request.remote_addr() {
+        request
+            .extensions_mut()
+            .insert(axum::extract::ConnectInfo(address));
+    }
+    Ok(request)
 }
 
 pub(crate) fn ballista_error(e: ballista_core::error::BallistaError) -> DataFusionError {
