@@ -161,6 +161,49 @@ async fn limit_subqueries_joined_by_sort_merge_are_counted_once() {
     }
 }
 
+/// Outer joins with a small build side, which DataFusion collects (broadcasts)
+/// and the cluster must partition instead: before ember did so itself, Ballista
+/// partitioned them after the plan was finished and the sort above read one
+/// partition of the join, half the rows on 2 partitions (fuzzer, seed 2).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn outer_joins_with_a_small_build_side_keep_every_row() {
+    let (_cluster, on_cluster) = cluster_context().await;
+    let embedded = EmberContext::embedded().unwrap();
+    embedded.register_data_dir(tpch_data()).await.unwrap();
+    let queries = [
+        "SELECT a1.l_orderkey, a2.n, a1.l_linestatus FROM \
+         (SELECT l_suppkey, l_linestatus, l_orderkey FROM lineitem ORDER BY l_partkey, l_orderkey, l_linenumber LIMIT 500) a1 \
+         RIGHT JOIN (SELECT s_suppkey, count(*) AS n FROM supplier GROUP BY s_suppkey) a2 \
+         ON a1.l_suppkey = a2.s_suppkey ORDER BY 1, 2, 3",
+        "SELECT n_name, count(s_suppkey) AS n FROM nation LEFT JOIN supplier ON n_nationkey = s_nationkey \
+         GROUP BY n_name ORDER BY 1",
+        "SELECT c_custkey, o_orderkey FROM customer FULL JOIN \
+         (SELECT o_orderkey, o_custkey FROM orders WHERE o_orderkey < 200) o ON c_custkey = o.o_custkey \
+         WHERE c_custkey < 20 OR c_custkey IS NULL ORDER BY 1, 2",
+    ];
+    for query in queries {
+        let expected = to_text(&embedded.sql_one(query).await.unwrap());
+        for partitions in [2, 3, 8] {
+            on_cluster
+                .sql(&format!(
+                    "SET datafusion.execution.target_partitions = {partitions}"
+                ))
+                .await
+                .unwrap();
+            let actual = to_text(&on_cluster.sql_one(query).await.unwrap());
+            assert_eq!(
+                actual.rows.len(),
+                expected.rows.len(),
+                "target_partitions = {partitions}: {query}"
+            );
+            assert_eq!(
+                actual, expected,
+                "target_partitions = {partitions}: {query}"
+            );
+        }
+    }
+}
+
 /// A data directory with a folder that is not a table (Parquet files in a
 /// plain sub-folder) still serves the others, embedded and on the cluster; a
 /// Hive-partitioned folder exposes its keys as typed columns (issue 12).

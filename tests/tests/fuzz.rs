@@ -1,6 +1,7 @@
 //! A short seeded run of the differential fuzzer (`ember_benches::fuzz`): every
 //! query must give the embedded answer on a cluster of 2 executors at 1, 2, 3
-//! and 8 partitions (the static planner; the adaptive one is refused by ember).
+//! and 8 partitions (the static planner with hash joins, and with every partitioned
+//! join a sort-merge join; the adaptive planner is refused by ember).
 //! Longer runs: `cargo run --release -p ember-benches --bin fuzz`.
 
 use ember_benches::TextTable;
@@ -16,7 +17,7 @@ async fn cluster_answers_equal_embedded_ones_on_random_queries() {
         seed: 12,
         queries: QUERIES,
         partitions: vec![1, 2, 3, 8],
-        planners: vec![Planner::Static],
+        planners: vec![Planner::Static, Planner::SortMerge],
     };
     let report = run(&options, tpch_data(), &mut |_, _| {}).await.unwrap();
     let found: Vec<String> = report

@@ -30,8 +30,9 @@ struct Args {
     /// target_partitions to run each query at on the cluster.
     #[arg(long, value_delimiter = ',', default_value = "1,2,3,8")]
     partitions: Vec<usize>,
-    /// Planners to run on: static (ember's), adaptive (refused by ember).
-    #[arg(long, value_enum, value_delimiter = ',', default_values_t = [Planner::Static, Planner::Adaptive])]
+    /// Planners to run on: static (ember's), sort-merge (ember's, every partitioned
+    /// join a sort-merge join), adaptive (refused by ember).
+    #[arg(long, value_enum, value_delimiter = ',', default_values_t = [Planner::Static, Planner::SortMerge, Planner::Adaptive])]
     planners: Vec<Planner>,
     /// TPC-H Parquet tables (generated at scale 0.01 when the folder is empty).
     #[arg(long, default_value = "data/tpch-sf0.01")]
@@ -120,6 +121,7 @@ async fn fuzz(args: &Args) -> datafusion::common::Result<bool> {
     println!(
         "seed {}: {} queries ({} invalid, skipped), {} cluster runs in {:.0} s; \
          static planner: {} disagreements in {} queries, {} runs refused by the stage guard; \
+         sort-merge joins: {} disagreements in {} queries; \
          adaptive planner (refused by ember): {} disagreements in {} queries",
         args.seed,
         report.queries,
@@ -129,8 +131,10 @@ async fn fuzz(args: &Args) -> datafusion::common::Result<bool> {
         count(Planner::Static),
         queries(Planner::Static),
         report.refused,
+        count(Planner::SortMerge),
+        queries(Planner::SortMerge),
         count(Planner::Adaptive),
         queries(Planner::Adaptive),
     );
-    Ok(count(Planner::Static) == 0)
+    Ok(count(Planner::Static) + count(Planner::SortMerge) == 0)
 }

@@ -46,6 +46,23 @@ struct Args {
     /// Skip the cluster measurement.
     #[arg(long)]
     no_cluster: bool,
+    /// `KEY=VALUE` settings for the cluster's session, as `SET KEY = VALUE` would
+    /// make them: to compare planner settings. Repeatable.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    settings: Vec<String>,
+}
+
+/// `SET` statements for `--set KEY=VALUE` arguments.
+fn set_statements(settings: &[String]) -> Result<String> {
+    settings
+        .iter()
+        .map(|setting| match setting.split_once('=') {
+            Some((key, value)) => Ok(format!("SET {} = '{}';", key.trim(), value.trim())),
+            None => Err(datafusion::error::DataFusionError::Configuration(format!(
+                "--set {setting}: expected KEY=VALUE"
+            ))),
+        })
+        .collect()
 }
 
 /// DataFusion alone, with its defaults: the baseline.
@@ -135,6 +152,11 @@ async fn main() -> Result<()> {
     };
     if let Some(ember) = &distributed {
         ember.register_data_dir(&args.data).await?;
+    }
+    let settings = set_statements(&args.settings)?;
+    if let Some(ember) = distributed.as_ref().filter(|_| !settings.is_empty()) {
+        ember.sql(&settings).await?;
+        println!("cluster settings: {settings}");
     }
 
     println!(

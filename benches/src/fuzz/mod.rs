@@ -30,8 +30,12 @@ use crate::to_text_with_null;
 /// Which Ballista planner a cluster run uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Planner {
-    /// The static planner, ember's (with its stage guard).
+    /// The static planner, ember's (with its stage guard), hash joins where the
+    /// build side fits.
     Static,
+    /// The static planner with every partitioned hash join made a sort-merge
+    /// join, as for build sides that do not fit (the fuzzer's data is small).
+    SortMerge,
     /// Ballista's adaptive planner, which ember refuses
     /// (`EMBER_ALLOW_ADAPTIVE_PLANNER` must be set to fuzz it).
     Adaptive,
@@ -41,8 +45,24 @@ impl Planner {
     pub fn name(self) -> &'static str {
         match self {
             Planner::Static => "static",
+            Planner::SortMerge => "sort-merge",
             Planner::Adaptive => "adaptive",
         }
+    }
+
+    /// The settings that choose this planner.
+    fn settings(self) -> String {
+        let adaptive = self == Planner::Adaptive;
+        // 1 byte: every build side is over it. 64 MiB is the default.
+        let build_bytes = if self == Planner::SortMerge {
+            1
+        } else {
+            64 << 20
+        };
+        format!(
+            "SET ballista.planner.adaptive.enabled = {adaptive}; \
+             SET ballista.optimizer.hash_join_max_build_partition_bytes = {build_bytes};"
+        )
     }
 }
 
@@ -120,12 +140,7 @@ pub async fn run(
         };
         report.queries += 1;
         for &planner in &options.planners {
-            let adaptive = planner == Planner::Adaptive;
-            remote
-                .sql(&format!(
-                    "SET ballista.planner.adaptive.enabled = {adaptive}"
-                ))
-                .await?;
+            remote.sql(&planner.settings()).await?;
             for &partitions in &options.partitions {
                 remote
                     .sql(&format!(

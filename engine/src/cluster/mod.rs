@@ -14,6 +14,7 @@ mod client_pool;
 mod executor;
 mod in_process;
 mod job_watch;
+mod join_fit;
 mod merge_limit;
 mod placement;
 mod refused;
@@ -24,6 +25,7 @@ mod task_stop;
 
 pub use executor::{ExecutorOptions, run_executor};
 pub use in_process::InProcessCluster;
+pub use join_fit::FitHashJoins;
 pub use merge_limit::KeepMergeLimits;
 pub use placement::{BindingPolicy, GPU_EXECUTOR_PREFIX, is_gpu_executor, wants_gpu};
 pub use refused::{EXECUTOR_LOST, RefusedExec};

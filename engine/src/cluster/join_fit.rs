@@ -1,0 +1,276 @@
+//! Hash joins where the build side fits, sort-merge joins where it does not.
+//!
+//! Ballista 55 turns `datafusion.optimizer.prefer_hash_join` off for the static
+//! planner, because DataFusion's hash join cannot spill: every equi-join became a
+//! sort-merge join, with a full sort of both inputs, and TPC-H on a 2-executor
+//! cluster ran 4-6x slower than with Ballista's adaptive planner, which picks a
+//! hash join unless a build partition it measured is over
+//! `ballista.optimizer.hash_join_max_build_partition_bytes` (64 MiB).
+//!
+//! ember's cluster sessions prefer hash joins again and make the same choice at
+//! plan time from DataFusion's estimates: a partitioned hash join whose build
+//! side, divided over its partitions, is estimated over that same setting becomes
+//! a sort-merge join (which spills). A build side with no estimate stays a hash
+//! join, as it would embedded.
+//!
+//! It also makes partitioned every collected (broadcast) hash join whose type
+//! emits build-side rows (left, full, left semi/anti/mark), as the adaptive
+//! planner's `DemoteUnsafeBroadcastJoinRule` does: run once per probe task, such
+//! a join would emit those rows once per task. Ballista's static planner demotes
+//! them itself, but only after DataFusion has finished the plan, so the operator
+//! above the join, planned for the single partition of a collected join, read
+//! just the first of the new partitions: a `RIGHT JOIN ... ORDER BY` on 2 executors
+//! returned half its rows (found by the differential fuzzer, seed 2). Demoted
+//! here, DataFusion's distribution rules add what the operators above need.
+//!
+//! Runs right after DataFusion's `join_selection`,
+//! which has by then put the smaller side on the build side and chosen between
+//! collected and partitioned builds; the sorts and shuffles a sort-merge join
+//! needs are added by the rules after it.
+
+use std::sync::Arc;
+
+use ballista_core::config::BallistaConfig;
+use datafusion::arrow::compute::SortOptions;
+use datafusion::arrow::datatypes::Schema;
+use datafusion::common::tree_node::{Transformed, TreeNode};
+use datafusion::common::{JoinType, Result};
+use datafusion::config::ConfigOptions;
+use datafusion::physical_expr::PhysicalExpr;
+use datafusion::physical_expr::expressions::Column;
+use datafusion::physical_optimizer::PhysicalOptimizerRule;
+use datafusion::physical_plan::ExecutionPlan;
+use datafusion::physical_plan::joins::{HashJoinExec, PartitionMode, SortMergeJoinExec};
+use datafusion::physical_plan::projection::ProjectionExec;
+use datafusion::physical_plan::statistics::{StatisticsArgs, StatisticsContext};
+
+/// See the module comment.
+#[derive(Debug, Default)]
+pub struct FitHashJoins;
+
+impl PhysicalOptimizerRule for FitHashJoins {
+    fn optimize(
+        &self,
+        plan: Arc<dyn ExecutionPlan>,
+        config: &ConfigOptions,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        let limit = config
+            .extensions
+            .get::<BallistaConfig>()
+            .map(|c| c.hash_join_max_build_partition_bytes())
+            .unwrap_or_else(|| BallistaConfig::default().hash_join_max_build_partition_bytes());
+        // A limit of 0 turns the fit check off, as it does for the adaptive planner.
+        let partitions = config.execution.target_partitions.max(1);
+        plan.transform_up(|node| {
+            let Some(join) = node.downcast_ref::<HashJoinExec>() else {
+                return Ok(Transformed::no(node));
+            };
+            // A null-aware anti join runs as one collected task and has no
+            // sort-merge form.
+            if join.null_aware {
+                return Ok(Transformed::no(node));
+            }
+            let demoted = match join.partition_mode() {
+                PartitionMode::CollectLeft if !broadcast_safe(*join.join_type()) => Arc::new(
+                    join.builder()
+                        .with_partition_mode(PartitionMode::Partitioned)
+                        .build()?,
+                ),
+                PartitionMode::Partitioned => node.clone(),
+                _ => return Ok(Transformed::no(node)),
+            };
+            let Some(join) = demoted.downcast_ref::<HashJoinExec>() else {
+                return Ok(Transformed::no(node));
+            };
+            match estimated_bytes(join.left()) {
+                Some(bytes) if limit > 0 && bytes / partitions > limit => {
+                    sort_merge_instead(&demoted, join)
+                }
+                _ if Arc::ptr_eq(&demoted, &node) => Ok(Transformed::no(node)),
+                _ => Ok(Transformed::yes(demoted)),
+            }
+        })
+        .map(|t| t.data)
+    }
+
+    fn name(&self) -> &str {
+        "fit_hash_joins"
+    }
+
+    fn schema_check(&self) -> bool {
+        true
+    }
+}
+
+/// Whether a collected join of this type gives the same rows when each probe
+/// task joins its own partition against the whole build side: the types that
+/// emit only probe-side-driven rows.
+fn broadcast_safe(join_type: JoinType) -> bool {
+    matches!(
+        join_type,
+        JoinType::Inner
+            | JoinType::Right
+            | JoinType::RightSemi
+            | JoinType::RightAnti
+            | JoinType::RightMark
+    )
+}
+
+/// The bytes `plan` is estimated to produce: its byte size, else its rows times
+/// an estimated row width; `None` with neither.
+fn estimated_bytes(plan: &Arc<dyn ExecutionPlan>) -> Option<usize> {
+    let stats = StatisticsContext::new()
+        .compute(plan.as_ref(), &StatisticsArgs::new())
+        .ok()?;
+    if let Some(bytes) = stats.total_byte_size.get_value() {
+        return Some(*bytes);
+    }
+    let rows = stats.num_rows.get_value()?;
+    Some(rows.saturating_mul(row_width(&plan.schema())))
+}
+
+/// Bytes of one row: fixed-width columns at their width, the others at 32.
+fn row_width(schema: &Schema) -> usize {
+    schema
+        .fields()
+        .iter()
+        .map(|field| field.data_type().primitive_width().unwrap_or(32))
+        .sum::<usize>()
+        .max(1)
+}
+
+/// `join` as a sort-merge join of the same inputs, keys and filter; `join`
+/// unchanged where a sort-merge join cannot express it.
+fn sort_merge_instead(
+    node: &Arc<dyn ExecutionPlan>,
+    join: &HashJoinExec,
+) -> Result<Transformed<Arc<dyn ExecutionPlan>>> {
+    let keys = join.on().len();
+    let Ok(merge) = SortMergeJoinExec::try_new(
+        join.left().clone(),
+        join.right().clone(),
+        join.on().to_vec(),
+        join.filter().cloned(),
+        *join.join_type(),
+        vec![SortOptions::default(); keys],
+        join.null_equality(),
+    ) else {
+        return Ok(Transformed::no(node.clone()));
+    };
+    let merge: Arc<dyn ExecutionPlan> = Arc::new(merge);
+    let Some(projection) = &join.projection else {
+        return Ok(Transformed::yes(merge));
+    };
+    // The hash join's embedded projection, as a node of its own.
+    let schema = merge.schema();
+    let columns = projection.iter().map(|&i| {
+        let name = schema.field(i).name().clone();
+        (
+            Arc::new(Column::new(&name, i)) as Arc<dyn PhysicalExpr>,
+            name,
+        )
+    });
+    Ok(Transformed::yes(Arc::new(ProjectionExec::try_new(
+        columns, merge,
+    )?)))
+}
+
+#[cfg(test)]
+mod tests {
+    use datafusion::arrow::array::Int64Array;
+    use datafusion::arrow::datatypes::{DataType, Field};
+    use datafusion::arrow::record_batch::RecordBatch;
+    use datafusion::datasource::MemTable;
+    use datafusion::physical_plan::displayable;
+    use datafusion::prelude::SessionContext;
+
+    use super::*;
+    use crate::session::{cluster_config, scheduler_session_state};
+
+    /// A scheduler's session over two small tables, with `settings`.
+    fn scheduler(settings: &[(&str, String)]) -> Result<SessionContext> {
+        let state = scheduler_session_state(cluster_config())?;
+        let mut options = state.config().options().as_ref().clone();
+        for (key, value) in settings {
+            options.set(key, value)?;
+        }
+        let state = datafusion::execution::SessionStateBuilder::new_from_existing(state)
+            .with_config(options.into())
+            .build();
+        let ctx = SessionContext::new_with_state(state);
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("k", DataType::Int64, false),
+            Field::new("v", DataType::Int64, false),
+        ]));
+        for (name, rows) in [("small", 500), ("large", 3000)] {
+            let k = Int64Array::from_iter_values((0..rows).map(|i| i % 700));
+            let v = Int64Array::from_iter_values(0..rows);
+            let batch = RecordBatch::try_new(schema.clone(), vec![Arc::new(k), Arc::new(v)])?;
+            let table = MemTable::try_new(schema.clone(), vec![vec![batch.clone()], vec![batch]])?;
+            ctx.register_table(name, Arc::new(table))?;
+        }
+        Ok(ctx)
+    }
+
+    /// Partitioned joins only (no build side is collected), with `build_bytes`
+    /// as the fit limit.
+    fn partitioned(build_bytes: usize) -> Result<SessionContext> {
+        scheduler(&[
+            (
+                "datafusion.optimizer.hash_join_single_partition_threshold",
+                "0".into(),
+            ),
+            (
+                "datafusion.optimizer.hash_join_single_partition_threshold_rows",
+                "0".into(),
+            ),
+            (
+                "ballista.optimizer.hash_join_max_build_partition_bytes",
+                build_bytes.to_string(),
+            ),
+        ])
+    }
+
+    const JOIN: &str =
+        "select count(*) as n, sum(s.v * 3 + l.v) as x from small s join large l on s.k = l.k";
+
+    async fn plan_and_answer(ctx: &SessionContext) -> Result<(String, String)> {
+        let frame = ctx.sql(JOIN).await?;
+        let plan = frame.clone().create_physical_plan().await?;
+        let plan = displayable(plan.as_ref()).indent(true).to_string();
+        let batches = frame.collect().await?;
+        let answer = datafusion::arrow::util::pretty::pretty_format_batches(&batches)?.to_string();
+        Ok((plan, answer))
+    }
+
+    #[tokio::test]
+    async fn a_collected_left_join_is_partitioned_before_the_plan_is_finished() -> Result<()> {
+        let ctx = scheduler(&[])?;
+        let (collected, _) = plan_and_answer(&ctx).await?;
+        assert!(collected.contains("mode=CollectLeft"), "{collected}");
+        let left_join = "select s.k, l.v from small s left join large l on s.k = l.k order by 1, 2";
+        let plan = ctx.sql(left_join).await?.create_physical_plan().await?;
+        let plan = displayable(plan.as_ref()).indent(true).to_string();
+        assert!(plan.contains("join_type=Left"), "{plan}");
+        assert!(!plan.contains("CollectLeft"), "{plan}");
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn a_build_side_over_the_limit_is_sort_merged_with_the_same_answer() -> Result<()> {
+        let (hashed, hashed_answer) = plan_and_answer(&partitioned(64 << 20)?).await?;
+        assert!(
+            hashed.contains("HashJoinExec: mode=Partitioned"),
+            "{hashed}"
+        );
+        assert!(!hashed.contains("SortMergeJoin"), "{hashed}");
+        let (merged, merged_answer) = plan_and_answer(&partitioned(1)?).await?;
+        assert!(merged.contains("SortMergeJoin"), "{merged}");
+        assert!(!merged.contains("HashJoinExec"), "{merged}");
+        assert_eq!(merged_answer, hashed_answer);
+        // 0 turns the check off.
+        let (unchecked, _) = plan_and_answer(&partitioned(0)?).await?;
+        assert!(unchecked.contains("HashJoinExec"), "{unchecked}");
+        Ok(())
+    }
+}
