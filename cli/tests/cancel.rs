@@ -7,7 +7,6 @@ mod common;
 
 use std::io::Write;
 use std::path::Path;
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -138,21 +137,15 @@ fn a_client_that_goes_away_has_its_job_cancelled() {
 
     // Ctrl-C at the prompt: the job stops and the prompt takes the next statement.
     let files_before = files_under(&cluster_dir);
-    let mut prompt = ember()
-        .args([
-            "sql",
-            "--master",
-            &cluster.url,
-            "--data-dir",
-            &tpch,
-            "--format",
-            "csv",
-        ])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut prompt = spawn_piped(&[
+        "sql",
+        "--master",
+        &cluster.url,
+        "--data-dir",
+        &tpch,
+        "--format",
+        "csv",
+    ]);
     let mut stdin = prompt.stdin.take().unwrap();
     stdin.write_all(LONG_QUERY.as_bytes()).unwrap();
     stdin.write_all(b"\n").unwrap();

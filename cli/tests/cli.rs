@@ -498,13 +498,7 @@ fn the_prompt_lists_commands_and_tables_and_summarises_training() {
 #[test]
 fn ctrl_c_cancels_the_running_statement_and_keeps_the_prompt() {
     use std::io::Write;
-    let mut child = ember()
-        .args(["sql"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = spawn_piped(&["sql"]);
     let mut stdin = child.stdin.take().unwrap();
     // Minutes of work in a debug build.
     stdin

@@ -16,6 +16,17 @@ pub fn ember() -> Command {
     command
 }
 
+/// `ember` with `args`, its stdin, stdout and stderr piped: a prompt a test types into.
+pub fn spawn_piped(args: &[&str]) -> Child {
+    ember()
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start ember")
+}
+
 pub fn run(args: &[&str]) -> Output {
     ember().args(args).output().expect("run ember")
 }

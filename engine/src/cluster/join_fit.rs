@@ -59,8 +59,9 @@ impl PhysicalOptimizerRule for FitHashJoins {
             .get::<BallistaConfig>()
             .map(|c| c.hash_join_max_build_partition_bytes())
             .unwrap_or_else(|| BallistaConfig::default().hash_join_max_build_partition_bytes());
-        // A limit of 0 turns the fit check off, as it does for the adaptive planner.
         let partitions = config.execution.target_partitions.max(1);
+        // A limit of 0 turns the fit check off, as it does for the adaptive planner.
+        let over_limit = |bytes: usize| limit > 0 && bytes / partitions > limit;
         plan.transform_up(|node| {
             let Some(join) = node.downcast_ref::<HashJoinExec>() else {
                 return Ok(Transformed::no(node));
@@ -70,25 +71,31 @@ impl PhysicalOptimizerRule for FitHashJoins {
             if join.null_aware {
                 return Ok(Transformed::no(node));
             }
-            let demoted = match join.partition_mode() {
-                PartitionMode::CollectLeft if !broadcast_safe(*join.join_type()) => Arc::new(
-                    join.builder()
+            let (partitioned, demoted): (Arc<dyn ExecutionPlan>, bool) = match join.partition_mode()
+            {
+                PartitionMode::CollectLeft if !broadcast_safe(*join.join_type()) => {
+                    let demoted = join
+                        .builder()
                         .with_partition_mode(PartitionMode::Partitioned)
-                        .build()?,
-                ),
-                PartitionMode::Partitioned => node.clone(),
+                        .build()?;
+                    (Arc::new(demoted), true)
+                }
+                PartitionMode::Partitioned => (node.clone(), false),
                 _ => return Ok(Transformed::no(node)),
             };
-            let Some(join) = demoted.downcast_ref::<HashJoinExec>() else {
+            let Some(join) = partitioned.downcast_ref::<HashJoinExec>() else {
                 return Ok(Transformed::no(node));
             };
-            match estimated_bytes(join.left()) {
-                Some(bytes) if limit > 0 && bytes / partitions > limit => {
-                    sort_merge_instead(&demoted, join)
-                }
-                _ if Arc::ptr_eq(&demoted, &node) => Ok(Transformed::no(node)),
-                _ => Ok(Transformed::yes(demoted)),
+            if estimated_bytes(join.left()).is_some_and(over_limit)
+                && let Some(merge) = sort_merge_instead(join)?
+            {
+                return Ok(Transformed::yes(merge));
             }
+            Ok(if demoted {
+                Transformed::yes(partitioned)
+            } else {
+                Transformed::no(partitioned)
+            })
         })
         .map(|t| t.data)
     }
@@ -139,12 +146,9 @@ fn row_width(schema: &Schema) -> usize {
         .max(1)
 }
 
-/// `join` as a sort-merge join of the same inputs, keys and filter; `join`
-/// unchanged where a sort-merge join cannot express it.
-fn sort_merge_instead(
-    node: &Arc<dyn ExecutionPlan>,
-    join: &HashJoinExec,
-) -> Result<Transformed<Arc<dyn ExecutionPlan>>> {
+/// `join` as a sort-merge join of the same inputs, keys and filter; `None` where
+/// a sort-merge join cannot express it.
+fn sort_merge_instead(join: &HashJoinExec) -> Result<Option<Arc<dyn ExecutionPlan>>> {
     let keys = join.on().len();
     let Ok(merge) = SortMergeJoinExec::try_new(
         join.left().clone(),
@@ -155,11 +159,11 @@ fn sort_merge_instead(
         vec![SortOptions::default(); keys],
         join.null_equality(),
     ) else {
-        return Ok(Transformed::no(node.clone()));
+        return Ok(None);
     };
     let merge: Arc<dyn ExecutionPlan> = Arc::new(merge);
     let Some(projection) = &join.projection else {
-        return Ok(Transformed::yes(merge));
+        return Ok(Some(merge));
     };
     // The hash join's embedded projection, as a node of its own.
     let schema = merge.schema();
@@ -170,9 +174,7 @@ fn sort_merge_instead(
             name,
         )
     });
-    Ok(Transformed::yes(Arc::new(ProjectionExec::try_new(
-        columns, merge,
-    )?)))
+    Ok(Some(Arc::new(ProjectionExec::try_new(columns, merge)?)))
 }
 
 #[cfg(test)]
