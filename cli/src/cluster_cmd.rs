@@ -289,7 +289,8 @@ async fn watch(members: &mut [Member]) -> Result<()> {
 }
 
 /// SIGTERM to every live process (executors first), then SIGKILL to any still
-/// running after [`STOP_TIMEOUT`].
+/// running [`STOP_TIMEOUT`] after the signal: one deadline for all of them, so
+/// stopping never takes longer than that, however many processes hang.
 async fn stop_all(members: &mut [Member]) {
     for member in members.iter_mut().rev() {
         if member.exited.is_none()
@@ -301,11 +302,12 @@ async fn stop_all(members: &mut [Member]) {
             }
         }
     }
+    let deadline = tokio::time::Instant::now() + STOP_TIMEOUT;
     for member in members.iter_mut().rev() {
         if member.exited.is_some() {
             continue;
         }
-        match tokio::time::timeout(STOP_TIMEOUT, member.child.wait()).await {
+        match tokio::time::timeout_at(deadline, member.child.wait()).await {
             Ok(status) => member.exited = status.ok(),
             Err(_) => {
                 let _ = member.child.kill().await;

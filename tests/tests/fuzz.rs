@@ -19,7 +19,15 @@ async fn cluster_answers_equal_embedded_ones_on_random_queries() {
         partitions: vec![1, 2, 3, 8],
         planners: vec![Planner::Static, Planner::SortMerge],
     };
-    let report = run(&options, tpch_data(), &mut |_, _| {}).await.unwrap();
+    // Each query has its own timeout; this one bounds a cluster that times out
+    // on every query, so that CI fails in minutes instead of hours.
+    let report = tokio::time::timeout(
+        std::time::Duration::from_secs(15 * 60),
+        run(&options, tpch_data(), &mut |_, _| {}),
+    )
+    .await
+    .expect("the fuzz run did not end within 15 minutes")
+    .unwrap();
     let found: Vec<String> = report
         .disagreements
         .iter()

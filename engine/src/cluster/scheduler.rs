@@ -151,11 +151,17 @@ pub async fn start_scheduler(options: &SchedulerOptions) -> Result<SchedulerHand
     })
 }
 
-/// How often the scheduler pings each connection, and how long it waits for the
-/// answer before dropping it: a client whose machine vanished without closing its
-/// connection has its job cancelled (see [`WatchingScheduler`]) within the sum.
-const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(2);
-const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(2);
+/// TCP keepalive on every connection to the scheduler: a client whose machine
+/// vanished without closing its connection is found by the kernel (idle for
+/// [`KEEPALIVE_IDLE`], then [`KEEPALIVE_RETRIES`] unanswered probes
+/// [`KEEPALIVE_INTERVAL`] apart), its connection fails, and its job is
+/// cancelled (see [`WatchingScheduler`]): about 4 s. The peer's kernel answers
+/// the probes, so a client or executor too busy to run its own tasks for a
+/// while is never taken for gone, as it was with HTTP/2 pings that its runtime
+/// had to answer (a loaded test machine lost jobs that way).
+const KEEPALIVE_IDLE: Duration = Duration::from_secs(2);
+const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(1);
+const KEEPALIVE_RETRIES: u32 = 2;
 
 /// Serves Ballista's scheduler API (what `start_grpc_service_with_listener` does
 /// for it, less its optional REST, Flight SQL and health routes, which ember
@@ -167,10 +173,12 @@ async fn serve(
     let service = SchedulerGrpcServer::new(WatchingScheduler::new(scheduler))
         .max_encoding_message_size(MAX_MESSAGE_BYTES)
         .max_decoding_message_size(MAX_MESSAGE_BYTES);
-    let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+    let incoming = TcpIncoming::from(listener)
+        .with_nodelay(Some(true))
+        .with_keepalive(Some(KEEPALIVE_IDLE))
+        .with_keepalive_interval(Some(KEEPALIVE_INTERVAL))
+        .with_keepalive_retries(Some(KEEPALIVE_RETRIES));
     Server::builder()
-        .http2_keepalive_interval(Some(KEEPALIVE_INTERVAL))
-        .http2_keepalive_timeout(Some(KEEPALIVE_TIMEOUT))
         .layer(InterceptorLayer::new(remote_address))
         .add_service(service)
         .serve_with_incoming(incoming)
