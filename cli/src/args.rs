@@ -168,6 +168,35 @@ pub struct ExecutorArgs {
     /// Folder for shuffle and spill files (default: a temporary one).
     #[arg(long, value_name = "DIR")]
     pub work_dir: Option<PathBuf>,
+    /// Port of the training service, where CREATE MODEL's driver runs rounds over
+    /// the rows kept here (0 picks a free one).
+    #[arg(long, default_value_t = 0)]
+    pub training_port: u16,
+    /// Memory the training rows kept here may take, e.g. 4GiB or 512MiB
+    /// (default: half of the machine's memory).
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    pub training_memory: Option<usize>,
+}
+
+/// `4GiB`, `512MiB`, `100KiB` or a number of bytes.
+fn parse_size(text: &str) -> Result<usize, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let scale: f64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1.0,
+        "k" | "kb" | "kib" => 1024.0,
+        "m" | "mb" | "mib" => 1024.0 * 1024.0,
+        "g" | "gb" | "gib" => 1024.0 * 1024.0 * 1024.0,
+        "t" | "tb" | "tib" => 1024.0 * 1024.0 * 1024.0 * 1024.0,
+        other => return Err(format!("unknown unit '{other}' (use KiB, MiB, GiB or TiB)")),
+    };
+    match number.parse::<f64>() {
+        Ok(n) if n > 0.0 && n.is_finite() => Ok((n * scale) as usize),
+        _ => Err(format!("'{text}' is not a size such as 4GiB or 512MiB")),
+    }
 }
 
 #[derive(Debug, Args)]

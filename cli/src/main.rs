@@ -103,6 +103,8 @@ async fn run(command: Command, matches: Option<clap::ArgMatches>) -> Result<()> 
                 external_host: args.external_host,
                 slots: args.slots,
                 work_dir: args.work_dir,
+                training_port: args.training_port,
+                training_memory: args.training_memory,
                 ..ExecutorOptions::default()
             })
             .await

@@ -20,7 +20,7 @@ use datafusion_proto::logical_plan::LogicalExtensionCodec;
 use datafusion_proto::physical_plan::{PhysicalExtensionCodec, PhysicalProtoConverterExtension};
 use ember_ml_ops::functions;
 
-use crate::cluster::RefusedExec;
+use crate::cluster::{KeepRowsExec, KeepRowsNode, RefusedExec, decode_spec, encode_spec};
 
 /// ember's logical codec: Ballista's, plus ember's stateful functions.
 #[derive(Debug, Default)]
@@ -35,10 +35,21 @@ impl LogicalExtensionCodec for EmberLogicalCodec {
         inputs: &[LogicalPlan],
         ctx: &TaskContext,
     ) -> Result<Extension> {
+        if let Some(spec) = decode_spec(buf) {
+            let [input] = inputs else {
+                return datafusion::common::plan_err!("KeepRows takes one input");
+            };
+            return Ok(Extension {
+                node: Arc::new(KeepRowsNode::new(input.clone(), spec?)?),
+            });
+        }
         self.inner.try_decode(buf, inputs, ctx)
     }
 
     fn try_encode(&self, node: &Extension, buf: &mut Vec<u8>) -> Result<()> {
+        if let Some(keep) = node.node.as_any().downcast_ref::<KeepRowsNode>() {
+            return encode_spec(&keep.spec, buf);
+        }
         self.inner.try_encode(node, buf)
     }
 
@@ -138,6 +149,12 @@ impl PhysicalExtensionCodec for EmberPhysicalCodec {
         if let Some(refused) = RefusedExec::decode(buf) {
             return Ok(Arc::new(refused?));
         }
+        if let Some(spec) = decode_spec(buf) {
+            let [input] = inputs else {
+                return datafusion::common::plan_err!("KeepRowsExec takes one input");
+            };
+            return Ok(Arc::new(KeepRowsExec::new(input.clone(), spec?)));
+        }
         self.inner.try_decode(buf, inputs, ctx, proto_converter)
     }
 
@@ -149,6 +166,9 @@ impl PhysicalExtensionCodec for EmberPhysicalCodec {
     ) -> Result<()> {
         if let Some(refused) = node.downcast_ref::<RefusedExec>() {
             return refused.encode(buf);
+        }
+        if let Some(keep) = node.downcast_ref::<KeepRowsExec>() {
+            return encode_spec(keep.spec(), buf);
         }
         self.inner.try_encode(node, buf, proto_converter)
     }

@@ -18,6 +18,10 @@ pub const ML_BATCH_SIZE: &str = "ember.ml.batch_size";
 /// `ember.ml.max_iterations`: upper bound on training rounds, whatever a model asks for.
 pub const ML_MAX_ITERATIONS: &str = "ember.ml.max_iterations";
 
+/// `ember.ml.lease_seconds`: how long an executor keeps a training's rows
+/// without hearing from its driver.
+pub const ML_LEASE_SECONDS: &str = "ember.ml.lease_seconds";
+
 /// ML settings, under `ember.ml.`.
 #[derive(Debug, Clone)]
 pub struct MlOptions {
@@ -27,6 +31,9 @@ pub struct MlOptions {
     pub batch_size: usize,
     /// Upper bound on training rounds, whatever a model's options ask for.
     pub max_iterations: usize,
+    /// Seconds an executor keeps a training's rows without a round from its
+    /// driver (a driver that died leaves nothing behind for longer).
+    pub lease_seconds: u64,
 }
 
 impl Default for MlOptions {
@@ -35,6 +42,7 @@ impl Default for MlOptions {
             device: MlDevice::Auto,
             batch_size: 65536,
             max_iterations: 1000,
+            lease_seconds: 60,
         }
     }
 }
@@ -56,6 +64,11 @@ impl ConfigField for MlOptions {
             &format!("{key}.max_iterations"),
             "Upper bound on training rounds, whatever a model's options ask for.",
         );
+        self.lease_seconds.visit(
+            visitor,
+            &format!("{key}.lease_seconds"),
+            "Seconds an executor keeps a training's rows without a round from its driver.",
+        );
     }
 
     fn set(&mut self, key: &str, value: &str) -> Result<()> {
@@ -70,6 +83,13 @@ impl ConfigField for MlOptions {
                 Ok(())
             }
             "max_iterations" => self.max_iterations.set(rest, value),
+            "lease_seconds" => {
+                self.lease_seconds.set(rest, value)?;
+                if self.lease_seconds == 0 {
+                    return config_err!("{ML_LEASE_SECONDS} must be at least 1");
+                }
+                Ok(())
+            }
             _ => config_err!("unknown ember setting 'ember.ml.{key}'"),
         }
     }

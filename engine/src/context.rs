@@ -23,7 +23,7 @@ use datafusion::common::{DataFusionError, Result, plan_err};
 use datafusion::logical_expr::LogicalPlan;
 use datafusion::prelude::{ParquetReadOptions, SessionContext};
 use ember_ml_ops::functions::{ModelCatalog, predict_functions};
-use ember_ml_ops::models::{Progress, RUN_ATTEMPTS, SilentProgress, lost_an_executor};
+use ember_ml_ops::models::{KeepRows, Progress, RUN_ATTEMPTS, SilentProgress, lost_an_executor};
 use ember_ml_ops::store::ModelStore;
 use ember_sql::ml::{
     MlContext, MlOutput, TrainingInfoFunc, bind_models, create_model, describe_model, drop_model,
@@ -205,6 +205,8 @@ impl EmberContext {
             store: self.store.clone(),
             catalog: self.catalog.clone(),
             cache_features: self.master == Master::Embedded,
+            keep_rows: (self.master != Master::Embedded)
+                .then(|| Arc::new(crate::cluster::ClusterKeeper) as Arc<dyn KeepRows>),
             progress: self.progress.clone(),
         }
     }

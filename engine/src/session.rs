@@ -138,6 +138,7 @@ pub fn scheduler_session_state(config: SessionConfig) -> Result<SessionState> {
         }
     }
     Ok(SessionStateBuilder::new_from_existing(state)
+        .with_query_planner(Arc::new(crate::cluster::EmberQueryPlanner))
         .with_physical_optimizer_rules(rules)
         .with_physical_optimizer_rule(Arc::new(crate::cluster::KeepMergeLimits))
         .with_physical_optimizer_rule(Arc::new(crate::cluster::SortAfterShuffle))

@@ -19,7 +19,8 @@ pub const READY: &str = "ember executor ready on";
 /// telling the scheduler it is leaving).
 pub async fn run(options: ExecutorOptions) -> Result<()> {
     let scheduler = format!("{}:{}", options.scheduler_host, options.scheduler_port);
-    run_executor(options, move |address| {
+    run_executor(options, move |ready| {
+        let address = ready.address;
         // Whether this executor's ML kernels can use a GPU, for `ember cluster up`
         // to show (probing also compiles the kernels once, before any task).
         let device = ember_ml_ops::kernels::cuda::describe();

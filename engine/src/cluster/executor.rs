@@ -12,6 +12,7 @@ use datafusion::common::{DataFusionError, Result};
 
 use super::placement::GPU_EXECUTOR_PREFIX;
 use super::scheduler::ballista_error;
+use super::shares::{ShareStore, bind_shares, default_training_memory, serve_shares};
 use super::task_stop::StoppingEngine;
 use super::{advertised_host, free_port, parse_bind};
 use crate::codec::{EmberLogicalCodec, EmberPhysicalCodec};
@@ -43,6 +44,12 @@ pub struct ExecutorOptions {
     /// is placed here. `None`: probe for one (the usual case); `Some(false)`
     /// keeps GPU work off this executor.
     pub advertise_gpu: Option<bool>,
+    /// Port of the training service, where drivers run rounds over the rows
+    /// kept here; 0 picks a free one.
+    pub training_port: u16,
+    /// Bytes the training rows kept here may take together. `None`: half of
+    /// the machine's memory.
+    pub training_memory: Option<usize>,
 }
 
 impl Default for ExecutorOptions {
@@ -58,16 +65,27 @@ impl Default for ExecutorOptions {
             work_dir: None,
             heartbeat_seconds: 3,
             advertise_gpu: None,
+            training_port: 0,
+            training_memory: None,
         }
     }
 }
 
+/// An executor that has registered with its scheduler.
+#[derive(Debug, Clone)]
+pub struct ReadyExecutor {
+    /// Where it serves shuffle data (`host:port`).
+    pub address: String,
+    /// The training rows it keeps.
+    pub shares: Arc<ShareStore>,
+}
+
 /// Runs an executor until the process gets Ctrl-C or SIGTERM, or the scheduler
 /// asks it to stop. `on_ready` is called once the executor has registered with
-/// the scheduler, with the address it serves shuffle data on.
+/// the scheduler.
 pub async fn run_executor(
     options: ExecutorOptions,
-    on_ready: impl FnOnce(String) + Send + 'static,
+    on_ready: impl FnOnce(ReadyExecutor) + Send + 'static,
 ) -> Result<()> {
     let ip = parse_bind(&options.bind)?;
     let port = if options.port == 0 {
@@ -84,6 +102,17 @@ pub async fn run_executor(
         .external_host
         .clone()
         .unwrap_or_else(|| advertised_host(ip));
+    // Training rows kept here, served to drivers on a port of their own.
+    let training_listener =
+        bind_shares(std::net::SocketAddr::new(ip, options.training_port)).await?;
+    let training_port = training_listener.local_addr()?.port();
+    let shares = Arc::new(ShareStore::new(
+        format!("{host}:{training_port}"),
+        options
+            .training_memory
+            .unwrap_or_else(default_training_memory),
+    ));
+    let training_service = tokio::spawn(serve_shares(training_listener, shares.clone()));
 
     // Keep an owned temporary directory alive for the executor's whole life, so
     // its shuffle files are removed when it stops.
@@ -141,7 +170,11 @@ pub async fn run_executor(
         grpc_max_decoding_message_size: MAX_MESSAGE_BYTES as u32,
         grpc_max_encoding_message_size: MAX_MESSAGE_BYTES as u32,
         override_function_registry: Some(Arc::new(registry)),
-        override_config_producer: Some(Arc::new(cluster_config)),
+        // Every task can reach this executor's training shares.
+        override_config_producer: Some(Arc::new({
+            let shares = shares.clone();
+            move || cluster_config().with_extension(shares.clone())
+        })),
         override_runtime_producer: Some(Arc::new(move |_config| {
             ember_runtime_env(Some(&spill_dir))
         })),
@@ -155,17 +188,21 @@ pub async fn run_executor(
         ..ExecutorProcessConfig::default()
     };
 
-    let address = format!("{host}:{port}");
+    let ready = ReadyExecutor {
+        address: format!("{host}:{port}"),
+        shares: shares.clone(),
+    };
     let watcher = tokio::spawn(async move {
         while !health.is_ready() {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        on_ready(address);
+        on_ready(ready);
     });
     let result = start_executor_process(Arc::new(config))
         .await
         .map_err(ballista_error);
     watcher.abort();
+    training_service.abort();
     drop(temp_dir);
     result
 }

@@ -3,13 +3,16 @@
 //! executor` processes are. For tests and for trying distribution without
 //! starting processes.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use datafusion::common::{DataFusionError, Result};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use super::{ExecutorOptions, SchedulerHandle, SchedulerOptions, run_executor, start_scheduler};
+use super::{
+    ExecutorOptions, SchedulerHandle, SchedulerOptions, ShareStore, run_executor, start_scheduler,
+};
 use crate::context::EmberContext;
 
 /// How long executors get to register before starting the cluster fails.
@@ -24,6 +27,7 @@ pub struct InProcessCluster {
     scheduler: SchedulerHandle,
     executors: Vec<JoinHandle<Result<()>>>,
     executor_addresses: Vec<String>,
+    shares: Vec<Arc<ShareStore>>,
 }
 
 impl InProcessCluster {
@@ -37,6 +41,24 @@ impl InProcessCluster {
     /// GPU as the entry says (`None`: probe; see
     /// [`ExecutorOptions::advertise_gpu`]), so placement can be tested anywhere.
     pub async fn start_labelled(gpus: &[Option<bool>], slots: usize) -> Result<Self> {
+        Self::start_with(gpus, slots, None).await
+    }
+
+    /// Starts `executors` executors whose kept training rows may take at most
+    /// `training_memory` bytes each.
+    pub async fn start_with_training_memory(
+        executors: usize,
+        slots: usize,
+        training_memory: usize,
+    ) -> Result<Self> {
+        Self::start_with(&vec![None; executors], slots, Some(training_memory)).await
+    }
+
+    async fn start_with(
+        gpus: &[Option<bool>],
+        slots: usize,
+        training_memory: Option<usize>,
+    ) -> Result<Self> {
         let executors = gpus.len();
         if executors == 0 {
             return Err(DataFusionError::Configuration(
@@ -56,19 +78,24 @@ impl InProcessCluster {
                 scheduler_port: scheduler.address().port(),
                 slots,
                 advertise_gpu,
+                training_memory,
                 ..ExecutorOptions::default()
             };
             let ready_tx = ready_tx.clone();
-            handles.push(tokio::spawn(run_executor(options, move |address| {
-                let _ = ready_tx.send(address);
+            handles.push(tokio::spawn(run_executor(options, move |ready| {
+                let _ = ready_tx.send(ready);
             })));
         }
         drop(ready_tx);
         let mut executor_addresses = Vec::with_capacity(executors);
+        let mut shares = Vec::with_capacity(executors);
         let deadline = tokio::time::Instant::now() + READY_TIMEOUT;
         while executor_addresses.len() < executors {
             match tokio::time::timeout_at(deadline, ready_rx.recv()).await {
-                Ok(Some(address)) => executor_addresses.push(address),
+                Ok(Some(ready)) => {
+                    executor_addresses.push(ready.address);
+                    shares.push(ready.shares);
+                }
                 Ok(None) | Err(_) => {
                     for handle in &handles {
                         handle.abort();
@@ -84,6 +111,7 @@ impl InProcessCluster {
             scheduler,
             executors: handles,
             executor_addresses,
+            shares,
         })
     }
 
@@ -100,6 +128,19 @@ impl InProcessCluster {
     /// The Flight addresses of the executors, in the order they registered.
     pub fn executor_addresses(&self) -> &[String] {
         &self.executor_addresses
+    }
+
+    /// Bytes of training rows the executors keep now, together.
+    pub fn training_bytes_held(&self) -> usize {
+        self.shares.iter().map(|s| s.used()).sum()
+    }
+
+    /// Trainings whose rows some executor keeps now.
+    pub fn trainings_held(&self) -> Vec<String> {
+        let mut all: Vec<String> = self.shares.iter().flat_map(|s| s.trainings()).collect();
+        all.sort();
+        all.dedup();
+        all
     }
 
     /// A client context on this cluster.

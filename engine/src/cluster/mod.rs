@@ -19,17 +19,22 @@ mod merge_limit;
 mod placement;
 mod refused;
 mod scheduler;
+mod shares;
 mod shuffle_order;
 mod stage_guard;
 mod task_stop;
 
-pub use executor::{ExecutorOptions, run_executor};
+pub use executor::{ExecutorOptions, ReadyExecutor, run_executor};
 pub use in_process::InProcessCluster;
 pub use join_fit::FitHashJoins;
 pub use merge_limit::KeepMergeLimits;
 pub use placement::{BindingPolicy, GPU_EXECUTOR_PREFIX, is_gpu_executor, wants_gpu};
 pub use refused::{EXECUTOR_LOST, RefusedExec};
 pub use scheduler::{SchedulerHandle, SchedulerOptions, start_scheduler};
+pub use shares::{
+    ClusterKeeper, EmberQueryPlanner, KeepRowsExec, KeepRowsNode, ShareStore, decode_spec,
+    default_training_memory, encode_spec,
+};
 pub use shuffle_order::SortAfterShuffle;
 pub use stage_guard::{StageGuard, WholeStage, whole_stage};
 

@@ -49,7 +49,10 @@ pub fn is_gpu_executor(executor_id: &str) -> bool {
 pub fn wants_gpu(plan: &Arc<dyn ExecutionPlan>) -> bool {
     let mut found = false;
     let _ = plan.apply(|node| {
-        if let Some(aggregate) = node.downcast_ref::<AggregateExec>() {
+        if let Some(keep) = node.downcast_ref::<super::KeepRowsExec>() {
+            // Kept rows stay where they are packed: on a GPU executor when a GPU may run the rounds.
+            found = keep.spec().device != DeviceChoice::Cpu;
+        } else if let Some(aggregate) = node.downcast_ref::<AggregateExec>() {
             found = aggregate.aggr_expr().iter().any(|expr| {
                 expr.fun()
                     .inner()

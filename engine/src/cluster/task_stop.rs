@@ -37,8 +37,10 @@ use datafusion::prelude::SessionConfig;
 use futures::Stream;
 
 use super::client_pool::ReusedClients;
+use super::shares::number_partitions;
 
-/// Ballista's execution engine, with tasks that stop when cancelled.
+/// Ballista's execution engine, with tasks that stop when cancelled (and keep
+/// nodes told which partitions they run).
 pub struct StoppingEngine {
     inner: DefaultExecutionEngine,
 }
@@ -77,6 +79,8 @@ impl ExecutionEngine for StoppingEngine {
                 }
             })?
             .data;
+        // Training rows a task keeps are known by their job-wide partition.
+        let plan = number_partitions(plan, &global_output_partition_ids)?;
         let inner = self.inner.create_query_stage_exec(
             job_id,
             stage_id,

@@ -21,7 +21,7 @@ use datafusion::logical_expr::{AggregateUDF, ScalarUDF};
 pub use features::FITTED_FEATURE_FUNCTIONS;
 pub use predict::{BoundModel, ModelCatalog, PredictFunc, PredictOutput, apply as apply_model};
 pub use roc_auc::{RocAucFunc, roc_auc};
-pub use row_hash::{ROW_HASH, RowHashFunc};
+pub use row_hash::{ROW_HASH, RowHashFunc, row_hashes};
 pub use sigmoid::{SigmoidFunc, sigmoid};
 pub use train_round::{RoundSpec, TRAIN_ROUND, TrainRoundFunc, stats_scalar, stats_values};
 

@@ -73,6 +73,22 @@ fn normalise(array: &ArrayRef) -> Result<ArrayRef> {
     }
 }
 
+/// The seeded hash of each row of `columns` in [0, 1), as `ember_row_hash`
+/// computes it.
+pub fn row_hashes(seed: u64, columns: &[ArrayRef]) -> Result<Vec<f64>> {
+    let rows = columns.first().map_or(0, |c| c.len());
+    let columns = columns.iter().map(normalise).collect::<Result<Vec<_>>>()?;
+    Ok((0..rows)
+        .map(|row| {
+            let mut hasher = StableHasher::new(seed);
+            for column in &columns {
+                write_value(&mut hasher, column, row);
+            }
+            hasher.finish_unit()
+        })
+        .collect())
+}
+
 impl ScalarUDFImpl for RowHashFunc {
     fn name(&self) -> &str {
         ROW_HASH
@@ -102,17 +118,9 @@ impl ScalarUDFImpl for RowHashFunc {
         };
         let columns = args.args[1..]
             .iter()
-            .map(|c| normalise(&c.to_array(rows)?))
+            .map(|c| c.to_array(rows))
             .collect::<Result<Vec<_>>>()?;
-        let hashes: Float64Array = (0..rows)
-            .map(|row| {
-                let mut hasher = StableHasher::new(seed);
-                for column in &columns {
-                    write_value(&mut hasher, column, row);
-                }
-                Some(hasher.finish_unit())
-            })
-            .collect();
+        let hashes = Float64Array::from(row_hashes(seed, &columns)?);
         Ok(ColumnarValue::Array(Arc::new(hashes)))
     }
 }

@@ -133,6 +133,37 @@ impl TrainRoundFunc {
         }
     }
 
+    /// The label column's name, when the round reads one.
+    pub fn label(&self) -> Option<&str> {
+        self.label.as_deref()
+    }
+
+    /// The feature columns' names, in argument order.
+    pub fn features(&self) -> &[String] {
+        &self.features
+    }
+
+    /// The round's statistics over `batches` (each holding the function's
+    /// arguments in order), exactly as one partition's accumulator computes them.
+    pub fn stats_over<'a>(
+        &self,
+        batches: impl IntoIterator<Item = &'a [ArrayRef]>,
+    ) -> Result<Vec<f64>> {
+        let mut accumulator = self.round_accumulator();
+        for values in batches {
+            accumulator.update_batch(values)?;
+        }
+        Ok(accumulator.stats)
+    }
+
+    fn round_accumulator(&self) -> RoundAccumulator {
+        RoundAccumulator {
+            stats: vec![0.0; self.stats_len()],
+            block: FeatureBlock::new(self.width),
+            function: self.clone(),
+        }
+    }
+
     /// Serialized form, for the plan codecs.
     pub fn to_bytes(&self) -> Result<Vec<u8>> {
         serde_json::to_vec(self).map_err(|e| datafusion::error::DataFusionError::External(e.into()))
@@ -201,11 +232,7 @@ impl AggregateUDFImpl for TrainRoundFunc {
     }
 
     fn accumulator(&self, _args: AccumulatorArgs) -> Result<Box<dyn Accumulator>> {
-        Ok(Box::new(RoundAccumulator {
-            stats: vec![0.0; self.stats_len()],
-            block: FeatureBlock::new(self.width),
-            function: self.clone(),
-        }))
+        Ok(Box::new(self.round_accumulator()))
     }
 }
 

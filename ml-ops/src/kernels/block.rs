@@ -207,6 +207,20 @@ pub fn for_each_block(
     Ok(())
 }
 
+/// Each row of the feature columns `arrays` (named `names`, for errors) as its
+/// flattened feature vector.
+pub fn feature_rows(arrays: &[ArrayRef], names: &[String]) -> Result<Vec<Vec<f64>>> {
+    let columns = FeatureColumns::new(arrays, names)?;
+    let mut block = FeatureBlock::new(columns.width());
+    let mut rows = Vec::with_capacity(columns.rows());
+    for_each_block(&columns, &mut block, |_, block| {
+        for r in 0..block.rows {
+            rows.push(block.row(r).to_vec());
+        }
+    })?;
+    Ok(rows)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

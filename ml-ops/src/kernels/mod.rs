@@ -17,5 +17,5 @@ mod placement;
 pub mod syrk;
 pub mod transform;
 
-pub use block::{BLOCK_ROWS, FeatureBlock, FeatureColumns, for_each_block};
+pub use block::{BLOCK_ROWS, FeatureBlock, FeatureColumns, feature_rows, for_each_block};
 pub use placement::{AUTO_MIN_ROWS, DEVICE_SETTING, DeviceChoice, place};

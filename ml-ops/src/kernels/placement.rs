@@ -14,7 +14,7 @@ use super::cuda::{Gpu, gpu};
 pub const DEVICE_SETTING: &str = "ember.ml.device";
 
 /// The user's choice of device.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum DeviceChoice {
     /// CUDA when this process has a GPU and the batch pays for the transfer.

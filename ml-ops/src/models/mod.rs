@@ -14,6 +14,7 @@ mod kmeans;
 mod linear_regression;
 mod logistic_regression;
 mod options;
+mod resident;
 mod training;
 
 use std::sync::Arc;
@@ -26,6 +27,7 @@ pub use format::{
     Feature, InputColumn, Iteration, MODEL_FORMAT, Model, ModelParams, TransformItem,
 };
 pub use options::{DataSplit, ModelOptions, NEWTON_MAX_WIDTH, Optimizer, OptionValue};
+pub use resident::{KeepRows, ResidentRows};
 pub use training::{
     EXECUTOR_LOST, Progress, RUN_ATTEMPTS, SilentProgress, TrainingData, lost_an_executor,
 };

@@ -1,5 +1,6 @@
 //! The data an estimator trains on, and the one operation it needs: run a round.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Instant;
 
@@ -8,9 +9,9 @@ use datafusion::common::{Column, DataFusionError, Result, ScalarValue, exec_err}
 use datafusion::logical_expr::{AggregateUDF, Expr, LogicalPlan, ScalarUDF, SortExpr};
 use datafusion::prelude::{DataFrame, SessionContext, lit};
 
-use super::{Feature, ModelType};
+use super::{Feature, ModelType, ResidentRows};
 use crate::functions::{RoundSpec, RowHashFunc, TrainRoundFunc, stats_values};
-use crate::kernels::{DeviceChoice, FeatureBlock, FeatureColumns, for_each_block};
+use crate::kernels::{DeviceChoice, feature_rows};
 
 /// How the scheduler fails a job that lost work to a failed executor (ember
 /// does not let Ballista re-run part of a job); such a job can simply run again.
@@ -50,6 +51,8 @@ pub struct TrainingData {
     device: DeviceChoice,
     resident: bool,
     batch_rows: Option<usize>,
+    /// Where the rows are held between rounds, when not read by `plan` each time.
+    kept: Option<Arc<dyn ResidentRows>>,
     rows: AtomicU64,
     passes: AtomicUsize,
     started: Instant,
@@ -71,6 +74,7 @@ impl TrainingData {
             device: DeviceChoice::Auto,
             resident: false,
             batch_rows: None,
+            kept: None,
             rows: AtomicU64::new(0),
             passes: AtomicUsize::new(0),
             started: Instant::now(),
@@ -90,6 +94,13 @@ impl TrainingData {
     /// every round, and the GPU's copy of them would be lost.
     pub fn with_batch_rows(mut self, rows: Option<usize>) -> Self {
         self.batch_rows = rows;
+        self
+    }
+
+    /// Rounds and samples run where `rows` are held (a cluster's executors)
+    /// instead of over the plan.
+    pub fn with_kept_rows(mut self, rows: Arc<dyn ResidentRows>) -> Self {
+        self.kept = Some(rows);
         self
     }
 
@@ -139,27 +150,46 @@ impl TrainingData {
     /// The aggregate query of one round computing `spec`, and the number of
     /// statistics it returns.
     pub fn round_frame(&self, spec: RoundSpec) -> Result<(DataFrame, usize)> {
+        let function = self.round_function(spec);
+        let mut args = Vec::new();
+        if let Some(label) = function.label() {
+            args.push(Expr::Column(Column::from_name(label)));
+        }
+        args.extend(self.feature_exprs());
+        let expected = function.stats_len();
+        let round = AggregateUDF::from(function).call(args).alias("stats");
+        Ok((self.frame().aggregate(vec![], vec![round])?, expected))
+    }
+
+    /// The function computing `spec` over this data's label and features.
+    fn round_function(&self, spec: RoundSpec) -> TrainRoundFunc {
         let names = self.features.iter().map(|f| f.name.clone()).collect();
         let label = match spec {
             RoundSpec::KMeans { .. } => None,
             _ => self.label.clone(),
         };
-        let mut args = Vec::new();
-        if let Some(label) = &label {
-            args.push(Expr::Column(Column::from_name(label)));
-        }
-        args.extend(self.feature_exprs());
-        let function = TrainRoundFunc::new(spec, names, label, self.width())
-            .with_device(self.device, self.resident);
-        let expected = function.stats_len();
-        let round = AggregateUDF::from(function).call(args).alias("stats");
-        Ok((self.frame().aggregate(vec![], vec![round])?, expected))
+        // Kept rows are read again every round, whatever `resident` says.
+        let resident = self.resident || self.kept.is_some();
+        TrainRoundFunc::new(spec, names, label, self.width()).with_device(self.device, resident)
     }
 
     /// Runs one round: a distributed aggregate of `spec`'s statistics over every
     /// row. A round whose job failed because an executor was lost runs again
     /// (twice at most): it only reads, so the model is the same as without the fault.
     pub async fn round(&self, spec: RoundSpec) -> Result<Vec<f64>> {
+        if let Some(kept) = &self.kept {
+            let function = self.round_function(spec);
+            let stats = kept.round(&function).await?;
+            self.passes.fetch_add(1, Ordering::Relaxed);
+            if stats.len() != function.stats_len() {
+                return exec_err!(
+                    "a training round returned {} statistics, expected {}",
+                    stats.len(),
+                    function.stats_len()
+                );
+            }
+            return Ok(stats);
+        }
         let mut attempt = 1;
         let (batches, expected) = loop {
             let (frame, expected) = self.round_frame(spec.clone())?;
@@ -188,6 +218,12 @@ impl TrainingData {
     /// The feature vectors of up to `n` rows chosen by a seeded hash of each row:
     /// the same rows on any partitioning.
     pub async fn sample_rows(&self, seed: u64, n: usize) -> Result<Vec<Vec<f64>>> {
+        let names: Vec<String> = self.features.iter().map(|f| f.name.clone()).collect();
+        if let Some(kept) = &self.kept {
+            let rows = kept.sample_rows(seed, &names, n).await?;
+            self.passes.fetch_add(1, Ordering::Relaxed);
+            return Ok(rows);
+        }
         let mut hash_args = vec![lit(seed as i64)];
         hash_args.extend(self.feature_exprs());
         let hash = ScalarUDF::from(RowHashFunc::new())
@@ -204,16 +240,9 @@ impl TrainingData {
             .collect()
             .await?;
         self.passes.fetch_add(1, Ordering::Relaxed);
-        let names: Vec<String> = self.features.iter().map(|f| f.name.clone()).collect();
         let mut rows = Vec::new();
         for batch in batches {
-            let columns = FeatureColumns::new(&batch.columns()[1..], &names)?;
-            let mut block = FeatureBlock::new(columns.width());
-            for_each_block(&columns, &mut block, |_, block| {
-                for r in 0..block.rows {
-                    rows.push(block.row(r).to_vec());
-                }
-            })?;
+            rows.extend(feature_rows(&batch.columns()[1..], &names)?);
         }
         Ok(rows)
     }

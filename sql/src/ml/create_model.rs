@@ -227,7 +227,7 @@ pub async fn create_model(ml: &MlContext, create: &CreateModel) -> Result<MlOutp
         // Decode and transform the input once; every round then reads memory.
         (plan, batch_rows) = cache_features(ml, plan, device).await?;
     }
-    let data = TrainingData::new(
+    let mut data = TrainingData::new(
         ml.ctx.clone(),
         plan.clone(),
         options.label.clone(),
@@ -235,6 +235,13 @@ pub async fn create_model(ml: &MlContext, create: &CreateModel) -> Result<MlOutp
     )
     .with_device(device, cached)
     .with_batch_rows(batch_rows);
+    if iterative
+        && !cached
+        && let Some(keeper) = &ml.keep_rows
+    {
+        // Read, transform and pack the rows once, where they are read.
+        data = data.with_kept_rows(keeper.keep(&ml.ctx, plan.clone(), device).await?);
+    }
     let fitted = estimator(options.model_type)
         .fit(&data, options, ml.progress.as_ref())
         .await;

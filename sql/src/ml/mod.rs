@@ -19,7 +19,7 @@ use datafusion::arrow::datatypes::{DataType, Float64Type, Schema, SchemaRef};
 use datafusion::common::Result;
 use datafusion::prelude::SessionContext;
 use ember_ml_ops::functions::ModelCatalog;
-use ember_ml_ops::models::Progress;
+use ember_ml_ops::models::{KeepRows, Progress};
 use ember_ml_ops::store::ModelStore;
 
 pub use bind::{bind_models, load_referenced_models};
@@ -39,8 +39,11 @@ pub struct MlContext {
     /// Models loaded for the statement being planned.
     pub catalog: ModelCatalog,
     /// Whether training may hold its feature matrix in memory between rounds
-    /// (embedded sessions; a cluster reads its input again each round).
+    /// (embedded sessions).
     pub cache_features: bool,
+    /// Where a cluster keeps the training rows between rounds: on the
+    /// executors that read them (`None`: each round reads the input again).
+    pub keep_rows: Option<Arc<dyn KeepRows>>,
     /// Told about each training iteration.
     pub progress: Arc<dyn Progress>,
 }

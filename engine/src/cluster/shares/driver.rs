@@ -1,0 +1,367 @@
+//! The driver's side of kept training rows: one keep job packs the rows on the
+//! executors that read them, then every round is one Flight call per executor.
+//!
+//! A round whose executor is gone (or that no longer holds its share) packs the
+//! rows again on the executors there are and runs again: rounds only read, and
+//! partial statistics are summed in partition order whatever executor computed
+//! them, so the model is the one a fault-free run gives.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use arrow_flight::Action;
+use arrow_flight::flight_service_client::FlightServiceClient;
+use async_trait::async_trait;
+use bytes::Bytes;
+use datafusion::arrow::array::{AsArray, RecordBatch};
+use datafusion::arrow::datatypes::{UInt32Type, UInt64Type};
+use datafusion::common::{DataFusionError, Result, exec_err};
+use datafusion::logical_expr::LogicalPlan;
+use datafusion::prelude::{DataFrame, SessionContext};
+use ember_ml_ops::functions::TrainRoundFunc;
+use ember_ml_ops::kernels::DeviceChoice;
+use ember_ml_ops::models::{KeepRows, RUN_ATTEMPTS, ResidentRows, lost_an_executor};
+use futures::future::join_all;
+use tonic::transport::Channel;
+
+use super::keep::{KeepRowsNode, KeepSpec};
+use super::store::SHARE_MISSING;
+use super::wire::{self, RELEASE, ROUND, ReleaseRequest, RoundRequest, SAMPLE, SampleRequest};
+use crate::config::EmberConfig;
+use crate::session::MAX_MESSAGE_BYTES;
+
+/// How long the driver waits to connect to an executor's share service.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Keeps training rows on a cluster's executors.
+#[derive(Debug, Default)]
+pub struct ClusterKeeper;
+
+#[async_trait]
+impl KeepRows for ClusterKeeper {
+    async fn keep(
+        &self,
+        ctx: &SessionContext,
+        plan: LogicalPlan,
+        device: DeviceChoice,
+    ) -> Result<Arc<dyn ResidentRows>> {
+        let lease_seconds = ctx
+            .state()
+            .config()
+            .options()
+            .extensions
+            .get::<EmberConfig>()
+            .map(|c| c.ml.lease_seconds)
+            .unwrap_or(60);
+        let kept = KeptRows {
+            ctx: ctx.clone(),
+            plan,
+            device,
+            lease_seconds,
+            placement: Mutex::new(None),
+        };
+        kept.pack().await?;
+        Ok(Arc::new(kept))
+    }
+}
+
+/// One executor's share service and the partitions it holds.
+#[derive(Debug, Clone)]
+struct Holder {
+    endpoint: String,
+    partitions: Vec<u32>,
+    client: FlightServiceClient<Channel>,
+}
+
+/// Where a training's rows are.
+#[derive(Debug)]
+struct Placement {
+    training: String,
+    holders: Vec<Holder>,
+    bytes: u64,
+}
+
+/// Rows kept on the executors for one training; freed when dropped.
+struct KeptRows {
+    ctx: SessionContext,
+    plan: LogicalPlan,
+    device: DeviceChoice,
+    lease_seconds: u64,
+    placement: Mutex<Option<Arc<Placement>>>,
+}
+
+/// A training id no other training of any driver shares.
+fn training_id() -> String {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    format!(
+        "{:x}-{:x}-{:x}",
+        std::process::id(),
+        nanos,
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+impl KeptRows {
+    fn placement(&self) -> Result<Arc<Placement>> {
+        self.placement
+            .lock()
+            .map_err(|_| DataFusionError::Internal("training placement lock poisoned".into()))?
+            .clone()
+            .ok_or_else(|| DataFusionError::Internal("training rows were never kept".into()))
+    }
+
+    /// Runs the keep job (again, after a fault) and connects to the executors
+    /// that hold the rows.
+    async fn pack(&self) -> Result<()> {
+        let old = self.placement.lock().ok().and_then(|mut p| p.take());
+        if let Some(old) = old {
+            release(&old).await;
+        }
+        let spec = KeepSpec {
+            training: training_id(),
+            lease_seconds: self.lease_seconds,
+            device: self.device,
+        };
+        let plan = KeepRowsNode::new(self.plan.clone(), spec.clone())?.into_plan();
+        let mut attempt = 1;
+        let batches = loop {
+            match DataFrame::new(self.ctx.state(), plan.clone())
+                .collect()
+                .await
+            {
+                Err(e) if attempt < RUN_ATTEMPTS && lost_an_executor(&e) => {
+                    log::warn!("an executor was lost; keeping the training rows again");
+                    attempt += 1;
+                }
+                result => break result?,
+            }
+        };
+        let placement = connect(spec.training, &batches).await?;
+        log::info!(
+            "training {}: {} bytes kept on {} executors",
+            placement.training,
+            placement.bytes,
+            placement.holders.len()
+        );
+        *self
+            .placement
+            .lock()
+            .map_err(|_| DataFusionError::Internal("training placement lock poisoned".into()))? =
+            Some(Arc::new(placement));
+        Ok(())
+    }
+
+    /// Sends `action` with `body` to every holder; each answer in holder order.
+    async fn ask_all(
+        &self,
+        action: &str,
+        body: impl Fn(&Placement, &Holder) -> Result<Bytes>,
+    ) -> Result<Vec<Bytes>> {
+        let mut attempt = 1;
+        loop {
+            let placement = self.placement()?;
+            let calls = placement
+                .holders
+                .iter()
+                .map(|holder| {
+                    let body = body(&placement, holder);
+                    let holder = holder.clone();
+                    async move { ask(holder, action, body?).await }
+                })
+                .collect::<Vec<_>>();
+            let answers: Result<Vec<Bytes>> = join_all(calls).await.into_iter().collect();
+            match answers {
+                Err(e) if attempt < RUN_ATTEMPTS && worth_packing_again(&e) => {
+                    log::warn!("training rows lost ({e}); keeping them again");
+                    attempt += 1;
+                    self.pack().await?;
+                }
+                answers => return answers,
+            }
+        }
+    }
+}
+
+/// Whether a failed call means the rows are gone (an executor died or was
+/// replaced, or the lease ran out) rather than that the round itself failed.
+fn worth_packing_again(error: &DataFusionError) -> bool {
+    let text = error.to_string();
+    text.contains(SHARE_MISSING) || text.contains(UNREACHABLE)
+}
+
+/// How a failed call to an executor's share service reads.
+const UNREACHABLE: &str = "cannot reach the executor holding training rows";
+
+/// One action on one executor.
+async fn ask(mut holder: Holder, action: &str, body: Bytes) -> Result<Bytes> {
+    let request = Action {
+        r#type: action.to_string(),
+        body,
+    };
+    let answer = holder
+        .client
+        .do_action(request)
+        .await
+        .map_err(|status| match status.code() {
+            tonic::Code::Internal => DataFusionError::Execution(status.message().to_string()),
+            _ => DataFusionError::Execution(format!(
+                "{UNREACHABLE} at {}: {}",
+                holder.endpoint,
+                status.message()
+            )),
+        })?;
+    let mut stream = answer.into_inner();
+    match stream.message().await {
+        Ok(Some(result)) => Ok(result.body),
+        Ok(None) => exec_err!("{UNREACHABLE} at {}: no answer", holder.endpoint),
+        Err(status) => exec_err!("{UNREACHABLE} at {}: {}", holder.endpoint, status.message()),
+    }
+}
+
+/// The placement the keep job's rows describe, with a client per executor.
+async fn connect(training: String, batches: &[RecordBatch]) -> Result<Placement> {
+    let mut by_endpoint: BTreeMap<String, Vec<u32>> = BTreeMap::new();
+    let mut bytes = 0;
+    let mut partitions = Vec::new();
+    for batch in batches {
+        let partition = batch.column(0).as_primitive::<UInt32Type>();
+        let endpoint = batch.column(1).as_string::<i32>();
+        let size = batch.column(3).as_primitive::<UInt64Type>();
+        for row in 0..batch.num_rows() {
+            by_endpoint
+                .entry(endpoint.value(row).to_string())
+                .or_default()
+                .push(partition.value(row));
+            partitions.push(partition.value(row));
+            bytes += size.value(row);
+        }
+    }
+    partitions.sort_unstable();
+    if partitions.iter().enumerate().any(|(i, p)| *p as usize != i) {
+        return exec_err!(
+            "the training rows were kept as partitions {partitions:?}: each partition must be kept once"
+        );
+    }
+    let mut holders = Vec::with_capacity(by_endpoint.len());
+    for (endpoint, partitions) in by_endpoint {
+        let channel = Channel::from_shared(format!("http://{endpoint}"))
+            .map_err(|e| DataFusionError::Execution(format!("bad share endpoint {endpoint}: {e}")))?
+            .connect_timeout(CONNECT_TIMEOUT)
+            .tcp_nodelay(true)
+            .connect()
+            .await
+            .map_err(|e| DataFusionError::Execution(format!("{UNREACHABLE} at {endpoint}: {e}")))?;
+        let client = FlightServiceClient::new(channel)
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_MESSAGE_BYTES);
+        holders.push(Holder {
+            endpoint,
+            partitions,
+            client,
+        });
+    }
+    Ok(Placement {
+        training,
+        holders,
+        bytes,
+    })
+}
+
+/// Frees a training's rows on every executor that holds them (an executor that
+/// cannot be reached frees them when the lease runs out).
+async fn release(placement: &Placement) {
+    let body = match wire::to_json(&ReleaseRequest {
+        training: placement.training.clone(),
+    }) {
+        Ok(body) => body,
+        Err(_) => return,
+    };
+    let calls = placement
+        .holders
+        .iter()
+        .map(|holder| ask(holder.clone(), RELEASE, body.clone()));
+    for result in join_all(calls).await {
+        if let Err(e) = result {
+            log::info!(
+                "training {}: not released at once ({e})",
+                placement.training
+            );
+        }
+    }
+}
+
+#[async_trait]
+impl ResidentRows for KeptRows {
+    async fn round(&self, function: &TrainRoundFunc) -> Result<Vec<f64>> {
+        let answers = self
+            .ask_all(ROUND, |placement, holder| {
+                wire::to_json(&RoundRequest {
+                    training: placement.training.clone(),
+                    partitions: holder.partitions.clone(),
+                    function: function.clone(),
+                })
+            })
+            .await?;
+        let mut parts = Vec::new();
+        for answer in answers {
+            parts.extend(wire::decode_stats(&answer)?);
+        }
+        // Summed in partition order: the same numbers wherever each partition ran.
+        parts.sort_by_key(|p| p.partition);
+        let mut total = vec![0.0; function.stats_len()];
+        for part in parts {
+            if part.stats.len() != total.len() {
+                return exec_err!(
+                    "partition {} returned {} statistics, expected {}",
+                    part.partition,
+                    part.stats.len(),
+                    total.len()
+                );
+            }
+            for (t, v) in total.iter_mut().zip(part.stats) {
+                *t += v;
+            }
+        }
+        Ok(total)
+    }
+
+    async fn sample_rows(&self, seed: u64, columns: &[String], n: usize) -> Result<Vec<Vec<f64>>> {
+        let answers = self
+            .ask_all(SAMPLE, |placement, holder| {
+                wire::to_json(&SampleRequest {
+                    training: placement.training.clone(),
+                    partitions: holder.partitions.clone(),
+                    seed,
+                    columns: columns.to_vec(),
+                    n,
+                })
+            })
+            .await?;
+        let mut rows = Vec::new();
+        for answer in answers {
+            rows.extend(wire::decode_rows(&answer)?);
+        }
+        rows.sort_by(|a, b| a.hash.total_cmp(&b.hash));
+        rows.truncate(n);
+        Ok(rows.into_iter().map(|r| r.values).collect())
+    }
+
+    fn bytes(&self) -> u64 {
+        self.placement().map(|p| p.bytes).unwrap_or(0)
+    }
+}
+
+impl Drop for KeptRows {
+    fn drop(&mut self) {
+        let placement = self.placement.lock().ok().and_then(|mut p| p.take());
+        if let (Some(placement), Ok(runtime)) = (placement, tokio::runtime::Handle::try_current()) {
+            runtime.spawn(async move { release(&placement).await });
+        }
+    }
+}

@@ -1,0 +1,128 @@
+//! Training rows kept on a cluster's executors (RELIABILITY.md, "Training on a
+//! cluster"): packed once per CREATE MODEL, freed when training ends, fails, or
+//! its driver goes silent, and bounded by each executor's training memory.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ember_engine::EmberContext;
+use ember_engine::cluster::{ClusterKeeper, InProcessCluster};
+use ember_ml_ops::kernels::DeviceChoice;
+use ember_ml_ops::models::KeepRows;
+use ember_tests::fixtures;
+
+async fn context(cluster: &InProcessCluster, store: &tempfile::TempDir) -> EmberContext {
+    let ember = cluster
+        .context()
+        .await
+        .unwrap()
+        .with_model_store(store.path().to_str().unwrap())
+        .unwrap();
+    ember
+        .register_data_dir(&fixtures().join("ml"))
+        .await
+        .unwrap();
+    ember
+}
+
+/// Waits up to `bound` for `condition`.
+async fn eventually(bound: Duration, mut condition: impl FnMut() -> bool) -> bool {
+    let started = Instant::now();
+    while !condition() {
+        if started.elapsed() > bound {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    true
+}
+
+const KMEANS: &str = "create model km options (model_type = 'kmeans', num_clusters = 4, seed = 3, max_iterations = 50) as select a, b, c from blobs";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn rows_are_freed_when_training_ends_or_fails() {
+    let cluster = InProcessCluster::start(2, 2).await.unwrap();
+    let store = tempfile::tempdir().unwrap();
+    let ember = context(&cluster, &store).await;
+    ember.sql(KMEANS).await.unwrap();
+    assert!(
+        eventually(Duration::from_secs(5), || cluster.training_bytes_held()
+            == 0)
+        .await,
+        "rows still held after training: {:?}",
+        cluster.trainings_held()
+    );
+    // A training that fails after its rows were kept (a label that is not 0/1
+    // for a classifier) frees them too, and writes no model.
+    let error = ember
+        .sql("create model bad options (model_type = 'logistic_regression', label = 'a') as select a, b, c from blobs")
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("label"), "{error}");
+    assert!(
+        eventually(Duration::from_secs(5), || cluster.training_bytes_held()
+            == 0)
+        .await,
+        "rows still held after a failed training: {:?}",
+        cluster.trainings_held()
+    );
+    let models = ember.sql_one("show models").await.unwrap();
+    assert_eq!(models.num_rows(), 1, "only km was written");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn rows_past_the_training_memory_are_refused_clearly() {
+    let cluster = InProcessCluster::start_with_training_memory(2, 2, 4096)
+        .await
+        .unwrap();
+    let store = tempfile::tempdir().unwrap();
+    let ember = context(&cluster, &store).await;
+    let error = ember.sql(KMEANS).await.unwrap_err().to_string();
+    assert!(error.contains("training memory"), "{error}");
+    assert!(error.contains("4.0 KiB"), "the limit is named: {error}");
+    assert!(error.contains("--training-memory"), "{error}");
+    assert!(
+        eventually(Duration::from_secs(5), || cluster.training_bytes_held()
+            == 0)
+        .await,
+        "a refused training left rows behind: {:?}",
+        cluster.trainings_held()
+    );
+    let models = ember.sql_one("show models").await.unwrap();
+    assert_eq!(models.num_rows(), 0);
+}
+
+/// A driver that stops calling (killed: it never releases) leaves its rows for
+/// one lease at most.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn rows_of_a_silent_driver_go_when_the_lease_runs_out() {
+    let cluster = InProcessCluster::start(2, 2).await.unwrap();
+    let store = tempfile::tempdir().unwrap();
+    let ember = context(&cluster, &store).await;
+    ember.sql("set ember.ml.lease_seconds = 1").await.unwrap();
+    let plan = ember
+        .session()
+        .sql("select a, b, c from blobs")
+        .await
+        .unwrap()
+        .into_unoptimized_plan();
+    let kept = ClusterKeeper
+        .keep(ember.session(), plan, DeviceChoice::Cpu)
+        .await
+        .unwrap();
+    assert!(kept.bytes() > 0);
+    assert_eq!(cluster.trainings_held().len(), 1);
+    assert!(cluster.training_bytes_held() > 0);
+    // The driver vanishes without a word.
+    std::mem::forget(Arc::clone(&kept));
+    std::mem::forget(kept);
+    assert!(
+        eventually(Duration::from_secs(5), || cluster.training_bytes_held()
+            == 0)
+        .await,
+        "rows outlived their lease: {:?}",
+        cluster.trainings_held()
+    );
+    assert!(cluster.trainings_held().is_empty());
+}
