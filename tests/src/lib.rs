@@ -85,6 +85,19 @@ pub async fn engine(cluster: bool) -> Engine {
     } else {
         (EmberContext::embedded().unwrap(), None)
     };
+    Engine {
+        ember: with_ml_fixtures(ember, &store).await,
+        store,
+        _cluster: cluster,
+    }
+}
+
+/// A client of `cluster` with its model store in `store` and the ML fixtures as tables.
+pub async fn ml_client(cluster: &InProcessCluster, store: &tempfile::TempDir) -> EmberContext {
+    with_ml_fixtures(cluster.context().await.unwrap(), store).await
+}
+
+async fn with_ml_fixtures(ember: EmberContext, store: &tempfile::TempDir) -> EmberContext {
     let ember = ember
         .with_model_store(store.path().to_str().unwrap())
         .unwrap();
@@ -92,11 +105,7 @@ pub async fn engine(cluster: bool) -> Engine {
         .register_data_dir(&fixtures().join("ml"))
         .await
         .unwrap();
-    Engine {
-        ember,
-        store,
-        _cluster: cluster,
-    }
+    ember
 }
 
 /// The first row of `sql`'s result, by column name, as numbers (NaN for text

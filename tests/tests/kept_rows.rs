@@ -5,25 +5,10 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ember_engine::EmberContext;
 use ember_engine::cluster::{ClusterKeeper, InProcessCluster};
 use ember_ml_ops::kernels::DeviceChoice;
 use ember_ml_ops::models::KeepRows;
-use ember_tests::fixtures;
-
-async fn context(cluster: &InProcessCluster, store: &tempfile::TempDir) -> EmberContext {
-    let ember = cluster
-        .context()
-        .await
-        .unwrap()
-        .with_model_store(store.path().to_str().unwrap())
-        .unwrap();
-    ember
-        .register_data_dir(&fixtures().join("ml"))
-        .await
-        .unwrap();
-    ember
-}
+use ember_tests::ml_client;
 
 /// Waits up to `bound` for `condition`.
 async fn eventually(bound: Duration, mut condition: impl FnMut() -> bool) -> bool {
@@ -43,7 +28,7 @@ const KMEANS: &str = "create model km options (model_type = 'kmeans', num_cluste
 async fn rows_are_freed_when_training_ends_or_fails() {
     let cluster = InProcessCluster::start(2, 2).await.unwrap();
     let store = tempfile::tempdir().unwrap();
-    let ember = context(&cluster, &store).await;
+    let ember = ml_client(&cluster, &store).await;
     ember.sql(KMEANS).await.unwrap();
     assert!(
         eventually(Duration::from_secs(5), || cluster.training_bytes_held()
@@ -77,7 +62,7 @@ async fn rows_past_the_training_memory_are_refused_clearly() {
         .await
         .unwrap();
     let store = tempfile::tempdir().unwrap();
-    let ember = context(&cluster, &store).await;
+    let ember = ml_client(&cluster, &store).await;
     let error = ember.sql(KMEANS).await.unwrap_err().to_string();
     assert!(error.contains("training memory"), "{error}");
     assert!(error.contains("4.0 KiB"), "the limit is named: {error}");
@@ -99,7 +84,7 @@ async fn rows_past_the_training_memory_are_refused_clearly() {
 async fn rows_of_a_silent_driver_go_when_the_lease_runs_out() {
     let cluster = InProcessCluster::start(2, 2).await.unwrap();
     let store = tempfile::tempdir().unwrap();
-    let ember = context(&cluster, &store).await;
+    let ember = ml_client(&cluster, &store).await;
     ember.sql("set ember.ml.lease_seconds = 1").await.unwrap();
     let plan = ember
         .session()

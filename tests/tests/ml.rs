@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use ember_engine::EmberContext;
 use ember_engine::cluster::InProcessCluster;
-use ember_tests::{engine, fixtures, metrics, to_text, walk};
+use ember_tests::{engine, fixtures, metrics, ml_client, to_text, walk};
 use serde_json::Value;
 
 fn ml_fixtures() -> PathBuf {
@@ -561,13 +561,7 @@ async fn gpu_work_goes_to_gpu_executors() {
         .await
         .unwrap();
     let store = tempfile::tempdir().unwrap();
-    let ember = cluster
-        .context()
-        .await
-        .unwrap()
-        .with_model_store(store.path().to_str().unwrap())
-        .unwrap();
-    ember.register_data_dir(&ml_fixtures()).await.unwrap();
+    let ember = ml_client(&cluster, &store).await;
 
     ember
         .sql("create model on_cpu options (model_type = 'kmeans', num_clusters = 4, seed = 3, device = 'cpu') as select a, b, c from blobs")
