@@ -350,3 +350,130 @@ fn assert_same_csv(actual: &str, expected: &str) {
         }
     }
 }
+
+/// An executor killed while CREATE MODEL runs its rounds over rows the
+/// executors keep (after the keep job): the rows are packed again on the
+/// executors left and training goes on to the model a fault-free run gives.
+#[test]
+fn an_executor_killed_between_rounds_costs_time_not_the_model() {
+    let work = tempfile::tempdir().unwrap();
+    let ml = work.path().join("ml");
+    classification(&ml.join("higgs"), 200000, 6, 6);
+    let ml = ml.to_str().unwrap();
+    let cluster_dir = work.path().join("cluster");
+    let cluster = ClusterUp::start_n(&cluster_dir, 3, &[]);
+    let mut alive = executors(&cluster, &cluster_dir);
+    let features = (0..6)
+        .map(|i| format!("f{i}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    // Newton's method: each of its ~6 rounds takes about a second on a debug
+    // build, and it lands on the same optimum whatever the order of partial sums.
+    let create = format!(
+        "create or replace model clf options (model_type = 'logistic_regression', label = 'label') \
+         as select label, {features} from higgs"
+    );
+    let store = |name: &str| work.path().join(name);
+    let args = |store: &Path| {
+        vec![
+            "--data-dir".to_string(),
+            ml.to_string(),
+            "--model-store".to_string(),
+            store.to_str().unwrap().to_string(),
+            "-c".to_string(),
+            create.clone(),
+        ]
+    };
+    let fault_free = store("fault-free");
+    let started = Instant::now();
+    let clean = cluster.sql(
+        &args(&fault_free)
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>(),
+    );
+    assert!(clean.status.success(), "{}", stderr(&clean));
+    eprintln!(
+        "fault-free training: {:?}; {}",
+        started.elapsed(),
+        stderr(&clean).trim()
+    );
+
+    let faulted_store = store("faulted");
+    let faulted_args = args(&faulted_store);
+    let faulted_args: Vec<&str> = faulted_args.iter().map(String::as_str).collect();
+    let mut caught = None;
+    for _ in 0..3 {
+        let mut client = Client::start(&cluster, &faulted_args);
+        // Each keep task logs the partition it kept: the first executor to log one
+        // holds rows the rounds need.
+        let logs: Vec<PathBuf> = alive
+            .iter()
+            .map(|(dir, _)| {
+                cluster_dir.join("logs").join(format!(
+                    "{}.log",
+                    dir.file_name().unwrap().to_str().unwrap()
+                ))
+            })
+            .collect();
+        let kept_lines = |log: &PathBuf| {
+            std::fs::read_to_string(log)
+                .unwrap_or_default()
+                .matches("kept partition")
+                .count()
+        };
+        let before: Vec<usize> = logs.iter().map(kept_lines).collect();
+        let mut holder = None;
+        while client.running() && holder.is_none() {
+            holder = (0..logs.len()).find(|&i| kept_lines(&logs[i]) > before[i]);
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        // Past the keep job, into the rounds.
+        std::thread::sleep(Duration::from_millis(500));
+        if !client.running() {
+            let output = client.finish(RECOVERY_BOUND);
+            assert!(output.status.success(), "{}", stderr(&output));
+            eprintln!("training ended before an executor was killed; trying again");
+            continue;
+        }
+        let victim = alive.remove(holder.expect("a keep task logged"));
+        // SAFETY: kill(2) on a process this test started; no memory effects.
+        unsafe {
+            libc::kill(victim.1, libc::SIGKILL);
+        }
+        eprintln!("killed {} between rounds", victim.0.display());
+        caught = Some(client.finish(RECOVERY_BOUND));
+        break;
+    }
+    let trained = caught.expect("training ended before an executor could be killed, 3 times");
+    assert!(trained.status.success(), "{}", stderr(&trained));
+    // The rows were packed twice: once, and again after the kill.
+    let trainings = kept_trainings(&cluster_dir);
+    assert!(
+        trainings.len() >= 3,
+        "one fault-free training and two packings of the faulted one expected: {trainings:?}"
+    );
+    assert_same_model(
+        &clf_coefficients(&faulted_store, None),
+        &clf_coefficients(&fault_free, None),
+    );
+}
+
+/// The trainings whose rows the executors of the cluster in `dir` logged keeping.
+fn kept_trainings(dir: &Path) -> std::collections::BTreeSet<String> {
+    let logs = std::fs::read_dir(dir.join("logs")).unwrap();
+    let mut ids = std::collections::BTreeSet::new();
+    for log in logs.flatten() {
+        let text = std::fs::read_to_string(log.path()).unwrap_or_default();
+        for line in text.lines().filter(|l| l.contains(": kept partition")) {
+            if let Some(id) = line
+                .split("training ")
+                .nth(1)
+                .and_then(|rest| rest.split(':').next())
+            {
+                ids.insert(id.to_string());
+            }
+        }
+    }
+    ids
+}
