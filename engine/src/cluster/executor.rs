@@ -88,6 +88,12 @@ pub async fn run_executor(
     on_ready: impl FnOnce(ReadyExecutor) + Send + 'static,
 ) -> Result<()> {
     let ip = parse_bind(&options.bind)?;
+    // Training rows kept here are served to drivers on a port of their own,
+    // bound first, so that `free_port` below cannot hand the Flight or gRPC
+    // service the port this listener would then take.
+    let training_listener =
+        bind_shares(std::net::SocketAddr::new(ip, options.training_port)).await?;
+    let training_port = training_listener.local_addr()?.port();
     let port = if options.port == 0 {
         free_port(ip)?
     } else {
@@ -102,10 +108,6 @@ pub async fn run_executor(
         .external_host
         .clone()
         .unwrap_or_else(|| advertised_host(ip));
-    // Training rows kept here, served to drivers on a port of their own.
-    let training_listener =
-        bind_shares(std::net::SocketAddr::new(ip, options.training_port)).await?;
-    let training_port = training_listener.local_addr()?.port();
     let shares = Arc::new(ShareStore::new(
         format!("{host}:{training_port}"),
         options

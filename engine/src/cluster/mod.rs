@@ -42,6 +42,18 @@ use std::net::{IpAddr, SocketAddr};
 
 use datafusion::common::{DataFusionError, Result};
 
+/// The one child a single-input plan node is rebuilt with, or an error naming
+/// the node.
+pub(crate) fn only_child(
+    mut children: Vec<std::sync::Arc<dyn datafusion::physical_plan::ExecutionPlan>>,
+    node: &str,
+) -> Result<std::sync::Arc<dyn datafusion::physical_plan::ExecutionPlan>> {
+    match (children.pop(), children.is_empty()) {
+        (Some(child), true) => Ok(child),
+        _ => Err(DataFusionError::Internal(format!("{node} takes one input"))),
+    }
+}
+
 /// Parses a bind address (`127.0.0.1`, `0.0.0.0`, `::1`).
 pub fn parse_bind(bind: &str) -> Result<IpAddr> {
     bind.parse::<IpAddr>().map_err(|_| {

@@ -183,14 +183,10 @@ impl ExecutionPlan for StopSwitchExec {
 
     fn with_new_children(
         self: Arc<Self>,
-        mut children: Vec<Arc<dyn ExecutionPlan>>,
+        children: Vec<Arc<dyn ExecutionPlan>>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        match (children.pop(), children.is_empty()) {
-            (Some(input), true) => Ok(Arc::new(Self::new(input, self.stop.clone()))),
-            _ => Err(DataFusionError::Internal(
-                "StopSwitchExec takes one input".into(),
-            )),
-        }
+        let input = super::only_child(children, "StopSwitchExec")?;
+        Ok(Arc::new(Self::new(input, self.stop.clone())))
     }
 
     fn maintains_input_order(&self) -> Vec<bool> {

@@ -216,12 +216,10 @@ impl ExecutionPlan for KeepRowsExec {
 
     fn with_new_children(
         self: Arc<Self>,
-        mut children: Vec<Arc<dyn ExecutionPlan>>,
+        children: Vec<Arc<dyn ExecutionPlan>>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        match (children.pop(), children.is_empty()) {
-            (Some(input), true) => Ok(Arc::new(Self::new(input, self.spec.clone()))),
-            _ => exec_err!("KeepRowsExec takes one input"),
-        }
+        let input = super::super::only_child(children, "KeepRowsExec")?;
+        Ok(Arc::new(Self::new(input, self.spec.clone())))
     }
 
     fn benefits_from_input_partitioning(&self) -> Vec<bool> {
