@@ -33,7 +33,7 @@ pub use refused::{EXECUTOR_LOST, RefusedExec};
 pub use scheduler::{SchedulerHandle, SchedulerOptions, start_scheduler};
 pub use shares::{
     ClusterKeeper, EmberQueryPlanner, KeepRowsExec, KeepRowsNode, ShareStore, decode_spec,
-    default_training_memory, encode_spec,
+    encode_spec,
 };
 pub use shuffle_order::SortAfterShuffle;
 pub use stage_guard::{StageGuard, WholeStage, whole_stage};

@@ -29,7 +29,8 @@ pub use format::{
 pub use options::{DataSplit, ModelOptions, NEWTON_MAX_WIDTH, Optimizer, OptionValue};
 pub use resident::{KeepRows, ResidentRows};
 pub use training::{
-    EXECUTOR_LOST, Progress, RUN_ATTEMPTS, SilentProgress, TrainingData, lost_an_executor,
+    EXECUTOR_LOST, Progress, RUN_ATTEMPTS, SilentProgress, TrainingData, collect_retrying,
+    lost_an_executor,
 };
 
 /// The kinds of model ember trains.

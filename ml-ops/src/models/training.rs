@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Instant;
 
+use datafusion::arrow::array::RecordBatch;
 use datafusion::common::config::ConfigNonZeroUsize;
 use datafusion::common::{Column, DataFusionError, Result, ScalarValue, exec_err};
 use datafusion::logical_expr::{AggregateUDF, Expr, LogicalPlan, ScalarUDF, SortExpr};
@@ -190,17 +191,11 @@ impl TrainingData {
             }
             return Ok(stats);
         }
-        let mut attempt = 1;
-        let (batches, expected) = loop {
-            let (frame, expected) = self.round_frame(spec.clone())?;
-            match frame.collect().await {
-                Err(e) if attempt < RUN_ATTEMPTS && lost_an_executor(&e) => {
-                    log::warn!("an executor was lost; running the training round again");
-                    attempt += 1;
-                }
-                result => break (result?, expected),
-            }
-        };
+        let expected = self.round_function(spec.clone()).stats_len();
+        let batches = collect_retrying("the training round", || {
+            Ok(self.round_frame(spec.clone())?.0)
+        })
+        .await?;
         self.passes.fetch_add(1, Ordering::Relaxed);
         let Some(batch) = batches.iter().find(|b| b.num_rows() > 0) else {
             return exec_err!("a training round returned no rows");
@@ -245,6 +240,26 @@ impl TrainingData {
             rows.extend(feature_rows(&batch.columns()[1..], &names)?);
         }
         Ok(rows)
+    }
+}
+
+/// Collects the frame `make` builds, building and running it again (twice at
+/// most) when its job failed because an executor was lost: for work that only
+/// reads, such as a training round or packing training rows. `what` names the
+/// work in the log.
+pub async fn collect_retrying(
+    what: &str,
+    make: impl Fn() -> Result<DataFrame>,
+) -> Result<Vec<RecordBatch>> {
+    let mut attempt = 1;
+    loop {
+        match make()?.collect().await {
+            Err(e) if attempt < RUN_ATTEMPTS && lost_an_executor(&e) => {
+                log::warn!("an executor was lost; running {what} again");
+                attempt += 1;
+            }
+            result => return result,
+        }
     }
 }
 

@@ -22,7 +22,7 @@ use datafusion::logical_expr::LogicalPlan;
 use datafusion::prelude::{DataFrame, SessionContext};
 use ember_ml_ops::functions::TrainRoundFunc;
 use ember_ml_ops::kernels::DeviceChoice;
-use ember_ml_ops::models::{KeepRows, RUN_ATTEMPTS, ResidentRows, lost_an_executor};
+use ember_ml_ops::models::{KeepRows, RUN_ATTEMPTS, ResidentRows, collect_retrying};
 use futures::future::join_all;
 use tonic::transport::Channel;
 
@@ -129,19 +129,10 @@ impl KeptRows {
             device: self.device,
         };
         let plan = KeepRowsNode::new(self.plan.clone(), spec.clone())?.into_plan();
-        let mut attempt = 1;
-        let batches = loop {
-            match DataFrame::new(self.ctx.state(), plan.clone())
-                .collect()
-                .await
-            {
-                Err(e) if attempt < RUN_ATTEMPTS && lost_an_executor(&e) => {
-                    log::warn!("an executor was lost; keeping the training rows again");
-                    attempt += 1;
-                }
-                result => break result?,
-            }
-        };
+        let batches = collect_retrying("the keep job", || {
+            Ok(DataFrame::new(self.ctx.state(), plan.clone()))
+        })
+        .await?;
         let placement = connect(spec.training, &batches).await?;
         log::info!(
             "training {}: {} bytes kept on {} executors",

@@ -14,7 +14,8 @@ use arrow_flight::{
     HandshakeRequest, HandshakeResponse, PollInfo, PutResult, SchemaResult, Ticket,
 };
 use bytes::Bytes;
-use datafusion::arrow::array::{ArrayRef, RecordBatch};
+use datafusion::arrow::array::{ArrayRef, RecordBatch, UInt32Array};
+use datafusion::arrow::compute::take;
 use datafusion::common::{DataFusionError, Result};
 use ember_ml_ops::functions::{TrainRoundFunc, row_hashes};
 use ember_ml_ops::kernels::feature_rows;
@@ -153,10 +154,16 @@ impl ShareService {
                 let mut order: Vec<usize> = (0..hashes.len()).collect();
                 order.sort_by(|a, b| hashes[*a].total_cmp(&hashes[*b]));
                 order.truncate(n);
-                let values = feature_rows(&arrays, &columns)?;
-                rows.extend(order.into_iter().map(|r| SampledRow {
+                // Only the chosen rows are flattened.
+                let chosen = UInt32Array::from_iter_values(order.iter().map(|&r| r as u32));
+                let picked = arrays
+                    .iter()
+                    .map(|a| take(a.as_ref(), &chosen, None))
+                    .collect::<std::result::Result<Vec<_>, _>>()?;
+                let values = feature_rows(&picked, &columns)?;
+                rows.extend(order.into_iter().zip(values).map(|(r, values)| SampledRow {
                     hash: hashes[r],
-                    values: values[r].clone(),
+                    values,
                 }));
             }
             Ok(rows)

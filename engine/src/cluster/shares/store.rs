@@ -61,11 +61,6 @@ impl ShareStore {
         &self.endpoint
     }
 
-    /// The most bytes its shares may hold.
-    pub fn limit(&self) -> usize {
-        self.limit
-    }
-
     /// Bytes held now.
     pub fn used(&self) -> usize {
         self.lock().used
