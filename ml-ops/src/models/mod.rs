@@ -30,7 +30,7 @@ pub use options::{DataSplit, ModelOptions, NEWTON_MAX_WIDTH, Optimizer, OptionVa
 pub use resident::{KeepRows, ResidentRows};
 pub use training::{
     EXECUTOR_LOST, Progress, RUN_ATTEMPTS, SilentProgress, TrainingData, collect_retrying,
-    lost_an_executor,
+    lost_an_executor, training_state,
 };
 
 /// The kinds of model ember trains.

@@ -7,6 +7,7 @@ use std::time::Instant;
 use datafusion::arrow::array::RecordBatch;
 use datafusion::common::config::ConfigNonZeroUsize;
 use datafusion::common::{Column, DataFusionError, Result, ScalarValue, exec_err};
+use datafusion::execution::SessionState;
 use datafusion::logical_expr::{AggregateUDF, Expr, LogicalPlan, ScalarUDF, SortExpr};
 use datafusion::prelude::{DataFrame, SessionContext, lit};
 
@@ -26,6 +27,21 @@ pub const RUN_ATTEMPTS: usize = 3;
 /// Whether `error` is [`EXECUTOR_LOST`]: the work can run again as it is.
 pub fn lost_an_executor(error: &DataFusionError) -> bool {
     error.to_string().contains(EXECUTOR_LOST)
+}
+
+/// The session state training reads its rows with: each partition reads the
+/// same rows every time. (DataFusion lets a scan partition that ran out of files
+/// take another's, so which rows a partition holds depends on timing; round
+/// statistics are summed per partition, so the model's last bits, and an
+/// L-BFGS run's iteration count, would too.)
+pub fn training_state(ctx: &SessionContext) -> SessionState {
+    let mut state = ctx.state();
+    state
+        .config_mut()
+        .options_mut()
+        .execution
+        .enable_file_stream_work_stealing = false;
+    state
 }
 
 /// Told about each training iteration (the CLI draws a progress line from it).
@@ -131,7 +147,7 @@ impl TrainingData {
     }
 
     fn frame(&self) -> DataFrame {
-        let mut state = self.ctx.state();
+        let mut state = training_state(&self.ctx);
         if let Some(rows) = self.batch_rows {
             let execution = &mut state.config_mut().options_mut().execution;
             if let Ok(size) = ConfigNonZeroUsize::try_new(execution.batch_size.get().max(rows)) {
@@ -279,4 +295,65 @@ pub(crate) fn record(
         elapsed_seconds: data.elapsed_seconds(),
     });
     progress.iteration(model_type, iteration, max, loss);
+}
+
+#[cfg(test)]
+mod tests {
+    use datafusion::prelude::{ParquetReadOptions, SessionConfig};
+    use futures::StreamExt;
+
+    use super::*;
+
+    /// Rows each partition of `table`'s scan yields when partition 1 is read to
+    /// its end before partition 0 starts.
+    async fn rows_when_partition_1_runs_first(state: SessionState) -> Result<Vec<usize>> {
+        let ctx = SessionContext::new_with_state(state);
+        let plan = ctx.table("t").await?.create_physical_plan().await?;
+        assert_eq!(plan.properties().output_partitioning().partition_count(), 2);
+        let task = ctx.task_ctx();
+        let mut streams = vec![plan.execute(0, task.clone())?, plan.execute(1, task)?];
+        let mut rows = vec![0, 0];
+        for partition in [1, 0] {
+            while let Some(batch) = streams[partition].next().await {
+                rows[partition] += batch?.num_rows();
+            }
+        }
+        Ok(rows)
+    }
+
+    #[tokio::test]
+    async fn a_training_scan_partition_reads_only_its_own_files() -> Result<()> {
+        let dir = tempfile::tempdir()?;
+        let ctx = SessionContext::new_with_config(SessionConfig::new().with_target_partitions(2));
+        for (file, rows) in [(0, 10), (1, 10), (2, 10), (3, 10)] {
+            ctx.sql(&format!("select * from unnest(range({rows})) as t(x)"))
+                .await?
+                .write_parquet(
+                    dir.path()
+                        .join(format!("part-{file}.parquet"))
+                        .to_str()
+                        .unwrap(),
+                    Default::default(),
+                    None,
+                )
+                .await?;
+        }
+        ctx.register_parquet(
+            "t",
+            dir.path().to_str().unwrap(),
+            ParquetReadOptions::default(),
+        )
+        .await?;
+        // Each partition owns two files. A plain query lets partition 1 take
+        // partition 0's files when it runs first: timing decides the split.
+        let plain = rows_when_partition_1_runs_first(ctx.state()).await?;
+        assert_ne!(
+            plain,
+            vec![20, 20],
+            "work stealing is what this test guards against"
+        );
+        let training = rows_when_partition_1_runs_first(training_state(&ctx)).await?;
+        assert_eq!(training, vec![20, 20]);
+        Ok(())
+    }
 }

@@ -16,7 +16,7 @@ use ember_ml_ops::hashing::StableHasher;
 use ember_ml_ops::kernels::{DEVICE_SETTING, DeviceChoice, cuda};
 use ember_ml_ops::models::{
     DataSplit, Feature, InputColumn, MODEL_FORMAT, Model, ModelOptions, ModelType, TrainingData,
-    TransformItem, estimator,
+    TransformItem, estimator, training_state,
 };
 use ember_ml_ops::store::{SaveMode, Saved, validate_model_name};
 
@@ -409,7 +409,7 @@ async fn cache_features(
     plan: LogicalPlan,
     device: DeviceChoice,
 ) -> Result<(LogicalPlan, Option<usize>)> {
-    let frame = datafusion::prelude::DataFrame::new(ml.ctx.state(), plan);
+    let frame = datafusion::prelude::DataFrame::new(training_state(&ml.ctx), plan);
     if device == DeviceChoice::Cpu || cuda::gpu().is_err() {
         return Ok((frame.cache().await?.into_unoptimized_plan(), None));
     }

@@ -22,7 +22,9 @@ use datafusion::logical_expr::LogicalPlan;
 use datafusion::prelude::{DataFrame, SessionContext};
 use ember_ml_ops::functions::TrainRoundFunc;
 use ember_ml_ops::kernels::DeviceChoice;
-use ember_ml_ops::models::{KeepRows, RUN_ATTEMPTS, ResidentRows, collect_retrying};
+use ember_ml_ops::models::{
+    KeepRows, RUN_ATTEMPTS, ResidentRows, collect_retrying, training_state,
+};
 use futures::future::join_all;
 use tonic::transport::Channel;
 
@@ -130,7 +132,7 @@ impl KeptRows {
         };
         let plan = KeepRowsNode::new(self.plan.clone(), spec.clone())?.into_plan();
         let batches = collect_retrying("the keep job", || {
-            Ok(DataFrame::new(self.ctx.state(), plan.clone()))
+            Ok(DataFrame::new(training_state(&self.ctx), plan.clone()))
         })
         .await?;
         let placement = connect(spec.training, &batches).await?;
