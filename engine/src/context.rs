@@ -26,8 +26,9 @@ use ember_ml_ops::functions::{ModelCatalog, predict_functions};
 use ember_ml_ops::models::{KeepRows, Progress, RUN_ATTEMPTS, SilentProgress, lost_an_executor};
 use ember_ml_ops::store::ModelStore;
 use ember_sql::ml::{
-    MlContext, MlOutput, TrainingInfoFunc, bind_models, create_model, describe_model, drop_model,
-    evaluate_model, expand_model_tables, explain_create_model, load_referenced_models, show_models,
+    MlContext, MlOutput, TrainingInfoFunc, TrainingRoundsFunc, bind_models, create_model,
+    describe_model, drop_model, evaluate_model, expand_model_tables, explain_create_model,
+    load_referenced_models, show_models,
 };
 use ember_sql::{EmberStatement, parse_statements};
 
@@ -143,7 +144,7 @@ pub struct EmberContext {
     progress: Arc<dyn Progress>,
 }
 
-/// Gives `ctx` the `predict` functions and `training_info` over `catalog`.
+/// Gives `ctx` the `predict` functions, `training_info` and `training_rounds` over `catalog`.
 fn install_model_functions(ctx: &SessionContext, catalog: &ModelCatalog) {
     for function in predict_functions(catalog.clone()) {
         ctx.register_udf(function.as_ref().clone());
@@ -151,6 +152,10 @@ fn install_model_functions(ctx: &SessionContext, catalog: &ModelCatalog) {
     ctx.register_udtf(
         "training_info",
         Arc::new(TrainingInfoFunc::new(catalog.clone())),
+    );
+    ctx.register_udtf(
+        "training_rounds",
+        Arc::new(TrainingRoundsFunc::new(catalog.clone())),
     );
 }
 

@@ -505,6 +505,7 @@ mod tests {
                 intercept: 1.0,
             },
             training_info: vec![],
+            rounds: vec![],
             converged: true,
             passes: 1,
             training_rows: 2,

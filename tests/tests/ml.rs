@@ -245,6 +245,17 @@ async fn distributed_and_eight_file_models_equal_embedded() {
             );
         }
     }
+    // Eight files on two executors: both keep rows, and every round asks both.
+    let sql = kmeans_sql("blobs8").replacen("create model", "create or replace model", 1);
+    remote.ember.sql(&sql).await.unwrap();
+    let spread = metrics(
+        &remote.ember,
+        "select count(distinct executor) as executors, min(per_round) as least, max(per_round) as most \
+         from training_rounds('km'), (select count(*) as per_round from training_rounds('km') group by round)",
+    )
+    .await;
+    assert_eq!(spread["executors"], 2.0, "{spread:?}");
+    assert_eq!((spread["least"], spread["most"]), (2.0, 2.0), "{spread:?}");
     // Predictions on the cluster equal embedded ones.
     let predict = format!(
         "select predict('clf', {c}) as c, round(predict_proba('clf', {c}), 12) as p from cancer order by x0, x1",

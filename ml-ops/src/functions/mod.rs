@@ -23,7 +23,9 @@ pub use predict::{BoundModel, ModelCatalog, PredictFunc, PredictOutput, apply as
 pub use roc_auc::{RocAucFunc, roc_auc};
 pub use row_hash::{ROW_HASH, RowHashFunc, row_hashes};
 pub use sigmoid::{SigmoidFunc, sigmoid};
-pub use train_round::{RoundSpec, TRAIN_ROUND, TrainRoundFunc, stats_scalar, stats_values};
+pub use train_round::{
+    RoundSpec, RoundTally, TRAIN_ROUND, TrainRoundFunc, device_name, stats_scalar, stats_values,
+};
 
 /// Every function ember adds, grouped by kind.
 #[derive(Debug, Default, Clone)]

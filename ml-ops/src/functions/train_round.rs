@@ -8,6 +8,7 @@
 
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use datafusion::arrow::array::{Array, ArrayRef, AsArray, Float64Array, ListArray};
 use datafusion::arrow::buffer::OffsetBuffer;
@@ -61,6 +62,61 @@ pub struct TrainRoundFunc {
     resident: bool,
     #[serde(skip, default = "any_signature")]
     signature: Signature,
+    /// What this function's accumulators saw; shared by its copies in this
+    /// process, never sent (an executor counts its own).
+    #[serde(skip)]
+    tally: Arc<RoundTally>,
+}
+
+/// `cpu`, `cuda`, `cpu+cuda` (batches went both ways), or `none` (no rows).
+pub fn device_name(cpu_rows: u64, gpu_rows: u64) -> &'static str {
+    match (cpu_rows > 0, gpu_rows > 0) {
+        (true, true) => "cpu+cuda",
+        (false, true) => "cuda",
+        (true, false) => "cpu",
+        (false, false) => "none",
+    }
+}
+
+/// Rows a round's accumulators took, by where their kernels ran, and how many
+/// partitions had rows.
+#[derive(Debug, Default)]
+pub struct RoundTally {
+    cpu_rows: AtomicU64,
+    gpu_rows: AtomicU64,
+    partitions: AtomicU64,
+}
+
+impl RoundTally {
+    pub fn rows(&self) -> u64 {
+        self.cpu_rows.load(Ordering::Relaxed) + self.gpu_rows.load(Ordering::Relaxed)
+    }
+
+    pub fn partitions(&self) -> u64 {
+        self.partitions.load(Ordering::Relaxed)
+    }
+
+    pub fn cpu_rows(&self) -> u64 {
+        self.cpu_rows.load(Ordering::Relaxed)
+    }
+
+    pub fn gpu_rows(&self) -> u64 {
+        self.gpu_rows.load(Ordering::Relaxed)
+    }
+
+    /// Where the rows went, as [`device_name`] says it.
+    pub fn device(&self) -> &'static str {
+        device_name(self.cpu_rows(), self.gpu_rows())
+    }
+
+    fn add(&self, rows: usize, on_gpu: bool) {
+        let counter = if on_gpu {
+            &self.gpu_rows
+        } else {
+            &self.cpu_rows
+        };
+        counter.fetch_add(rows as u64, Ordering::Relaxed);
+    }
 }
 
 fn any_signature() -> Signature {
@@ -106,6 +162,7 @@ impl TrainRoundFunc {
             device: DeviceChoice::Auto,
             resident: false,
             signature: any_signature(),
+            tally: Arc::default(),
         }
     }
 
@@ -120,6 +177,19 @@ impl TrainRoundFunc {
     /// Where the kernels run.
     pub fn device(&self) -> DeviceChoice {
         self.device
+    }
+
+    /// What this function's accumulators in this process have seen.
+    pub fn tally(&self) -> &RoundTally {
+        &self.tally
+    }
+
+    /// A copy with a tally of its own.
+    pub fn counted_afresh(&self) -> Self {
+        Self {
+            tally: Arc::default(),
+            ..self.clone()
+        }
     }
 
     /// Length of the statistics vector this round returns.
@@ -162,6 +232,7 @@ impl TrainRoundFunc {
             block: FeatureBlock::new(self.width),
             function: self.clone(),
             merged: Vec::new(),
+            saw_rows: false,
         }
     }
 
@@ -246,6 +317,8 @@ struct RoundAccumulator {
     /// asked for: in an order set by their values, not by which partition
     /// finished first, so a round over the same partitions gives the same bits.
     merged: Vec<Vec<f64>>,
+    /// Whether this accumulator has seen rows (it counts as a partition then).
+    saw_rows: bool,
 }
 
 impl RoundAccumulator {
@@ -310,7 +383,20 @@ impl RoundAccumulator {
         for (s, v) in self.stats.iter_mut().zip(stats) {
             *s += v;
         }
+        self.count(data.rows, true);
         Ok(())
+    }
+
+    /// Counts `rows` taken on the GPU or the CPU in the function's tally.
+    fn count(&mut self, rows: usize, on_gpu: bool) {
+        if rows > 0 && !self.saw_rows {
+            self.saw_rows = true;
+            self.function
+                .tally
+                .partitions
+                .fetch_add(1, Ordering::Relaxed);
+        }
+        self.function.tally.add(rows, on_gpu);
     }
 
     /// Whether a GPU attempt answered the batch: `cuda` fails with its error;
@@ -365,6 +451,7 @@ impl Accumulator for RoundAccumulator {
                 return Ok(());
             }
         }
+        self.count(columns.rows(), false);
         let stats = &mut self.stats;
         let y = labels.as_ref().map(|l| l.values().as_ref()).unwrap_or(&[]);
         match &self.function.spec {

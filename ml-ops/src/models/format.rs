@@ -42,6 +42,61 @@ pub struct Iteration {
     pub elapsed_seconds: f64,
 }
 
+/// What one executor did in one piece of a training's distributed work.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct WorkReport {
+    /// Where it ran: an executor's training endpoint, or `embedded`.
+    pub executor: String,
+    /// Partitions of the training rows it covered.
+    pub partitions: usize,
+    pub rows: u64,
+    /// Where the kernels ran: `cpu`, `cuda`, or `cpu+cuda` when batches went both ways.
+    pub device: String,
+    /// Seconds the work took where it ran.
+    pub seconds: f64,
+    /// Seconds from sending the request to having the answer, at the driver.
+    pub round_trip_seconds: f64,
+    /// Payload bytes of the request and of the answer.
+    pub bytes_sent: u64,
+    pub bytes_received: u64,
+    /// Bytes of training rows it now holds (packing only).
+    pub bytes_kept: u64,
+}
+
+/// What a piece of distributed training work was.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WorkKind {
+    /// Rows read, transformed and packed where they are kept.
+    Keep,
+    /// The rows with the smallest seeded hash (an initial sample).
+    Sample,
+    /// Statistics over every row.
+    Round,
+}
+
+impl WorkKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            WorkKind::Keep => "keep",
+            WorkKind::Sample => "sample",
+            WorkKind::Round => "round",
+        }
+    }
+}
+
+/// One executor's part in one round of training: a row of `training_rounds`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RoundInfo {
+    /// The training's rounds numbered from 1 in the order they ran.
+    pub round: usize,
+    /// The iteration the round belongs to.
+    pub iteration: usize,
+    pub kind: WorkKind,
+    #[serde(flatten)]
+    pub work: WorkReport,
+}
+
 /// The learned parameters.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
@@ -86,6 +141,9 @@ pub struct Model {
     pub label_type: Option<String>,
     pub params: ModelParams,
     pub training_info: Vec<Iteration>,
+    /// Every round's work, per executor (absent in models written before it was recorded).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rounds: Vec<RoundInfo>,
     /// Whether training met its convergence test before `max_iterations`.
     #[serde(default = "converged_unknown")]
     pub converged: bool,

@@ -24,7 +24,8 @@ use datafusion::common::{Result, plan_err};
 use serde::{Deserialize, Serialize};
 
 pub use format::{
-    Feature, InputColumn, Iteration, MODEL_FORMAT, Model, ModelParams, TransformItem,
+    Feature, InputColumn, Iteration, MODEL_FORMAT, Model, ModelParams, RoundInfo, TransformItem,
+    WorkKind, WorkReport,
 };
 pub use options::{DataSplit, ModelOptions, NEWTON_MAX_WIDTH, Optimizer, OptionValue};
 pub use resident::{KeepRows, ResidentRows};

@@ -13,6 +13,7 @@ use datafusion::common::Result;
 use datafusion::logical_expr::LogicalPlan;
 use datafusion::prelude::SessionContext;
 
+use super::{WorkKind, WorkReport};
 use crate::functions::TrainRoundFunc;
 use crate::kernels::DeviceChoice;
 
@@ -29,6 +30,10 @@ pub trait ResidentRows: Send + Sync {
 
     /// Bytes the rows take where they are held.
     fn bytes(&self) -> u64;
+
+    /// The work done since the last call, oldest first: each piece (packing
+    /// the rows, a sample, a round) with what each executor did in it.
+    fn take_reports(&self) -> Vec<(WorkKind, Vec<WorkReport>)>;
 }
 
 /// Packs the rows of a plan where they are read, for the rounds of one training.

@@ -1,7 +1,7 @@
 //! The data an estimator trains on, and the one operation it needs: run a round.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use datafusion::arrow::array::RecordBatch;
@@ -11,7 +11,7 @@ use datafusion::execution::SessionState;
 use datafusion::logical_expr::{AggregateUDF, Expr, LogicalPlan, ScalarUDF, SortExpr};
 use datafusion::prelude::{DataFrame, SessionContext, lit};
 
-use super::{Feature, ModelType, ResidentRows};
+use super::{Feature, ModelType, ResidentRows, RoundInfo, WorkKind, WorkReport};
 use crate::functions::{RoundSpec, RowHashFunc, TrainRoundFunc, stats_values};
 use crate::kernels::{DeviceChoice, feature_rows};
 
@@ -72,6 +72,10 @@ pub struct TrainingData {
     kept: Option<Arc<dyn ResidentRows>>,
     rows: AtomicU64,
     passes: AtomicUsize,
+    /// Iterations recorded so far: a round belongs to the next one.
+    iterations: AtomicUsize,
+    /// Every round's work, per executor, in the order it ran.
+    rounds: Mutex<Vec<RoundInfo>>,
     started: Instant,
 }
 
@@ -94,6 +98,8 @@ impl TrainingData {
             kept: None,
             rows: AtomicU64::new(0),
             passes: AtomicUsize::new(0),
+            iterations: AtomicUsize::new(0),
+            rounds: Mutex::new(Vec::new()),
             started: Instant::now(),
         }
     }
@@ -141,6 +147,35 @@ impl TrainingData {
         self.passes.load(Ordering::Relaxed)
     }
 
+    /// Every round's work so far, per executor.
+    pub fn rounds(&self) -> Vec<RoundInfo> {
+        self.rounds.lock().map(|r| r.clone()).unwrap_or_default()
+    }
+
+    /// Numbers and keeps `pieces` of work, which belong to the next iteration.
+    fn note_work(&self, pieces: Vec<(WorkKind, Vec<WorkReport>)>) {
+        let iteration = self.iterations.load(Ordering::Relaxed) + 1;
+        let Ok(mut rounds) = self.rounds.lock() else {
+            return;
+        };
+        for (kind, reports) in pieces {
+            let round = rounds.last().map_or(0, |r| r.round) + 1;
+            rounds.extend(reports.into_iter().map(|work| RoundInfo {
+                round,
+                iteration,
+                kind,
+                work,
+            }));
+        }
+    }
+
+    /// Notes the work of kept rows since the last call.
+    fn note_kept_work(&self) {
+        if let Some(kept) = &self.kept {
+            self.note_work(kept.take_reports());
+        }
+    }
+
     /// Seconds since training started.
     pub fn elapsed_seconds(&self) -> f64 {
         self.started.elapsed().as_secs_f64()
@@ -168,14 +203,19 @@ impl TrainingData {
     /// statistics it returns.
     pub fn round_frame(&self, spec: RoundSpec) -> Result<(DataFrame, usize)> {
         let function = self.round_function(spec);
+        let expected = function.stats_len();
+        Ok((self.function_frame(function)?, expected))
+    }
+
+    /// The aggregate query running `function` over every row.
+    fn function_frame(&self, function: TrainRoundFunc) -> Result<DataFrame> {
         let mut args = Vec::new();
         if let Some(label) = function.label() {
             args.push(Expr::Column(Column::from_name(label)));
         }
         args.extend(self.feature_exprs());
-        let expected = function.stats_len();
         let round = AggregateUDF::from(function).call(args).alias("stats");
-        Ok((self.frame().aggregate(vec![], vec![round])?, expected))
+        self.frame().aggregate(vec![], vec![round])
     }
 
     /// The function computing `spec` over this data's label and features.
@@ -196,7 +236,9 @@ impl TrainingData {
     pub async fn round(&self, spec: RoundSpec) -> Result<Vec<f64>> {
         if let Some(kept) = &self.kept {
             let function = self.round_function(spec);
-            let stats = kept.round(&function).await?;
+            let stats = kept.round(&function).await;
+            self.note_kept_work();
+            let stats = stats?;
             self.passes.fetch_add(1, Ordering::Relaxed);
             if stats.len() != function.stats_len() {
                 return exec_err!(
@@ -207,12 +249,30 @@ impl TrainingData {
             }
             return Ok(stats);
         }
-        let expected = self.round_function(spec.clone()).stats_len();
+        let function = self.round_function(spec);
+        let expected = function.stats_len();
+        let started = Instant::now();
         let batches = collect_retrying("the training round", || {
-            Ok(self.round_frame(spec.clone())?.0)
+            // Its copies share its tally (a run again after a lost executor
+            // counts twice: that happens only on a cluster without kept rows).
+            self.function_frame(function.clone())
         })
         .await?;
         self.passes.fetch_add(1, Ordering::Relaxed);
+        let seconds = started.elapsed().as_secs_f64();
+        let tally = function.tally();
+        self.note_work(vec![(
+            WorkKind::Round,
+            vec![WorkReport {
+                executor: "embedded".into(),
+                partitions: tally.partitions() as usize,
+                rows: tally.rows(),
+                device: tally.device().into(),
+                seconds,
+                round_trip_seconds: seconds,
+                ..WorkReport::default()
+            }],
+        )]);
         let Some(batch) = batches.iter().find(|b| b.num_rows() > 0) else {
             return exec_err!("a training round returned no rows");
         };
@@ -231,7 +291,9 @@ impl TrainingData {
     pub async fn sample_rows(&self, seed: u64, n: usize) -> Result<Vec<Vec<f64>>> {
         let names: Vec<String> = self.features.iter().map(|f| f.name.clone()).collect();
         if let Some(kept) = &self.kept {
-            let rows = kept.sample_rows(seed, &names, n).await?;
+            let rows = kept.sample_rows(seed, &names, n).await;
+            self.note_kept_work();
+            let rows = rows?;
             self.passes.fetch_add(1, Ordering::Relaxed);
             return Ok(rows);
         }
@@ -289,6 +351,7 @@ pub(crate) fn record(
     loss: f64,
 ) {
     let iteration = info.len() + 1;
+    data.iterations.store(iteration, Ordering::Relaxed);
     info.push(super::Iteration {
         iteration,
         loss,

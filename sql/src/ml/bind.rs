@@ -23,7 +23,12 @@ use ember_ml_ops::models::Model;
 use ember_ml_ops::store::{ModelStore, parse_model_ref};
 
 /// Functions whose first argument names a model.
-const MODEL_FUNCTIONS: &[&str] = &["predict", "predict_proba", "training_info"];
+const MODEL_FUNCTIONS: &[&str] = &[
+    "predict",
+    "predict_proba",
+    "training_info",
+    "training_rounds",
+];
 
 /// Collects the model names given as the first argument of model functions.
 #[derive(Default)]
@@ -68,7 +73,7 @@ impl Visitor for ModelNames {
 }
 
 /// Loads into `catalog` the newest version of every model `statement` names in
-/// `predict`, `predict_proba` or `training_info`. Unknown names are left out:
+/// `predict`, `predict_proba`, `training_info` or `training_rounds`. Unknown names are left out:
 /// planning then reports them.
 pub async fn load_referenced_models(
     statement: &Statement,

@@ -277,6 +277,7 @@ pub async fn create_model(ml: &MlContext, create: &CreateModel) -> Result<MlOutp
         label_type: prepared.label_type.clone(),
         params: fitted.params,
         training_info: fitted.training_info,
+        rounds: data.rounds(),
         converged: fitted.converged,
         passes: data.passes(),
         training_rows: data.rows(),

@@ -1,6 +1,6 @@
 //! Running ember's model statements on a DataFusion context (embedded or a
 //! Ballista cluster): CREATE MODEL's driver loop, EVALUATE's metrics, SHOW /
-//! DESCRIBE / DROP MODEL, `training_info`, and binding `predict` calls to models.
+//! DESCRIBE / DROP MODEL, `training_info` and `training_rounds`, and binding `predict` calls to models.
 
 mod bind;
 mod create_model;
@@ -27,7 +27,7 @@ pub use create_model::{create_model, explain_create_model};
 pub use evaluate::evaluate_model;
 pub use inspect::{describe_model, drop_model, show_models};
 pub use table_functions::expand_model_tables;
-pub use training_info::TrainingInfoFunc;
+pub use training_info::{TrainingInfoFunc, TrainingRoundsFunc};
 
 /// What model statements need from the session that runs them.
 #[derive(Clone)]

@@ -9,7 +9,7 @@
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use arrow_flight::Action;
 use arrow_flight::flight_service_client::FlightServiceClient;
@@ -20,10 +20,10 @@ use datafusion::arrow::datatypes::{UInt32Type, UInt64Type};
 use datafusion::common::{DataFusionError, Result, exec_err};
 use datafusion::logical_expr::LogicalPlan;
 use datafusion::prelude::{DataFrame, SessionContext};
-use ember_ml_ops::functions::TrainRoundFunc;
+use ember_ml_ops::functions::{TrainRoundFunc, device_name};
 use ember_ml_ops::kernels::DeviceChoice;
 use ember_ml_ops::models::{
-    KeepRows, RUN_ATTEMPTS, ResidentRows, collect_retrying, training_state,
+    KeepRows, RUN_ATTEMPTS, ResidentRows, WorkKind, WorkReport, collect_retrying, training_state,
 };
 use futures::future::join_all;
 use tonic::transport::Channel;
@@ -63,6 +63,7 @@ impl KeepRows for ClusterKeeper {
             device,
             lease_seconds,
             placement: Mutex::new(None),
+            journal: Mutex::new(Vec::new()),
         };
         kept.pack().await?;
         Ok(Arc::new(kept))
@@ -92,6 +93,8 @@ struct KeptRows {
     device: DeviceChoice,
     lease_seconds: u64,
     placement: Mutex<Option<Arc<Placement>>>,
+    /// Work done since the estimator last asked (see `take_reports`).
+    journal: Mutex<Vec<(WorkKind, Vec<WorkReport>)>>,
 }
 
 /// A training id no other training of any driver shares.
@@ -131,10 +134,12 @@ impl KeptRows {
             device: self.device,
         };
         let plan = KeepRowsNode::new(self.plan.clone(), spec.clone())?.into_plan();
+        let started = Instant::now();
         let batches = collect_retrying("the keep job", || {
             Ok(DataFrame::new(training_state(&self.ctx), plan.clone()))
         })
         .await?;
+        self.note(WorkKind::Keep, keep_reports(&batches, started.elapsed()));
         let placement = connect(spec.training, &batches).await?;
         log::info!(
             "training {}: {} bytes kept on {} executors",
@@ -150,10 +155,19 @@ impl KeptRows {
         Ok(())
     }
 
-    /// Sends `action` with `body` to every holder; each answer in holder order.
+    /// Keeps a report of work done.
+    fn note(&self, kind: WorkKind, reports: Vec<WorkReport>) {
+        if let Ok(mut journal) = self.journal.lock() {
+            journal.push((kind, reports));
+        }
+    }
+
+    /// Sends `action` with `body` to every holder; each answer in holder order,
+    /// past the executor's report of its work (kept in the journal as `kind`).
     async fn ask_all(
         &self,
         action: &str,
+        kind: WorkKind,
         body: impl Fn(&Placement, &Holder) -> Result<Bytes>,
     ) -> Result<Vec<Bytes>> {
         let mut attempt = 1;
@@ -165,10 +179,16 @@ impl KeptRows {
                 .map(|holder| {
                     let body = body(&placement, holder);
                     let holder = holder.clone();
-                    async move { ask(holder, action, body?).await }
+                    async move { ask_reporting(holder, action, body?).await }
                 })
                 .collect::<Vec<_>>();
-            let answers: Result<Vec<Bytes>> = join_all(calls).await.into_iter().collect();
+            let answers: Result<Vec<(Bytes, WorkReport)>> =
+                join_all(calls).await.into_iter().collect();
+            let answers = answers.map(|answers| {
+                let (answers, reports) = answers.into_iter().unzip();
+                self.note(kind, reports);
+                answers
+            });
             match answers {
                 Err(e) if attempt < RUN_ATTEMPTS && worth_packing_again(&e) => {
                     log::warn!("training rows lost ({e}); keeping them again");
@@ -215,6 +235,56 @@ async fn ask(mut holder: Holder, action: &str, body: Bytes) -> Result<Bytes> {
         Ok(None) => exec_err!("{UNREACHABLE} at {}: no answer", holder.endpoint),
         Err(status) => exec_err!("{UNREACHABLE} at {}: {}", holder.endpoint, status.message()),
     }
+}
+
+/// `action` on `holder`, and what the executor did for it: the answer past
+/// the executor's report.
+async fn ask_reporting(holder: Holder, action: &str, body: Bytes) -> Result<(Bytes, WorkReport)> {
+    let started = Instant::now();
+    let sent = body.len() as u64;
+    let endpoint = holder.endpoint.clone();
+    let partitions = holder.partitions.len();
+    let answer = ask(holder, action, body).await?;
+    let round_trip_seconds = started.elapsed().as_secs_f64();
+    let (work, rest) = wire::split_work(&answer)?;
+    let report = WorkReport {
+        executor: endpoint,
+        partitions,
+        rows: work.cpu_rows + work.gpu_rows,
+        device: device_name(work.cpu_rows, work.gpu_rows).into(),
+        seconds: work.seconds,
+        round_trip_seconds,
+        bytes_sent: sent,
+        bytes_received: answer.len() as u64,
+        bytes_kept: 0,
+    };
+    Ok((answer.slice_ref(rest), report))
+}
+
+/// What each executor did in a keep job that took `elapsed`, from its result rows.
+fn keep_reports(batches: &[RecordBatch], elapsed: Duration) -> Vec<WorkReport> {
+    let mut by_endpoint: BTreeMap<String, WorkReport> = BTreeMap::new();
+    for batch in batches {
+        let endpoint = batch.column(1).as_string::<i32>();
+        let rows = batch.column(2).as_primitive::<UInt64Type>();
+        let bytes = batch.column(3).as_primitive::<UInt64Type>();
+        let device = batch.column(4).as_string::<i32>();
+        for row in 0..batch.num_rows() {
+            let report = by_endpoint
+                .entry(endpoint.value(row).to_string())
+                .or_insert_with(|| WorkReport {
+                    executor: endpoint.value(row).to_string(),
+                    device: device.value(row).to_string(),
+                    seconds: elapsed.as_secs_f64(),
+                    round_trip_seconds: elapsed.as_secs_f64(),
+                    ..WorkReport::default()
+                });
+            report.partitions += 1;
+            report.rows += rows.value(row);
+            report.bytes_kept += bytes.value(row);
+        }
+    }
+    by_endpoint.into_values().collect()
 }
 
 /// The placement the keep job's rows describe, with a client per executor.
@@ -293,7 +363,7 @@ async fn release(placement: &Placement) {
 impl ResidentRows for KeptRows {
     async fn round(&self, function: &TrainRoundFunc) -> Result<Vec<f64>> {
         let answers = self
-            .ask_all(ROUND, |placement, holder| {
+            .ask_all(ROUND, WorkKind::Round, |placement, holder| {
                 wire::to_json(&RoundRequest {
                     training: placement.training.clone(),
                     partitions: holder.partitions.clone(),
@@ -326,7 +396,7 @@ impl ResidentRows for KeptRows {
 
     async fn sample_rows(&self, seed: u64, columns: &[String], n: usize) -> Result<Vec<Vec<f64>>> {
         let answers = self
-            .ask_all(SAMPLE, |placement, holder| {
+            .ask_all(SAMPLE, WorkKind::Sample, |placement, holder| {
                 wire::to_json(&SampleRequest {
                     training: placement.training.clone(),
                     partitions: holder.partitions.clone(),
@@ -347,6 +417,13 @@ impl ResidentRows for KeptRows {
 
     fn bytes(&self) -> u64 {
         self.placement().map(|p| p.bytes).unwrap_or(0)
+    }
+
+    fn take_reports(&self) -> Vec<(WorkKind, Vec<WorkReport>)> {
+        self.journal
+            .lock()
+            .map(|mut j| std::mem::take(&mut *j))
+            .unwrap_or_default()
     }
 }
 

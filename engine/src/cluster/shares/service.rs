@@ -6,7 +6,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use arrow_flight::flight_service_server::{FlightService, FlightServiceServer};
 use arrow_flight::{
@@ -26,7 +26,7 @@ use tonic::{Request, Response, Status, Streaming};
 use super::store::{Share, ShareStore};
 use super::wire::{
     self, PartitionStats, RELEASE, ROUND, ReleaseRequest, RoundRequest, SAMPLE, SampleRequest,
-    SampledRow,
+    SampledRow, WorkDone,
 };
 use crate::session::MAX_MESSAGE_BYTES;
 
@@ -123,8 +123,10 @@ async fn each_share<T: Send + 'static>(
 
 impl ShareService {
     async fn round(&self, request: RoundRequest) -> Result<Bytes> {
+        let started = Instant::now();
         let shares = self.store.shares(&request.training, &request.partitions)?;
         let function = Arc::new(request.function);
+        let counted = function.clone();
         let parts = each_share(shares, move |partition, share| {
             let arguments = share
                 .batches
@@ -135,11 +137,22 @@ impl ShareService {
             Ok(PartitionStats { partition, stats })
         })
         .await?;
-        Ok(wire::encode_stats(&parts))
+        let work = WorkDone {
+            seconds: started.elapsed().as_secs_f64(),
+            cpu_rows: counted.tally().cpu_rows(),
+            gpu_rows: counted.tally().gpu_rows(),
+        };
+        Ok(wire::with_work(work, wire::encode_stats(&parts)))
     }
 
     async fn sample(&self, request: SampleRequest) -> Result<Bytes> {
+        let started = Instant::now();
         let shares = self.store.shares(&request.training, &request.partitions)?;
+        let scanned = shares
+            .iter()
+            .flat_map(|(_, share)| share.batches.iter())
+            .map(|b| b.num_rows() as u64)
+            .sum();
         let SampleRequest {
             seed, columns, n, ..
         } = request;
@@ -172,7 +185,12 @@ impl ShareService {
         let mut rows: Vec<SampledRow> = per_share.into_iter().flatten().collect();
         rows.sort_by(|a, b| a.hash.total_cmp(&b.hash));
         rows.truncate(n);
-        Ok(wire::encode_rows(&rows))
+        let work = WorkDone {
+            seconds: started.elapsed().as_secs_f64(),
+            cpu_rows: scanned,
+            gpu_rows: 0,
+        };
+        Ok(wire::with_work(work, wire::encode_rows(&rows)))
     }
 
     fn release(&self, request: ReleaseRequest) -> Bytes {

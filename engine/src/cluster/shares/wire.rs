@@ -47,6 +47,39 @@ pub fn from_json<T: for<'a> Deserialize<'a>>(body: &[u8]) -> Result<T> {
     })
 }
 
+/// What an executor says of its work ahead of every round and sample answer.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct WorkDone {
+    /// Seconds the work took on the executor.
+    pub seconds: f64,
+    /// Rows whose kernels ran on the CPU, and on a GPU.
+    pub cpu_rows: u64,
+    pub gpu_rows: u64,
+}
+
+/// `[seconds f64][cpu_rows u64][gpu_rows u64]`, then `payload`.
+pub fn with_work(work: WorkDone, payload: Bytes) -> Bytes {
+    let mut out = BytesMut::with_capacity(24 + payload.len());
+    out.put_f64_le(work.seconds);
+    out.put_u64_le(work.cpu_rows);
+    out.put_u64_le(work.gpu_rows);
+    out.put(payload);
+    out.freeze()
+}
+
+/// The work an answer reports, and the rest of the answer.
+pub fn split_work(mut body: &[u8]) -> Result<(WorkDone, &[u8])> {
+    if body.remaining() < 24 {
+        return Err(truncated());
+    }
+    let work = WorkDone {
+        seconds: body.get_f64_le(),
+        cpu_rows: body.get_u64_le(),
+        gpu_rows: body.get_u64_le(),
+    };
+    Ok((work, body))
+}
+
 /// One partition's statistics for a round.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PartitionStats {
@@ -154,5 +187,15 @@ mod tests {
         assert_eq!(decode_rows(&encode_rows(&rows)).unwrap(), rows);
         let cut = encode_stats(&parts);
         assert!(decode_stats(&cut[..cut.len() - 1]).is_err());
+        let work = WorkDone {
+            seconds: 0.125,
+            cpu_rows: 7,
+            gpu_rows: 1 << 40,
+        };
+        let answer = with_work(work, encode_stats(&parts));
+        let (read, rest) = split_work(&answer).unwrap();
+        assert_eq!(read, work);
+        assert_eq!(decode_stats(rest).unwrap(), parts);
+        assert!(split_work(&answer[..23]).is_err());
     }
 }
