@@ -374,7 +374,7 @@ mod tests {
         let plan = ctx.table("t").await?.create_physical_plan().await?;
         assert_eq!(plan.properties().output_partitioning().partition_count(), 2);
         let task = ctx.task_ctx();
-        let mut streams = vec![plan.execute(0, task.clone())?, plan.execute(1, task)?];
+        let mut streams = [plan.execute(0, task.clone())?, plan.execute(1, task)?];
         let mut rows = vec![0, 0];
         for partition in [1, 0] {
             while let Some(batch) = streams[partition].next().await {
