@@ -1,7 +1,7 @@
 //! Faults on real processes (RELIABILITY.md): an executor killed with SIGKILL in
 //! the middle of a TPC-H query and of a CREATE MODEL costs time, not answers; a
-//! killed scheduler gives its clients a clear error at once. Lost executors
-//! during `predict` and EVALUATE cost time too.
+//! killed scheduler gives its clients a clear error at once, mid-query and
+//! mid-training. Lost executors during `predict` and EVALUATE cost time too.
 
 mod common;
 
@@ -354,6 +354,7 @@ fn assert_same_csv(actual: &str, expected: &str) {
 /// An executor killed while CREATE MODEL runs its rounds over rows the
 /// executors keep (after the keep job): the rows are packed again on the
 /// executors left and training goes on to the model a fault-free run gives.
+/// Then the scheduler killed there: a clear error within 30 s and no model.
 #[test]
 fn an_executor_killed_between_rounds_costs_time_not_the_model() {
     let work = tempfile::tempdir().unwrap();
@@ -402,50 +403,15 @@ fn an_executor_killed_between_rounds_costs_time_not_the_model() {
     let faulted_store = store("faulted");
     let faulted_args = args(&faulted_store);
     let faulted_args: Vec<&str> = faulted_args.iter().map(String::as_str).collect();
-    let mut caught = None;
-    for _ in 0..3 {
-        let mut client = Client::start(&cluster, &faulted_args);
-        // Each keep task logs the partition it kept: the first executor to log one
-        // holds rows the rounds need.
-        let logs: Vec<PathBuf> = alive
-            .iter()
-            .map(|(dir, _)| {
-                cluster_dir.join("logs").join(format!(
-                    "{}.log",
-                    dir.file_name().unwrap().to_str().unwrap()
-                ))
-            })
-            .collect();
-        let kept_lines = |log: &PathBuf| {
-            std::fs::read_to_string(log)
-                .unwrap_or_default()
-                .matches("kept partition")
-                .count()
-        };
-        let before: Vec<usize> = logs.iter().map(kept_lines).collect();
-        let mut holder = None;
-        while client.running() && holder.is_none() {
-            holder = (0..logs.len()).find(|&i| kept_lines(&logs[i]) > before[i]);
-            std::thread::sleep(Duration::from_millis(2));
-        }
-        // Past the keep job, into the rounds.
-        std::thread::sleep(Duration::from_millis(500));
-        if !client.running() {
-            let output = client.finish(RECOVERY_BOUND);
-            assert!(output.status.success(), "{}", stderr(&output));
-            eprintln!("training ended before an executor was killed; trying again");
-            continue;
-        }
-        let victim = alive.remove(holder.expect("a keep task logged"));
-        // SAFETY: kill(2) on a process this test started; no memory effects.
-        unsafe {
-            libc::kill(victim.1, libc::SIGKILL);
-        }
-        eprintln!("killed {} between rounds", victim.0.display());
-        caught = Some(client.finish(RECOVERY_BOUND));
-        break;
+    let (client, holder) = in_training_rounds(&cluster, &cluster_dir, &alive, &faulted_args)
+        .expect("training ended before an executor could be killed, 3 times");
+    let victim = alive.remove(holder);
+    // SAFETY: kill(2) on a process this test started; no memory effects.
+    unsafe {
+        libc::kill(victim.1, libc::SIGKILL);
     }
-    let trained = caught.expect("training ended before an executor could be killed, 3 times");
+    eprintln!("killed {} between rounds", victim.0.display());
+    let trained = client.finish(RECOVERY_BOUND);
     assert!(trained.status.success(), "{}", stderr(&trained));
     // The rows were packed twice: once, and again after the kill.
     let trainings = kept_trainings(&cluster_dir);
@@ -457,6 +423,78 @@ fn an_executor_killed_between_rounds_costs_time_not_the_model() {
         &clf_coefficients(&faulted_store, None),
         &clf_coefficients(&fault_free, None),
     );
+
+    // The scheduler killed between rounds: a clear error soon, and no model.
+    let lost_store = store("scheduler-lost");
+    let lost_args = args(&lost_store);
+    let lost_args: Vec<&str> = lost_args.iter().map(String::as_str).collect();
+    let (client, _) = in_training_rounds(&cluster, &cluster_dir, &alive, &lost_args)
+        .expect("training ended before the scheduler could be killed, 3 times");
+    // SAFETY: kill(2) on a process this test started; no memory effects.
+    unsafe {
+        libc::kill(cluster.pids[0], libc::SIGKILL);
+    }
+    let killed = Instant::now();
+    let output = client.finish(Duration::from_secs(30));
+    eprintln!(
+        "error {:?} after the scheduler was killed mid-training",
+        killed.elapsed()
+    );
+    assert_clear_error(&output, "lost the connection to the scheduler at df://");
+    assert!(
+        !files_under(&lost_store)
+            .iter()
+            .any(|f| f.ends_with("model.json")),
+        "no model may be written: {:?}",
+        files_under(&lost_store)
+    );
+    let _ = cluster.stop();
+}
+
+/// Starts `ember sql args` on `cluster` and waits until it is past its keep
+/// job, into the training rounds: the running client and the index in `alive`
+/// of an executor holding rows. `None` when training ended first 3 times.
+fn in_training_rounds(
+    cluster: &ClusterUp,
+    cluster_dir: &Path,
+    alive: &[(PathBuf, i32)],
+    args: &[&str],
+) -> Option<(Client, usize)> {
+    // Each keep task logs the partition it kept: the first executor to log one
+    // holds rows the rounds need.
+    let logs: Vec<PathBuf> = alive
+        .iter()
+        .map(|(dir, _)| {
+            cluster_dir.join("logs").join(format!(
+                "{}.log",
+                dir.file_name().unwrap().to_str().unwrap()
+            ))
+        })
+        .collect();
+    let kept_lines = |log: &PathBuf| {
+        std::fs::read_to_string(log)
+            .unwrap_or_default()
+            .matches("kept partition")
+            .count()
+    };
+    for _ in 0..3 {
+        let mut client = Client::start(cluster, args);
+        let before: Vec<usize> = logs.iter().map(kept_lines).collect();
+        let mut holder = None;
+        while client.running() && holder.is_none() {
+            holder = (0..logs.len()).find(|&i| kept_lines(&logs[i]) > before[i]);
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        // Past the keep job, into the rounds.
+        std::thread::sleep(Duration::from_millis(500));
+        if client.running() {
+            return Some((client, holder.expect("a keep task logged")));
+        }
+        let output = client.finish(RECOVERY_BOUND);
+        assert!(output.status.success(), "{}", stderr(&output));
+        eprintln!("training ended before it could be interrupted; trying again");
+    }
+    None
 }
 
 /// The trainings whose rows the executors of the cluster in `dir` logged keeping.
