@@ -354,7 +354,9 @@ fn assert_same_csv(actual: &str, expected: &str) {
 /// An executor killed while CREATE MODEL runs its rounds over rows the
 /// executors keep (after the keep job): the rows are packed again on the
 /// executors left and training goes on to the model a fault-free run gives.
-/// Then the scheduler killed there: a clear error within 30 s and no model.
+/// The client killed there: the same statement again goes on from the last
+/// completed iteration to the same model. Then the scheduler killed there: a
+/// clear error within 30 s and no model.
 #[test]
 fn an_executor_killed_between_rounds_costs_time_not_the_model() {
     let work = tempfile::tempdir().unwrap();
@@ -422,6 +424,50 @@ fn an_executor_killed_between_rounds_costs_time_not_the_model() {
     assert_same_model(
         &clf_coefficients(&faulted_store, None),
         &clf_coefficients(&fault_free, None),
+    );
+
+    // The client killed mid-training: the same CREATE MODEL again goes on from
+    // the last completed iteration, to the model an uninterrupted run gives.
+    let resumed_store = store("resumed");
+    let resumed_args = args(&resumed_store);
+    let resumed_args: Vec<&str> = resumed_args.iter().map(String::as_str).collect();
+    let checkpoints = resumed_store.join("clf").join("training");
+    let mut interrupted = false;
+    for _ in 0..3 {
+        let mut client = Client::start(&cluster, &resumed_args);
+        while client.running() && files_under(&checkpoints).is_empty() {
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        if client.running() {
+            // SAFETY: kill(2) on a process this test started; no memory effects.
+            unsafe {
+                libc::kill(client.child.id() as i32, libc::SIGKILL);
+            }
+            let _ = client.finish(Duration::from_secs(10));
+            interrupted = true;
+            break;
+        }
+        let output = client.finish(RECOVERY_BOUND);
+        assert!(output.status.success(), "{}", stderr(&output));
+        eprintln!("training ended before its client could be killed; trying again");
+        std::fs::remove_dir_all(&resumed_store).unwrap();
+    }
+    assert!(
+        interrupted,
+        "training ended before its client could be killed, 3 times"
+    );
+    let resumed = cluster.sql(&resumed_args);
+    assert!(resumed.status.success(), "{}", stderr(&resumed));
+    let said = format!("{}{}", stdout(&resumed), stderr(&resumed));
+    eprintln!("{}", said.trim());
+    assert!(said.contains("went on from iteration"), "{said}");
+    assert_same_model(
+        &clf_coefficients(&resumed_store, None),
+        &clf_coefficients(&fault_free, None),
+    );
+    assert!(
+        files_under(&checkpoints).is_empty(),
+        "the checkpoint goes once the model is saved"
     );
 
     // The scheduler killed between rounds: a clear error soon, and no model.

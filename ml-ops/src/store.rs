@@ -23,6 +23,8 @@ const MODEL_FILE: &str = "model.json";
 /// Left in a version's folder by DROP MODEL ... VERSION, so the number is
 /// never used again.
 const DROPPED_MARKER: &str = "dropped";
+/// The folder, beside a model's versions, of its trainings' checkpoints.
+const TRAINING_DIR: &str = "training";
 /// Longest model name.
 const MAX_NAME_LEN: usize = 128;
 
@@ -343,6 +345,58 @@ impl ModelStore {
             }
         }
         plan_err!("cannot write model '{name}': too many concurrent writers")
+    }
+
+    fn checkpoint_path(&self, name: &str, key: &str) -> Path {
+        self.model_dir(name)
+            .join(TRAINING_DIR)
+            .join(format!("{key}.json"))
+    }
+
+    /// Replaces the checkpoint `key` of a training of `name` (one atomic put:
+    /// never a half-written one). Checkpoints are not models: no reader of
+    /// versions sees them.
+    pub async fn save_checkpoint(&self, name: &str, key: &str, bytes: Vec<u8>) -> Result<()> {
+        let name = validate_model_name(name)?;
+        self.store
+            .put(&self.checkpoint_path(&name, key), PutPayload::from(bytes))
+            .await
+            .map_err(store_error(format!(
+                "cannot write a training checkpoint of '{name}' to {}",
+                self.url
+            )))?;
+        Ok(())
+    }
+
+    /// The checkpoint `key` of a training of `name`, if one was left.
+    pub async fn load_checkpoint(&self, name: &str, key: &str) -> Result<Option<Vec<u8>>> {
+        let name = validate_model_name(name)?;
+        match self.store.get(&self.checkpoint_path(&name, key)).await {
+            Ok(found) => {
+                let bytes = found.bytes().await.map_err(store_error(format!(
+                    "cannot read a training checkpoint of '{name}' from {}",
+                    self.url
+                )))?;
+                Ok(Some(bytes.to_vec()))
+            }
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(DataFusionError::Execution(format!(
+                "cannot read a training checkpoint of '{name}' from {}: {e}",
+                self.url
+            ))),
+        }
+    }
+
+    /// Removes the checkpoint `key` of a training of `name` (done with it).
+    pub async fn remove_checkpoint(&self, name: &str, key: &str) -> Result<()> {
+        let name = validate_model_name(name)?;
+        match self.store.delete(&self.checkpoint_path(&name, key)).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(DataFusionError::Execution(format!(
+                "cannot remove a training checkpoint of '{name}' from {}: {e}",
+                self.url
+            ))),
+        }
     }
 
     /// Every model with at least one complete version: name → newest version.

@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use ember_engine::EmberContext;
 use ember_engine::cluster::InProcessCluster;
@@ -264,6 +265,66 @@ async fn distributed_and_eight_file_models_equal_embedded() {
     assert_eq!(
         to_text(&remote.ember.sql_one(&predict).await.unwrap()),
         to_text(&local.ember.sql_one(&predict).await.unwrap())
+    );
+}
+
+/// A training whose client went away mid-way (its statement dropped, as a
+/// killed `ember sql` drops it) goes on, when the same CREATE MODEL runs again,
+/// from the last iteration it completed, to the model an uninterrupted run gives.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_interrupted_training_goes_on_where_it_stopped() {
+    let engine = engine(false).await;
+    let ember = &engine.ember;
+    let lbfgs = |name: &str| {
+        logistic_sql("cancer")
+            .replace("create model clf", &format!("create model {name}"))
+            .replace(
+                "l2 = 0.01",
+                "l2 = 0.01, optimizer = 'lbfgs', tolerance = 0, max_iterations = 80",
+            )
+    };
+    ember.sql_one(&lbfgs("whole")).await.unwrap();
+    let checkpoints = engine.store.path().join("clf").join("training");
+    let statement = lbfgs("clf");
+    let training = ember.sql_one(&statement);
+    tokio::pin!(training);
+    let interrupted = loop {
+        tokio::select! {
+            done = &mut training => {
+                done.unwrap();
+                break false;
+            }
+            _ = tokio::time::sleep(Duration::from_millis(1)) => {
+                if std::fs::read_dir(&checkpoints).is_ok_and(|mut d| d.next().is_some()) {
+                    break true;
+                }
+            }
+        }
+    };
+    assert!(interrupted, "training ended before it could be interrupted");
+    drop(training);
+    let again = ember.sql_one(&statement).await.unwrap();
+    assert!(
+        again
+            .notes
+            .iter()
+            .any(|n| n.contains("went on from iteration")),
+        "{:?}",
+        again.notes
+    );
+    assert_eq!(params(ember, "clf").await, params(ember, "whole").await);
+    let info = |model: &'static str| async move {
+        to_text(
+            &ember
+                .sql_one(&format!("select iteration from training_info('{model}')"))
+                .await
+                .unwrap(),
+        )
+    };
+    assert_eq!(
+        info("clf").await,
+        info("whole").await,
+        "the same iterations"
     );
 }
 

@@ -11,11 +11,32 @@
 use async_trait::async_trait;
 use datafusion::common::{Result, plan_err};
 
+use serde::{Deserialize, Serialize};
+
+use super::checkpoint::exact;
 use super::training::record;
-use super::{Estimator, Fitted, ModelOptions, ModelParams, ModelType, Progress, TrainingData};
+use super::{
+    Estimator, Fitted, Iteration, ModelOptions, ModelParams, ModelType, Progress, TrainingData,
+};
 use crate::functions::RoundSpec;
 
 pub struct KMeans;
+
+/// Where k-means stands between two iterations.
+#[derive(Deserialize)]
+struct State {
+    #[serde(with = "exact")]
+    centroids: Vec<f64>,
+    info: Vec<Iteration>,
+}
+
+/// [`State`], borrowed, to be kept.
+#[derive(Serialize)]
+struct StateRef<'a> {
+    #[serde(with = "exact")]
+    centroids: &'a [f64],
+    info: &'a [Iteration],
+}
 
 #[async_trait]
 impl Estimator for KMeans {
@@ -27,10 +48,25 @@ impl Estimator for KMeans {
     ) -> Result<Fitted> {
         let k = options.num_clusters;
         let d = data.width();
-        let mut centroids = initial_centroids(data, options.seed, k).await?;
-        let mut info = Vec::new();
+        let State {
+            mut centroids,
+            mut info,
+        } = match data.resume().await {
+            Some(state) => state,
+            None => State {
+                centroids: initial_centroids(data, options.seed, k).await?,
+                info: Vec::new(),
+            },
+        };
         let mut converged = false;
         while info.len() < options.max_iterations {
+            if !info.is_empty() {
+                data.checkpoint(StateRef {
+                    centroids: &centroids,
+                    info: &info,
+                })
+                .await;
+            }
             let stats = data
                 .round(RoundSpec::KMeans {
                     centroids: centroids.clone(),

@@ -14,6 +14,9 @@ use std::collections::VecDeque;
 use async_trait::async_trait;
 use datafusion::common::{Result, plan_err};
 
+use serde::{Deserialize, Serialize};
+
+use super::checkpoint::exact;
 use super::training::record;
 use super::{
     Estimator, Fitted, Iteration, ModelOptions, ModelParams, ModelType, NEWTON_MAX_WIDTH,
@@ -109,6 +112,53 @@ impl Estimator for LogisticRegression {
     }
 }
 
+/// Newton's last accepted point: the weights, their loss, and the step taken
+/// from them (halved when it overshoots).
+#[derive(Clone, Serialize, Deserialize)]
+struct Accepted {
+    #[serde(with = "exact")]
+    previous: Vec<f64>,
+    #[serde(with = "exact::one")]
+    loss: f64,
+    #[serde(with = "exact")]
+    step: Vec<f64>,
+}
+
+/// Where Newton's method stands between two iterations.
+#[derive(Serialize, Deserialize)]
+struct NewtonState {
+    #[serde(with = "exact")]
+    weights: Vec<f64>,
+    info: Vec<Iteration>,
+    accepted: Option<Accepted>,
+    #[serde(with = "exact::one")]
+    step_scale: f64,
+}
+
+/// One remembered L-BFGS pair: a step, the gradient's change, 1 / (s·y).
+#[derive(Clone, Serialize, Deserialize)]
+struct Pair {
+    #[serde(with = "exact")]
+    s: Vec<f64>,
+    #[serde(with = "exact")]
+    y: Vec<f64>,
+    #[serde(with = "exact::one")]
+    rho: f64,
+}
+
+/// Where L-BFGS stands between two iterations.
+#[derive(Serialize, Deserialize)]
+struct LbfgsState {
+    #[serde(with = "exact")]
+    weights: Vec<f64>,
+    info: Vec<Iteration>,
+    #[serde(with = "exact::one")]
+    loss: f64,
+    #[serde(with = "exact")]
+    gradient: Vec<f64>,
+    memory: VecDeque<Pair>,
+}
+
 /// Gradient small enough to call the optimum reached.
 const GRADIENT_TOLERANCE: f64 = 1e-10;
 
@@ -118,12 +168,28 @@ async fn fit_newton(
     progress: &dyn Progress,
 ) -> Result<(Vec<f64>, Vec<Iteration>, bool)> {
     let m = data.width() + 1;
-    let mut weights = vec![0.0; m];
-    let mut info = Vec::new();
+    let NewtonState {
+        mut weights,
+        mut info,
+        mut accepted,
+        mut step_scale,
+    } = data.resume().await.unwrap_or(NewtonState {
+        weights: vec![0.0; m],
+        info: Vec::new(),
+        accepted: None,
+        step_scale: 1.0,
+    });
     let mut converged = false;
-    let mut accepted: Option<(Vec<f64>, f64, Vec<f64>)> = None; // weights, loss, step
-    let mut step_scale = 1.0;
     while info.len() < options.max_iterations {
+        if !info.is_empty() {
+            data.checkpoint(NewtonState {
+                weights: weights.clone(),
+                info: info.clone(),
+                accepted: accepted.clone(),
+                step_scale,
+            })
+            .await;
+        }
         let eval = evaluate(data, &weights, options.l2, true).await?;
         record(
             data,
@@ -133,7 +199,11 @@ async fn fit_newton(
             &mut info,
             eval.loss,
         );
-        if let Some((previous, previous_loss, step)) = &accepted
+        if let Some(Accepted {
+            previous,
+            loss: previous_loss,
+            step,
+        }) = &accepted
             && eval.loss > *previous_loss + 1e-12 * previous_loss.abs()
         {
             // The full step overshot: halve it from the last accepted point.
@@ -163,12 +233,32 @@ async fn fit_newton(
         step_scale = 1.0;
         weights = weights.iter().zip(&step).map(|(w, s)| w - s).collect();
         converged = decrement / 2.0 <= options.tolerance * previous_loss.abs().max(1e-300);
-        accepted = Some((previous, previous_loss, step));
+        accepted = Some(Accepted {
+            previous,
+            loss: previous_loss,
+            step,
+        });
         if converged {
             break;
         }
     }
     Ok((weights, info, converged))
+}
+
+/// L-BFGS's first point: the intercept-only optimum, logit(mean label) (at
+/// zero weights the intercept's gradient is 0.5 − mean label). The penalty
+/// never moves the intercept, so however large it is (and the steps on the
+/// other weights small), the intercept starts where it belongs.
+async fn lbfgs_start(data: &TrainingData, l2: f64) -> Result<(Vec<f64>, Evaluation)> {
+    let m = data.width() + 1;
+    let mut weights = vec![0.0; m];
+    let mut current = evaluate(data, &weights, l2, false).await?;
+    let positive_rate = 0.5 - current.gradient[m - 1];
+    if positive_rate > 0.0 && positive_rate < 1.0 {
+        weights[m - 1] = (positive_rate / (1.0 - positive_rate)).ln();
+        current = evaluate(data, &weights, l2, false).await?;
+    }
+    Ok((weights, current))
 }
 
 /// Pairs of (step, gradient change) L-BFGS remembers.
@@ -179,34 +269,49 @@ async fn fit_lbfgs(
     options: &ModelOptions,
     progress: &dyn Progress,
 ) -> Result<(Vec<f64>, Vec<Iteration>, bool)> {
-    let m = data.width() + 1;
-    let mut weights = vec![0.0; m];
-    let mut info = Vec::new();
+    let (mut weights, mut info, mut current, mut memory) = match data.resume().await {
+        Some(LbfgsState {
+            weights,
+            info,
+            loss,
+            gradient,
+            memory,
+        }) => {
+            let current = Evaluation {
+                loss,
+                gradient,
+                hessian: None,
+            };
+            (weights, info, current, memory)
+        }
+        None => {
+            let (weights, current) = lbfgs_start(data, options.l2).await?;
+            let mut info = Vec::new();
+            record(
+                data,
+                progress,
+                ModelType::LogisticRegression,
+                options.max_iterations,
+                &mut info,
+                current.loss,
+            );
+            (weights, info, current, VecDeque::new())
+        }
+    };
     let mut converged = false;
-    let mut current = evaluate(data, &weights, options.l2, false).await?;
-    // Start from the intercept-only optimum, logit(mean label): at zero weights
-    // the intercept's gradient is 0.5 − mean label. The penalty never moves
-    // the intercept, so however large it is (and the steps on the other
-    // weights small), the intercept starts where it belongs.
-    let positive_rate = 0.5 - current.gradient[m - 1];
-    if positive_rate > 0.0 && positive_rate < 1.0 {
-        weights[m - 1] = (positive_rate / (1.0 - positive_rate)).ln();
-        current = evaluate(data, &weights, options.l2, false).await?;
-    }
-    record(
-        data,
-        progress,
-        ModelType::LogisticRegression,
-        options.max_iterations,
-        &mut info,
-        current.loss,
-    );
-    let mut memory: VecDeque<(Vec<f64>, Vec<f64>, f64)> = VecDeque::new();
     while info.len() < options.max_iterations && max_abs(&current.gradient) >= GRADIENT_TOLERANCE {
+        data.checkpoint(LbfgsState {
+            weights: weights.clone(),
+            info: info.clone(),
+            loss: current.loss,
+            gradient: current.gradient.clone(),
+            memory: memory.clone(),
+        })
+        .await;
         // Two-loop recursion: direction = −H⁻¹ g.
         let mut q = current.gradient.clone();
         let mut alphas = Vec::with_capacity(memory.len());
-        for (s, y, rho) in memory.iter().rev() {
+        for Pair { s, y, rho } in memory.iter().rev() {
             let alpha = rho * dot(s, &q);
             q.iter_mut().zip(y).for_each(|(q, y)| *q -= alpha * y);
             alphas.push(alpha);
@@ -216,10 +321,10 @@ async fn fit_lbfgs(
         // curvature seen.
         let gamma = memory.back().map_or(
             1.0 / (max_abs(&current.gradient).max(1.0) * (1.0 + options.l2)),
-            |(s, y, _)| dot(s, y) / dot(y, y),
+            |Pair { s, y, .. }| dot(s, y) / dot(y, y),
         );
         q.iter_mut().for_each(|v| *v *= gamma);
-        for ((s, y, rho), alpha) in memory.iter().zip(alphas.iter().rev()) {
+        for (Pair { s, y, rho }, alpha) in memory.iter().zip(alphas.iter().rev()) {
             let beta = rho * dot(y, &q);
             q.iter_mut()
                 .zip(s)
@@ -270,7 +375,11 @@ async fn fit_lbfgs(
             current.loss,
         );
         if sy > 1e-300 {
-            memory.push_back((s, y, 1.0 / sy));
+            memory.push_back(Pair {
+                s,
+                y,
+                rho: 1.0 / sy,
+            });
             if memory.len() > LBFGS_MEMORY {
                 memory.pop_front();
             }

@@ -9,6 +9,7 @@
 //! Each model type is one file implementing [`Estimator`]; [`estimator`] maps a
 //! [`ModelType`] to it.
 
+mod checkpoint;
 mod format;
 mod kmeans;
 mod linear_regression;
@@ -23,6 +24,7 @@ use async_trait::async_trait;
 use datafusion::common::{Result, plan_err};
 use serde::{Deserialize, Serialize};
 
+pub use checkpoint::Checkpoint;
 pub use format::{
     Feature, InputColumn, Iteration, MODEL_FORMAT, Model, ModelParams, RoundInfo, TransformItem,
     WorkKind, WorkReport,

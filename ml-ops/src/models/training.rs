@@ -11,7 +11,11 @@ use datafusion::execution::SessionState;
 use datafusion::logical_expr::{AggregateUDF, Expr, LogicalPlan, ScalarUDF, SortExpr};
 use datafusion::prelude::{DataFrame, SessionContext, lit};
 
-use super::{Feature, ModelType, ResidentRows, RoundInfo, WorkKind, WorkReport};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use super::checkpoint::Saved;
+use super::{Checkpoint, Feature, ModelType, ResidentRows, RoundInfo, WorkKind, WorkReport};
 use crate::functions::{RoundSpec, RowHashFunc, TrainRoundFunc, stats_values};
 use crate::kernels::{DeviceChoice, feature_rows};
 
@@ -77,6 +81,10 @@ pub struct TrainingData {
     /// Every round's work, per executor, in the order it ran.
     rounds: Mutex<Vec<RoundInfo>>,
     started: Instant,
+    /// Where the state is kept after every iteration, if anywhere.
+    checkpoint: Option<Checkpoint>,
+    /// Iterations and seconds of an interrupted run this one goes on from.
+    resumed: Mutex<Option<(usize, f64)>>,
 }
 
 impl TrainingData {
@@ -101,6 +109,8 @@ impl TrainingData {
             iterations: AtomicUsize::new(0),
             rounds: Mutex::new(Vec::new()),
             started: Instant::now(),
+            checkpoint: None,
+            resumed: Mutex::new(None),
         }
     }
 
@@ -125,6 +135,75 @@ impl TrainingData {
     pub fn with_kept_rows(mut self, rows: Arc<dyn ResidentRows>) -> Self {
         self.kept = Some(rows);
         self
+    }
+
+    /// Keeps the training's state in `checkpoint` after every iteration, and
+    /// goes on from what it holds.
+    pub fn with_checkpoint(mut self, checkpoint: Checkpoint) -> Self {
+        self.checkpoint = Some(checkpoint);
+        self
+    }
+
+    /// The iterations an interrupted run had completed when this one went on
+    /// from its checkpoint.
+    pub fn resumed_from(&self) -> Option<usize> {
+        self.resumed.lock().ok().and_then(|r| r.map(|(i, _)| i))
+    }
+
+    /// The estimator's state from the checkpoint, with the training's counters
+    /// set as they were; `None` when there is none (or it cannot be read: the
+    /// training starts afresh, and says why in the log).
+    pub(crate) async fn resume<S: DeserializeOwned>(&self) -> Option<S> {
+        let checkpoint = self.checkpoint.as_ref()?;
+        let bytes = match checkpoint.load().await {
+            Ok(bytes) => bytes?,
+            Err(e) => {
+                log::warn!("training starts afresh: {e}");
+                return None;
+            }
+        };
+        let saved: Saved<S> = match serde_json::from_slice(&bytes) {
+            Ok(saved) => saved,
+            Err(e) => {
+                log::warn!("training starts afresh: its checkpoint cannot be read ({e})");
+                return None;
+            }
+        };
+        self.passes.store(saved.passes, Ordering::Relaxed);
+        self.rows.store(saved.rows, Ordering::Relaxed);
+        self.iterations.store(saved.iterations, Ordering::Relaxed);
+        if let Ok(mut rounds) = self.rounds.lock() {
+            *rounds = saved.rounds;
+        }
+        if let Ok(mut resumed) = self.resumed.lock() {
+            *resumed = Some((saved.iterations, saved.elapsed_seconds));
+        }
+        log::info!("training goes on from iteration {}", saved.iterations);
+        Some(saved.state)
+    }
+
+    /// Keeps `state`, the estimator's between two iterations, with the
+    /// training's counters. A checkpoint that cannot be written costs only the
+    /// chance to resume (said in the log).
+    pub(crate) async fn checkpoint<S: Serialize>(&self, state: S) {
+        let Some(checkpoint) = &self.checkpoint else {
+            return;
+        };
+        let saved = Saved {
+            state,
+            iterations: self.iterations.load(Ordering::Relaxed),
+            passes: self.passes(),
+            rows: self.rows(),
+            elapsed_seconds: self.elapsed_seconds(),
+            rounds: self.rounds(),
+        };
+        let written = match serde_json::to_vec(&saved) {
+            Ok(bytes) => checkpoint.save(bytes).await,
+            Err(e) => Err(DataFusionError::External(e.into())),
+        };
+        if let Err(e) = written {
+            log::warn!("training state not kept: {e}");
+        }
     }
 
     /// Features per row, vectors flattened.
@@ -176,9 +255,15 @@ impl TrainingData {
         }
     }
 
-    /// Seconds since training started.
+    /// Seconds since training started (an interrupted run's included).
     pub fn elapsed_seconds(&self) -> f64 {
-        self.started.elapsed().as_secs_f64()
+        let before = self
+            .resumed
+            .lock()
+            .ok()
+            .and_then(|r| r.map(|(_, seconds)| seconds))
+            .unwrap_or(0.0);
+        before + self.started.elapsed().as_secs_f64()
     }
 
     fn frame(&self) -> DataFrame {

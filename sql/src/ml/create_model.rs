@@ -15,14 +15,15 @@ use ember_ml_ops::functions::RoundSpec;
 use ember_ml_ops::hashing::StableHasher;
 use ember_ml_ops::kernels::{DEVICE_SETTING, DeviceChoice, cuda};
 use ember_ml_ops::models::{
-    DataSplit, Feature, InputColumn, MODEL_FORMAT, Model, ModelOptions, ModelType, TrainingData,
-    TransformItem, estimator, training_state,
+    Checkpoint, DataSplit, Feature, InputColumn, MODEL_FORMAT, Model, ModelOptions, ModelType,
+    TrainingData, TransformItem, estimator, training_state,
 };
 use ember_ml_ops::store::{SaveMode, Saved, validate_model_name};
 
 use super::evaluate::compute_metrics;
 use super::fit_transform::{collect, column_texts, fit_transform};
 use super::sql_text::{Rows, ident, label_value, rows_sql};
+use super::training_key::training_key;
 use super::{MlContext, MlOutput};
 use crate::parser::CreateModel;
 
@@ -235,6 +236,25 @@ pub async fn create_model(ml: &MlContext, create: &CreateModel) -> Result<MlOutp
     )
     .with_device(device, cached)
     .with_batch_rows(batch_rows);
+    let checkpoint = if iterative {
+        let transform: Vec<&str> = prepared.transform.iter().map(|t| t.sql.as_str()).collect();
+        let key = training_key(
+            &ml.ctx,
+            &[
+                &name,
+                &format!("{options:?}"),
+                &prepared.query,
+                &transform.join(";"),
+            ],
+            &prepared.plan,
+        )
+        .await?;
+        let checkpoint = Checkpoint::new(ml.store.clone(), &name, key);
+        data = data.with_checkpoint(checkpoint.clone());
+        Some(checkpoint)
+    } else {
+        None
+    };
     if iterative
         && !cached
         && let Some(keeper) = &ml.keep_rows
@@ -317,6 +337,7 @@ pub async fn create_model(ml: &MlContext, create: &CreateModel) -> Result<MlOutp
         .filter_map(|(k, v)| v.map(|v| (k.to_string(), v)))
         .collect();
     model.metrics_on = on.to_string();
+    let resumed_from = data.resumed_from();
     drop((plan, data));
     // The cached features are gone: so are their GPU copies.
     cuda::release_unused();
@@ -328,11 +349,23 @@ pub async fn create_model(ml: &MlContext, create: &CreateModel) -> Result<MlOutp
         SaveMode::First
     };
     let mut output = MlOutput::none();
+    if let Some(iterations) = resumed_from {
+        output.notes.push(format!(
+            "went on from iteration {iterations} of an interrupted training of '{}'",
+            model.name
+        ));
+    }
     match ml.store.save(&mut model, mode).await? {
         Saved::Version(_) => output.notes.push(summary(&model)),
         Saved::Exists => output
             .notes
             .push(format!("model '{}' exists: nothing trained", model.name)),
+    }
+    // The model is saved: its training state is no longer needed.
+    if let Some(checkpoint) = checkpoint
+        && let Err(e) = checkpoint.remove().await
+    {
+        log::warn!("{e}");
     }
     Ok(output)
 }

@@ -10,6 +10,7 @@ mod inspect;
 mod sql_text;
 mod table_functions;
 mod training_info;
+mod training_key;
 
 use std::sync::Arc;
 
