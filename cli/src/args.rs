@@ -126,6 +126,10 @@ pub struct ClusterUpArgs {
     /// at the end, when absent. Shuffle files are removed in either case.
     #[arg(long, value_name = "DIR")]
     pub work_dir: Option<PathBuf>,
+    /// Memory the training rows kept on each executor may take, e.g. 4GiB
+    /// (default: half of the machine's memory, each).
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    pub training_memory: Option<usize>,
 }
 
 #[derive(Debug, Args)]

@@ -85,7 +85,7 @@ pub async fn up(args: ClusterUpArgs) -> Result<()> {
         for i in 1..=args.executors {
             let dir = root.join(format!("executor-{i}"));
             executor_dirs.push(dir.clone());
-            let executor_args = vec![
+            let mut executor_args = vec![
                 "executor".into(),
                 "--scheduler".into(),
                 scheduler.clone(),
@@ -98,6 +98,9 @@ pub async fn up(args: ClusterUpArgs) -> Result<()> {
                 "--work-dir".into(),
                 dir.display().to_string(),
             ];
+            if let Some(bytes) = args.training_memory {
+                executor_args.extend(["--training-memory".into(), bytes.to_string()]);
+            }
             let (member, line) = spawn(
                 &exe,
                 &format!("executor-{i}"),

@@ -362,6 +362,26 @@ fn cluster_up_runs_real_processes_and_stops_cleanly() {
     );
 }
 
+/// `ember cluster up --training-memory` bounds each executor's kept training
+/// rows: a training past it is refused with the limit named.
+#[test]
+fn cluster_up_passes_the_training_memory_to_its_executors() {
+    let work = tempfile::tempdir().unwrap();
+    let cluster = ClusterUp::start_with(work.path(), 1, &["--training-memory", "4KiB"], &[]);
+    let ml = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/ml");
+    let store = work.path().join("models");
+    let output = cluster.sql(&[
+        "--data-dir",
+        ml.to_str().unwrap(),
+        "--model-store",
+        store.to_str().unwrap(),
+        "-c",
+        "create model km options (model_type = 'kmeans', num_clusters = 4) as select a, b, c from blobs",
+    ]);
+    assert_clear_error(&output, "4.0 KiB");
+    let _ = cluster.stop();
+}
+
 #[test]
 fn cluster_up_reports_a_port_in_use() {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();

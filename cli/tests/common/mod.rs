@@ -69,6 +69,16 @@ impl ClusterUp {
 
     /// `ember cluster up` with `executors` executors of two slots.
     pub fn start_n(work_dir: &Path, executors: usize, env: &[(&'static str, String)]) -> Self {
+        Self::start_with(work_dir, executors, &[], env)
+    }
+
+    /// `ember cluster up` with `executors` executors of two slots and `extra` arguments.
+    pub fn start_with(
+        work_dir: &Path,
+        executors: usize,
+        extra: &[&str],
+        env: &[(&'static str, String)],
+    ) -> Self {
         let executors = executors.to_string();
         let mut child = ember()
             .args([
@@ -83,6 +93,7 @@ impl ClusterUp {
                 "--work-dir",
             ])
             .arg(work_dir)
+            .args(extra)
             .envs(env.iter().cloned())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
