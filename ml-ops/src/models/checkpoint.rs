@@ -8,17 +8,27 @@
 //! It lives beside the model's versions (`NAME/training/KEY.json`), is never
 //! visible as a model, and goes when the model is saved.
 
+use std::sync::{Arc, Mutex};
+
 use serde::{Deserialize, Serialize};
+use tokio::task::JoinHandle;
 
 use super::RoundInfo;
 use crate::store::ModelStore;
 
-/// Where one training's checkpoint is kept.
+/// Where one training's checkpoint is kept. Writes go on in the background,
+/// the newest state replacing one not yet written: an iteration never waits for
+/// the store (a put to S3 takes longer than a round), and a client killed
+/// mid-write goes on, next time, from the state written before.
 #[derive(Debug, Clone)]
 pub struct Checkpoint {
     store: ModelStore,
     name: String,
     key: String,
+    /// The newest state not yet handed to the store.
+    pending: Arc<Mutex<Option<Vec<u8>>>>,
+    /// The background writer, while there is one.
+    writer: Arc<tokio::sync::Mutex<Option<JoinHandle<()>>>>,
 }
 
 impl Checkpoint {
@@ -27,21 +37,47 @@ impl Checkpoint {
             store,
             name: name.into(),
             key: key.into(),
+            pending: Arc::default(),
+            writer: Arc::default(),
         }
     }
 
-    pub(crate) async fn save(&self, bytes: Vec<u8>) -> datafusion::common::Result<()> {
-        self.store
-            .save_checkpoint(&self.name, &self.key, bytes)
-            .await
+    /// Hands `bytes` to the background writer (starting one when none runs).
+    pub(crate) async fn save(&self, bytes: Vec<u8>) {
+        if let Ok(mut pending) = self.pending.lock() {
+            *pending = Some(bytes);
+        }
+        let mut writer = self.writer.lock().await;
+        if writer.as_ref().is_some_and(|w| !w.is_finished()) {
+            return;
+        }
+        let this = self.clone();
+        *writer = Some(tokio::spawn(async move {
+            while let Some(bytes) = this.pending.lock().ok().and_then(|mut p| p.take()) {
+                if let Err(e) = this
+                    .store
+                    .save_checkpoint(&this.name, &this.key, bytes)
+                    .await
+                {
+                    log::warn!("training state not kept: {e}");
+                }
+            }
+        }));
     }
 
     pub(crate) async fn load(&self) -> datafusion::common::Result<Option<Vec<u8>>> {
         self.store.load_checkpoint(&self.name, &self.key).await
     }
 
-    /// Removes the checkpoint: the model it led to is saved.
+    /// Removes the checkpoint (the model it led to is saved), once a write in
+    /// flight has ended; a state still waiting is dropped.
     pub async fn remove(&self) -> datafusion::common::Result<()> {
+        if let Ok(mut pending) = self.pending.lock() {
+            pending.take();
+        }
+        if let Some(writer) = self.writer.lock().await.take() {
+            let _ = writer.await;
+        }
         self.store.remove_checkpoint(&self.name, &self.key).await
     }
 }

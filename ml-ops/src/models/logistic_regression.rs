@@ -269,6 +269,17 @@ async fn fit_lbfgs(
     options: &ModelOptions,
     progress: &dyn Progress,
 ) -> Result<(Vec<f64>, Vec<Iteration>, bool)> {
+    let iteration_done = |info: &mut Vec<Iteration>, loss: f64| {
+        let max = options.max_iterations;
+        record(
+            data,
+            progress,
+            ModelType::LogisticRegression,
+            max,
+            info,
+            loss,
+        )
+    };
     let (mut weights, mut info, mut current, mut memory) = match data.resume().await {
         Some(LbfgsState {
             weights,
@@ -287,14 +298,7 @@ async fn fit_lbfgs(
         None => {
             let (weights, current) = lbfgs_start(data, options.l2).await?;
             let mut info = Vec::new();
-            record(
-                data,
-                progress,
-                ModelType::LogisticRegression,
-                options.max_iterations,
-                &mut info,
-                current.loss,
-            );
+            iteration_done(&mut info, current.loss);
             (weights, info, current, VecDeque::new())
         }
     };
@@ -366,14 +370,7 @@ async fn fit_lbfgs(
         weights = trial;
         let previous_loss = current.loss;
         current = eval;
-        record(
-            data,
-            progress,
-            ModelType::LogisticRegression,
-            options.max_iterations,
-            &mut info,
-            current.loss,
-        );
+        iteration_done(&mut info, current.loss);
         if sy > 1e-300 {
             memory.push_back(Pair {
                 s,
