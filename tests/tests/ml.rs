@@ -286,8 +286,7 @@ async fn an_interrupted_training_goes_on_where_it_stopped() {
     ember.sql_one(&lbfgs("whole")).await.unwrap();
     let checkpoints = engine.store.path().join("clf").join("training");
     let statement = lbfgs("clf");
-    let training = ember.sql_one(&statement);
-    tokio::pin!(training);
+    let mut training = Box::pin(ember.sql_one(&statement));
     let interrupted = loop {
         tokio::select! {
             done = &mut training => {
@@ -302,6 +301,7 @@ async fn an_interrupted_training_goes_on_where_it_stopped() {
         }
     };
     assert!(interrupted, "training ended before it could be interrupted");
+    // The client goes: its statement, and the training with it, is dropped.
     drop(training);
     let again = ember.sql_one(&statement).await.unwrap();
     assert!(
