@@ -118,7 +118,8 @@ impl ModelStore {
         self
     }
 
-    /// Removes staging files older than [`STALE_STAGING`] under `name`'s versions.
+    /// Removes staging files older than [`STALE_STAGING`] under `name`'s versions
+    /// and training checkpoints.
     fn remove_stale_staging(&self, name: &str) {
         let Some(dir) = &self.local_dir else { return };
         let Ok(versions) = std::fs::read_dir(dir.join(name)) else {
@@ -130,10 +131,11 @@ impl ModelStore {
             };
             for file in files.flatten() {
                 let file_name = file.file_name();
+                // `model.json#N`, or a training checkpoint's `KEY.json#N`.
                 let staging = file_name
                     .to_str()
-                    .and_then(|n| n.strip_prefix(MODEL_FILE)?.strip_prefix('#'))
-                    .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()));
+                    .and_then(|n| n.rsplit_once(".json#"))
+                    .is_some_and(|(_, n)| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()));
                 let stale = file
                     .metadata()
                     .and_then(|m| m.modified())

@@ -294,7 +294,12 @@ async fn an_interrupted_training_goes_on_where_it_stopped() {
                 break false;
             }
             _ = tokio::time::sleep(Duration::from_millis(1)) => {
-                if std::fs::read_dir(&checkpoints).is_ok_and(|mut d| d.next().is_some()) {
+                // A whole checkpoint, not the store's temporary file for one.
+                let written = std::fs::read_dir(&checkpoints).is_ok_and(|d| {
+                    d.flatten()
+                        .any(|f| f.file_name().to_string_lossy().ends_with(".json"))
+                });
+                if written {
                     break true;
                 }
             }
