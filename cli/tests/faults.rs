@@ -251,7 +251,7 @@ fn a_killed_create_or_replace_keeps_the_previous_version() {
             .partition(|f| f.starts_with("clf/training/"));
         // The store's temporary files (`KEY.json#N`) are not checkpoints yet.
         for state in states.iter().filter(|s| s.ends_with(".json")) {
-            let bytes = std::fs::read(store.join(&state)).unwrap();
+            let bytes = std::fs::read(store.join(state)).unwrap();
             assert!(
                 serde_json::from_slice::<serde_json::Value>(&bytes).is_ok(),
                 "{state} is not whole"
