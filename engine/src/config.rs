@@ -95,11 +95,48 @@ impl ConfigField for MlOptions {
     }
 }
 
+/// `ember.optimizer.join_reorder`: whether inner joins are reordered from
+/// statistics ([`crate::join_order`]).
+pub const JOIN_REORDER: &str = "ember.optimizer.join_reorder";
+
+/// Planning settings, under `ember.optimizer.`.
+#[derive(Debug, Clone)]
+pub struct OptimizerOptions {
+    /// Whether inner joins are reordered from statistics.
+    pub join_reorder: bool,
+}
+
+impl Default for OptimizerOptions {
+    fn default() -> Self {
+        Self { join_reorder: true }
+    }
+}
+
+impl ConfigField for OptimizerOptions {
+    fn visit<V: Visit>(&self, visitor: &mut V, key: &str, _description: &'static str) {
+        self.join_reorder.visit(
+            visitor,
+            &format!("{key}.join_reorder"),
+            "Whether inner joins are reordered from table statistics.",
+        );
+    }
+
+    fn set(&mut self, key: &str, value: &str) -> Result<()> {
+        let (field, rest) = key.split_once('.').unwrap_or((key, ""));
+        match field {
+            "join_reorder" => self.join_reorder.set(rest, value),
+            _ => config_err!("unknown ember setting 'ember.optimizer.{key}'"),
+        }
+    }
+}
+
 /// All of ember's settings; registered on every session as a config extension.
 #[derive(Debug, Clone, Default)]
 pub struct EmberConfig {
     /// `ember.ml.*`
     pub ml: MlOptions,
+    /// `ember.optimizer.*`
+    pub optimizer: OptimizerOptions,
 }
 
 impl ConfigExtension for EmberConfig {
@@ -122,6 +159,7 @@ impl ExtensionOptions for EmberConfig {
     fn set(&mut self, key: &str, value: &str) -> Result<()> {
         match key.split_once('.') {
             Some(("ml", rest)) => self.ml.set(rest, value),
+            Some(("optimizer", rest)) => self.optimizer.set(rest, value),
             _ => config_err!("unknown ember setting 'ember.{key}'"),
         }
     }
@@ -146,6 +184,7 @@ impl ExtensionOptions for EmberConfig {
         }
         let mut entries = Entries(Vec::new());
         self.ml.visit(&mut entries, "ml", "");
+        self.optimizer.visit(&mut entries, "optimizer", "");
         entries.0
     }
 }

@@ -24,8 +24,10 @@ pub mod context;
 pub mod data_dir;
 pub mod datagen;
 pub mod errors;
+pub mod join_order;
 pub mod model_store;
 pub mod object_store;
+pub mod planner;
 pub mod session;
 mod topk_guard;
 

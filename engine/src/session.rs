@@ -115,6 +115,7 @@ pub fn ember_session_state_with_runtime(
     let rules = crate::topk_guard::physical_rules(state.physical_optimizers());
     let mut state = SessionStateBuilder::new_from_existing(state)
         .with_physical_optimizer_rules(rules)
+        .with_query_planner(Arc::new(crate::planner::EmberQueryPlanner))
         .build();
     register_ember_functions(&mut state)?;
     Ok(state)
@@ -138,7 +139,6 @@ pub fn scheduler_session_state(config: SessionConfig) -> Result<SessionState> {
         }
     }
     Ok(SessionStateBuilder::new_from_existing(state)
-        .with_query_planner(Arc::new(crate::cluster::EmberQueryPlanner))
         .with_physical_optimizer_rules(rules)
         .with_physical_optimizer_rule(Arc::new(crate::cluster::KeepMergeLimits))
         .with_physical_optimizer_rule(Arc::new(crate::cluster::SortAfterShuffle))

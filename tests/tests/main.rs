@@ -4,6 +4,7 @@ mod bad_input;
 mod cluster;
 mod evaluate;
 mod fuzz;
+mod join_order;
 mod kept_rows;
 mod ml;
 mod predict;

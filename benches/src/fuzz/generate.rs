@@ -1,5 +1,6 @@
 //! Seeded random SQL over the TPC-H tables: joins of LIMIT and ORDER BY
-//! subqueries, aggregates, DISTINCT, windows, set operations, CASE, NULLs and
+//! subqueries, inner joins of three to five tables listed in any order (what
+//! ember's join reordering rewrites), aggregates, DISTINCT, windows, set operations, CASE, NULLs and
 //! ember's functions in every clause.
 //!
 //! Every query is deterministic: a LIMIT is always under an ORDER BY that ends
@@ -212,11 +213,12 @@ impl Generator {
     }
 
     fn top(&mut self) -> Query {
-        match self.rng.below(5) {
+        match self.rng.below(6) {
             0 => self.join_query(),
             1 => self.aggregate_query(),
             2 => self.window_query(),
             3 => self.set_query(),
+            4 => self.many_join_query(),
             _ => self.select_query(),
         }
     }
@@ -465,6 +467,63 @@ impl Generator {
             .unwrap();
             self.finish(sql, 3)
         }
+    }
+
+    /// Three to five tables joined by their keys, listed in a random order
+    /// with the conditions in WHERE (sometimes a cycle: customer and supplier
+    /// of one nation), filtered and aggregated.
+    fn many_join_query(&mut self) -> Query {
+        let size = 3 + self.rng.below(3);
+        let first = self.rng.pick(JOINS).0;
+        let mut tables: Vec<&str> = vec![first];
+        let mut conditions: Vec<String> = Vec::new();
+        let mut used = vec![false; JOINS.len()];
+        while tables.len() < size || (self.rng.chance(0.2) && tables.len() < 6) {
+            let candidates: Vec<usize> = (0..JOINS.len())
+                .filter(|&i| {
+                    let (l, _, r, _) = JOINS[i];
+                    !used[i] && (tables.contains(&l) || tables.contains(&r))
+                })
+                .collect();
+            if candidates.is_empty() {
+                break;
+            }
+            let i = *self.rng.pick(&candidates);
+            used[i] = true;
+            let (l, lc, r, rc) = JOINS[i];
+            for t in [l, r] {
+                if !tables.contains(&t) {
+                    tables.push(t);
+                }
+            }
+            conditions.push(format!("{lc} = {rc}"));
+        }
+        let columns: Vec<(String, Kind)> = tables
+            .iter()
+            .flat_map(|t| table(t).columns.iter().map(|(c, k)| (c.to_string(), *k)))
+            .collect();
+        let all = Relation {
+            sql: String::new(),
+            columns,
+        };
+        for _ in 0..self.rng.below(3) {
+            let (c, k) = self.rng.pick(&all.columns).clone();
+            conditions.push(self.predicate(&c, k));
+        }
+        // The FROM list in a random order.
+        let mut listed = tables.clone();
+        for i in (1..listed.len()).rev() {
+            listed.swap(i, self.rng.below(i + 1));
+        }
+        let group = self.rng.pick(&all.columns).0.clone();
+        let measure = self.number(&all);
+        let sql = format!(
+            "SELECT {group} AS g, count(*) AS n, sum(CAST({measure} AS DOUBLE)) AS s \
+             FROM {} WHERE {} GROUP BY {group}",
+            listed.join(", "),
+            conditions.join(" AND ")
+        );
+        self.finish(sql, 3)
     }
 
     fn aggregate_query(&mut self) -> Query {

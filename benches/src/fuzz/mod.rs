@@ -20,6 +20,7 @@ use std::path::Path;
 use datafusion::common::Result;
 use ember_engine::EmberContext;
 use ember_engine::cluster::InProcessCluster;
+use ember_engine::config::JOIN_REORDER;
 use ember_engine::errors::one_line;
 
 pub use compare::{Rows, compare};
@@ -122,6 +123,10 @@ pub async fn run(
     let store_url = store.path().to_str().unwrap_or_default().to_string();
     let embedded = EmberContext::embedded()?.with_model_store(&store_url)?;
     embedded.register_data_dir(data).await?;
+    // The reference joins in the written order, as DataFusion plans it; the
+    // cluster runs reorder them (ember's default), so every many-way join
+    // checks the reordering too.
+    embedded.sql(&format!("SET {JOIN_REORDER} = false")).await?;
     embedded.sql(MODEL).await?;
     let cluster = InProcessCluster::start(2, 2).await?;
     let remote = cluster.context().await?.with_model_store(&store_url)?;

@@ -31,10 +31,8 @@ pub use merge_limit::KeepMergeLimits;
 pub use placement::{BindingPolicy, GPU_EXECUTOR_PREFIX, is_gpu_executor, wants_gpu};
 pub use refused::{EXECUTOR_LOST, RefusedExec};
 pub use scheduler::{SchedulerHandle, SchedulerOptions, start_scheduler};
-pub use shares::{
-    ClusterKeeper, EmberQueryPlanner, KeepRowsExec, KeepRowsNode, ShareStore, decode_spec,
-    encode_spec,
-};
+pub(crate) use shares::KeepRowsExtension;
+pub use shares::{ClusterKeeper, KeepRowsExec, KeepRowsNode, ShareStore, decode_spec, encode_spec};
 pub use shuffle_order::SortAfterShuffle;
 pub use stage_guard::{StageGuard, WholeStage, whole_stage};
 

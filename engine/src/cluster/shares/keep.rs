@@ -19,7 +19,6 @@ use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::catalog::Session;
 use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::common::{DFSchema, DFSchemaRef, DataFusionError, Result, exec_err};
-use datafusion::execution::context::QueryPlanner;
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::logical_expr::physical_planning_context::PhysicalPlanningContext;
 use datafusion::logical_expr::{
@@ -31,7 +30,7 @@ use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{
     DisplayAs, DisplayFormatType, ExecutionPlan, Partitioning, PlanProperties,
 };
-use datafusion::physical_planner::{DefaultPhysicalPlanner, ExtensionPlanner, PhysicalPlanner};
+use datafusion::physical_planner::{ExtensionPlanner, PhysicalPlanner};
 use ember_ml_ops::kernels::{DeviceChoice, cuda};
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
@@ -309,7 +308,7 @@ async fn pack(
 
 /// Plans [`KeepRowsNode`] as [`KeepRowsExec`].
 #[derive(Debug, Default)]
-struct KeepRowsExtension;
+pub(crate) struct KeepRowsExtension;
 
 #[async_trait]
 impl ExtensionPlanner for KeepRowsExtension {
@@ -332,22 +331,5 @@ impl ExtensionPlanner for KeepRowsExtension {
             )))),
             _ => exec_err!("KeepRows takes one input"),
         }
-    }
-}
-
-/// DataFusion's planner, plus ember's training nodes.
-#[derive(Debug, Default)]
-pub struct EmberQueryPlanner;
-
-#[async_trait]
-impl QueryPlanner for EmberQueryPlanner {
-    async fn create_physical_plan(
-        &self,
-        logical_plan: &LogicalPlan,
-        session_state: &dyn Session,
-    ) -> Result<Arc<dyn ExecutionPlan>> {
-        DefaultPhysicalPlanner::with_extension_planners(vec![Arc::new(KeepRowsExtension)])
-            .create_physical_plan(logical_plan, session_state)
-            .await
     }
 }

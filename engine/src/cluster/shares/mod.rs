@@ -15,9 +15,8 @@ mod store;
 mod wire;
 
 pub use driver::ClusterKeeper;
-pub use keep::{
-    EmberQueryPlanner, KeepRowsExec, KeepRowsNode, decode_spec, encode_spec, number_partitions,
-};
+pub(crate) use keep::KeepRowsExtension;
+pub use keep::{KeepRowsExec, KeepRowsNode, decode_spec, encode_spec, number_partitions};
 pub use service::{bind_shares, serve_shares};
 pub use store::ShareStore;
 
