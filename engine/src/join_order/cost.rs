@@ -115,7 +115,7 @@ impl<'a> CostModel<'a> {
             if !new_here {
                 continue;
             }
-            match self.group.equi_sides(&condition.expr, left, right) {
+            match condition.equi_sides(left, right) {
                 Some((l, r)) => {
                     let values = self
                         .distinct(&l, left_rows)
@@ -164,10 +164,7 @@ impl<'a> CostModel<'a> {
         self.group.conditions.iter().any(|condition| {
             condition.inputs & (1 << input) != 0
                 && condition.inputs & have != 0
-                && self
-                    .group
-                    .equi_sides(&condition.expr, have, 1 << input)
-                    .is_some()
+                && condition.equi_sides(have, 1 << input).is_some()
         })
     }
 

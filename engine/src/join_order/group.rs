@@ -45,6 +45,24 @@ pub(super) struct JoinGroup {
 pub(super) struct Condition {
     pub expr: Expr,
     pub inputs: Inputs,
+    /// For `l = r` with each side reading some inputs: both sides and the
+    /// inputs each reads, resolved once.
+    equality: Option<[(Expr, Inputs); 2]>,
+}
+
+impl Condition {
+    /// The condition as a (left key, right key) pair where it is `l = r` with
+    /// one side reading only `left` inputs and the other only `right` ones.
+    pub fn equi_sides(&self, left: Inputs, right: Inputs) -> Option<(Expr, Expr)> {
+        let [(l, lr), (r, rr)] = self.equality.as_ref()?;
+        if lr & !left == 0 && rr & !right == 0 {
+            Some((l.clone(), r.clone()))
+        } else if rr & !left == 0 && lr & !right == 0 {
+            Some((r.clone(), l.clone()))
+        } else {
+            None
+        }
+    }
 }
 
 /// A join tree over input indexes.
@@ -114,11 +132,23 @@ impl JoinGroup {
             if expr.is_volatile() || has_subquery(&expr) {
                 return None;
             }
-            let mut read = 0;
-            for column in expr.column_refs() {
-                read |= 1 << input_of(&inputs, column)?;
-            }
-            conditions.push(Condition { expr, inputs: read });
+            let equality = match &expr {
+                Expr::BinaryExpr(BinaryExpr {
+                    left,
+                    op: Operator::Eq,
+                    right,
+                }) => {
+                    let (l, r) = (reads(&inputs, left)?, reads(&inputs, right)?);
+                    (l != 0 && r != 0)
+                        .then(|| [(left.as_ref().clone(), l), (right.as_ref().clone(), r)])
+                }
+                _ => None,
+            };
+            conditions.push(Condition {
+                inputs: reads(&inputs, &expr)?,
+                expr,
+                equality,
+            });
         }
         let output = top.schema().columns();
         Some(JoinGroup {
@@ -138,9 +168,9 @@ impl JoinGroup {
         let input = |i: usize, placed: &mut [bool]| -> Result<LogicalPlan> {
             // A condition on one input alone (DataFusion pushes those down, so
             // rarely) filters that input.
-            let own = self.take(1 << i, 0, placed);
+            let own = self.take(placed, |reads| reads & !(1 << i) == 0);
             let plan = self.inputs[i].clone();
-            match conjunction(own) {
+            match conjunction(own.into_iter().map(|c| c.expr.clone())) {
                 Some(predicate) => Ok(LogicalPlan::Filter(Filter::try_new(
                     predicate,
                     Arc::new(plan),
@@ -155,10 +185,13 @@ impl JoinGroup {
             let adding: Inputs = 1 << next;
             let mut on = Vec::new();
             let mut rest = Vec::new();
-            for expr in self.take(have | adding, adding, &mut placed) {
-                match self.equi_sides(&expr, have, adding) {
+            let here = self.take(&mut placed, |reads| {
+                reads & !(have | adding) == 0 && reads & adding != 0
+            });
+            for condition in here {
+                match condition.equi_sides(have, adding) {
                     Some(pair) => on.push(pair),
-                    None => rest.push(expr),
+                    None => rest.push(condition.expr.clone()),
                 }
             }
             plan = LogicalPlan::Join(Join::try_new(
@@ -174,8 +207,8 @@ impl JoinGroup {
             have |= adding;
         }
         // Conditions that read no column at all.
-        let constant = self.take(have, 0, &mut placed);
-        if let Some(predicate) = conjunction(constant) {
+        let constant = self.take(&mut placed, |reads| reads == 0);
+        if let Some(predicate) = conjunction(constant.into_iter().map(|c| c.expr.clone())) {
             plan = LogicalPlan::Filter(Filter::try_new(predicate, Arc::new(plan))?);
         }
         let columns = self.output.iter().cloned().map(Expr::Column).collect();
@@ -192,48 +225,16 @@ impl JoinGroup {
         substitute(top, &mut inputs)
     }
 
-    /// The conditions not yet placed that read only `within` and, unless
-    /// `touching` is 0, read something in `touching`; marked placed.
-    fn take(&self, within: Inputs, touching: Inputs, placed: &mut [bool]) -> Vec<Expr> {
+    /// The conditions not yet placed whose inputs pass `fits`; marked placed.
+    fn take(&self, placed: &mut [bool], fits: impl Fn(Inputs) -> bool) -> Vec<&Condition> {
         let mut taken = Vec::new();
         for (condition, placed) in self.conditions.iter().zip(placed.iter_mut()) {
-            let fits = condition.inputs & !within == 0
-                && (touching == 0 || condition.inputs & touching != 0)
-                && (touching != 0 || condition.inputs.count_ones() <= 1);
-            if !*placed && fits {
+            if !*placed && fits(condition.inputs) {
                 *placed = true;
-                taken.push(condition.expr.clone());
+                taken.push(condition);
             }
         }
         taken
-    }
-
-    /// `expr` as a (left key, right key) pair where it is `l = r` with one side
-    /// reading only `left` inputs and the other only `right` ones.
-    pub fn equi_sides(&self, expr: &Expr, left: Inputs, right: Inputs) -> Option<(Expr, Expr)> {
-        let Expr::BinaryExpr(BinaryExpr {
-            left: l,
-            op: Operator::Eq,
-            right: r,
-        }) = expr
-        else {
-            return None;
-        };
-        let reads = |e: &Expr| -> Option<Inputs> {
-            let mut read = 0;
-            for column in e.column_refs() {
-                read |= 1 << input_of(&self.inputs, column)?;
-            }
-            (read != 0).then_some(read)
-        };
-        let (lr, rr) = (reads(l)?, reads(r)?);
-        if lr & !left == 0 && rr & !right == 0 {
-            Some((l.as_ref().clone(), r.as_ref().clone()))
-        } else if rr & !left == 0 && lr & !right == 0 {
-            Some((r.as_ref().clone(), l.as_ref().clone()))
-        } else {
-            None
-        }
     }
 }
 
@@ -287,6 +288,16 @@ fn substitute<'a>(
         .map(|child| substitute(child, inputs))
         .collect::<Result<Vec<_>>>()?;
     plan.with_new_exprs(plan.expressions(), children)
+}
+
+/// The inputs `expr` reads; `None` if one of its columns is given by no input
+/// or by several.
+fn reads(inputs: &[LogicalPlan], expr: &Expr) -> Option<Inputs> {
+    let mut read = 0;
+    for column in expr.column_refs() {
+        read |= 1 << input_of(inputs, column)?;
+    }
+    Some(read)
 }
 
 /// The one input that gives `column`; `None` if none or several do.
