@@ -20,7 +20,9 @@ use datafusion_proto::logical_plan::LogicalExtensionCodec;
 use datafusion_proto::physical_plan::{PhysicalExtensionCodec, PhysicalProtoConverterExtension};
 use ember_ml_ops::functions;
 
-use crate::cluster::{KeepRowsExec, KeepRowsNode, RefusedExec, decode_spec, encode_spec};
+use crate::cluster::{
+    EstimatedExec, KeepRowsExec, KeepRowsNode, RefusedExec, decode_spec, encode_spec,
+};
 
 /// ember's logical codec: Ballista's, plus ember's stateful functions.
 #[derive(Debug, Default)]
@@ -155,6 +157,11 @@ impl PhysicalExtensionCodec for EmberPhysicalCodec {
             };
             return Ok(Arc::new(KeepRowsExec::new(input.clone(), spec?)));
         }
+        if let [input] = inputs
+            && let Some(estimated) = EstimatedExec::decode(buf, input)
+        {
+            return Ok(Arc::new(estimated));
+        }
         self.inner.try_decode(buf, inputs, ctx, proto_converter)
     }
 
@@ -169,6 +176,10 @@ impl PhysicalExtensionCodec for EmberPhysicalCodec {
         }
         if let Some(keep) = node.downcast_ref::<KeepRowsExec>() {
             return encode_spec(keep.spec(), buf);
+        }
+        if let Some(estimated) = node.downcast_ref::<EstimatedExec>() {
+            estimated.encode(buf);
+            return Ok(());
         }
         self.inner.try_encode(node, buf, proto_converter)
     }

@@ -29,6 +29,7 @@ pub mod model_store;
 pub mod object_store;
 pub mod planner;
 pub mod session;
+pub mod statistics;
 mod topk_guard;
 
 pub use config::{EmberConfig, MlDevice};

@@ -343,3 +343,47 @@ async fn a_limit_stays_above_sort_merge_joins() {
         }
     }
 }
+
+/// A chain of joins estimated small enough to send to every task is broadcast
+/// from ember's estimates (engine/src/statistics.rs), its build side marked with
+/// the estimate so that Ballista's stage planner keeps the broadcast
+/// (`EstimatedExec`, which travels to the executors through ember's codec); the
+/// answer is the embedded one at every partition count.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_join_side_estimated_small_is_broadcast_with_the_same_answer() {
+    let (_cluster, on_cluster) = cluster_context().await;
+    let embedded = EmberContext::embedded().unwrap();
+    embedded.register_data_dir(tpch_data()).await.unwrap();
+    // DataFusion collects no side itself: every broadcast here is ember's.
+    for setting in [
+        "SET datafusion.optimizer.hash_join_single_partition_threshold = 0",
+        "SET datafusion.optimizer.hash_join_single_partition_threshold_rows = 0",
+        "SET datafusion.execution.target_partitions = 4",
+    ] {
+        on_cluster.sql(setting).await.unwrap();
+    }
+    let query = "SELECT n_name, count(*) AS n, sum(l_quantity) AS q \
+        FROM lineitem, orders, customer, nation \
+        WHERE l_orderkey = o_orderkey AND o_custkey = c_custkey \
+        AND c_nationkey = n_nationkey AND n_name IN ('CHINA', 'FRANCE') \
+        GROUP BY n_name ORDER BY n_name";
+    let explained = to_text(
+        &on_cluster
+            .sql_one(&format!("EXPLAIN {query}"))
+            .await
+            .unwrap(),
+    );
+    let distributed = explained
+        .rows
+        .iter()
+        .find(|r| r[0] == "distributed_plan")
+        .unwrap_or_else(|| panic!("no distributed plan in {explained:?}"));
+    assert!(
+        distributed[1].contains("EstimatedExec"),
+        "{}",
+        distributed[1]
+    );
+    let expected = to_text(&embedded.sql_one(query).await.unwrap());
+    assert_eq!(expected.rows.len(), 2, "{expected:?}");
+    assert_cluster_answers(&on_cluster, query, &expected, &[1, 2, 4, 8]).await;
+}

@@ -1,7 +1,8 @@
 //! A short seeded run of the differential fuzzer (`ember_benches::fuzz`): every
 //! query must give the embedded answer on a cluster of 2 executors at 1, 2, 3
-//! and 8 partitions (the static planner with hash joins, and with every partitioned
-//! join a sort-merge join; the adaptive planner is refused by ember).
+//! and 8 partitions (the static planner with hash joins, with every partitioned
+//! join a sort-merge join, and with the broadcasts chosen from ember's estimates
+//! alone; the adaptive planner is refused by ember).
 //! Longer runs: `cargo run --release -p ember-benches --bin fuzz`.
 
 use ember_benches::TextTable;
@@ -17,7 +18,7 @@ async fn cluster_answers_equal_embedded_ones_on_random_queries() {
         seed: 12,
         queries: QUERIES,
         partitions: vec![1, 2, 3, 8],
-        planners: vec![Planner::Static, Planner::SortMerge],
+        planners: vec![Planner::Static, Planner::SortMerge, Planner::Broadcast],
     };
     // Each query has its own timeout; this one bounds a cluster that times out
     // on every query, so that CI fails in minutes instead of hours.

@@ -31,8 +31,9 @@ struct Args {
     #[arg(long, value_delimiter = ',', default_value = "1,2,3,8")]
     partitions: Vec<usize>,
     /// Planners to run on: static (ember's), sort-merge (ember's, every partitioned
-    /// join a sort-merge join), adaptive (refused by ember).
-    #[arg(long, value_enum, value_delimiter = ',', default_values_t = [Planner::Static, Planner::SortMerge, Planner::Adaptive])]
+    /// join a sort-merge join), broadcast (ember's, DataFusion collecting no side
+    /// itself), adaptive (refused by ember).
+    #[arg(long, value_enum, value_delimiter = ',', default_values_t = [Planner::Static, Planner::SortMerge, Planner::Broadcast, Planner::Adaptive])]
     planners: Vec<Planner>,
     /// TPC-H Parquet tables (generated at scale 0.01 when the folder is empty).
     #[arg(long, default_value = "data/tpch-sf0.01")]
@@ -122,6 +123,7 @@ async fn fuzz(args: &Args) -> datafusion::common::Result<bool> {
         "seed {}: {} queries ({} invalid, skipped), {} cluster runs in {:.0} s; \
          static planner: {} disagreements in {} queries, {} runs refused by the stage guard; \
          sort-merge joins: {} disagreements in {} queries; \
+         broadcasts from estimates: {} disagreements in {} queries; \
          adaptive planner (refused by ember): {} disagreements in {} queries",
         args.seed,
         report.queries,
@@ -133,8 +135,10 @@ async fn fuzz(args: &Args) -> datafusion::common::Result<bool> {
         report.refused,
         count(Planner::SortMerge),
         queries(Planner::SortMerge),
+        count(Planner::Broadcast),
+        queries(Planner::Broadcast),
         count(Planner::Adaptive),
         queries(Planner::Adaptive),
     );
-    Ok(count(Planner::Static) + count(Planner::SortMerge) == 0)
+    Ok(count(Planner::Static) + count(Planner::SortMerge) + count(Planner::Broadcast) == 0)
 }

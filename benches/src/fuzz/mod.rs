@@ -37,6 +37,10 @@ pub enum Planner {
     /// The static planner with every partitioned hash join made a sort-merge
     /// join, as for build sides that do not fit (the fuzzer's data is small).
     SortMerge,
+    /// The static planner with DataFusion collecting no build side itself: the
+    /// broadcasts are those ember chooses from its estimates
+    /// (`engine/src/statistics.rs`) and Ballista's own, by its threshold.
+    Broadcast,
     /// Ballista's adaptive planner, which ember refuses
     /// (`EMBER_ALLOW_ADAPTIVE_PLANNER` must be set to fuzz it).
     Adaptive,
@@ -47,6 +51,7 @@ impl Planner {
         match self {
             Planner::Static => "static",
             Planner::SortMerge => "sort-merge",
+            Planner::Broadcast => "broadcast",
             Planner::Adaptive => "adaptive",
         }
     }
@@ -60,9 +65,18 @@ impl Planner {
         } else {
             64 << 20
         };
+        // 0: no side is under DataFusion's threshold (128 K rows by default).
+        let collect_rows = if self == Planner::Broadcast {
+            0
+        } else {
+            128 << 10
+        };
         format!(
             "SET ballista.planner.adaptive.enabled = {adaptive}; \
-             SET ballista.optimizer.hash_join_max_build_partition_bytes = {build_bytes};"
+             SET ballista.optimizer.hash_join_max_build_partition_bytes = {build_bytes}; \
+             SET datafusion.optimizer.hash_join_single_partition_threshold = {collect_bytes}; \
+             SET datafusion.optimizer.hash_join_single_partition_threshold_rows = {collect_rows};",
+            collect_bytes = if collect_rows == 0 { 0 } else { 1 << 20 },
         )
     }
 }

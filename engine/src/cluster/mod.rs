@@ -11,6 +11,7 @@
 //! [`start_scheduler`] and [`run_executor`].
 
 mod client_pool;
+mod estimated;
 mod executor;
 mod in_process;
 mod job_watch;
@@ -24,6 +25,7 @@ mod shuffle_order;
 mod stage_guard;
 mod task_stop;
 
+pub use estimated::EstimatedExec;
 pub use executor::{ExecutorOptions, ReadyExecutor, run_executor};
 pub use in_process::InProcessCluster;
 pub use join_fit::FitHashJoins;

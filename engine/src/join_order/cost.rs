@@ -4,9 +4,10 @@
 //! The model is the textbook one (Selinger et al.; what DataFusion's own join
 //! statistics and most engines use): an equi-join of `A` and `B` on `a = b`
 //! gives `|A| × |B| ÷ max(distinct(a), distinct(b))` rows, every other
-//! condition keeps a third. Distinct values come from the statistics when a
-//! source has them, else from an integer column's min/max range, and never
-//! exceed the rows of the table the input reads *before* its filters: a filter
+//! condition keeps a third. Distinct values come from an integer or date
+//! column's min/max range, or the file's count where that is more
+//! (`crate::statistics::file_distinct`: a Parquet count is per row group), and
+//! never exceed the rows of the table the input reads *before* its filters: a filter
 //! on another column keeps the key's range, so joining a dimension filtered to
 //! a fifth of its rows keeps about a fifth of the fact rows, as it does for a
 //! foreign key (capping by the filtered rows instead made such a join look like
@@ -15,15 +16,11 @@
 //! results: on one machine they are hash tables and probes, on a cluster also
 //! shuffle files.
 
-use datafusion::arrow::datatypes::DataType;
-use datafusion::common::stats::Precision;
-use datafusion::common::{ColumnStatistics, ScalarValue, Statistics};
+use datafusion::common::{ColumnStatistics, Statistics};
 use datafusion::logical_expr::Expr;
 
 use super::group::{Inputs, JoinGroup, Shape};
-
-/// What a condition that is not an equality keeps of the rows.
-const OTHER_SELECTIVITY: f64 = 1.0 / 3.0;
+use crate::statistics::{OTHER_SELECTIVITY, file_distinct};
 
 /// Rows and distinct values of one input.
 pub(super) struct InputStats {
@@ -49,29 +46,9 @@ impl InputStats {
 }
 
 fn distinct_values(column: &ColumnStatistics, rows: f64) -> f64 {
-    let known = match (&column.distinct_count, &column.min_value, &column.max_value) {
-        (Precision::Exact(n) | Precision::Inexact(n), _, _) => *n as f64,
-        (_, min, max) => match (min.get_value(), max.get_value()) {
-            (Some(min), Some(max)) => integer_range(min, max).unwrap_or(rows),
-            _ => rows,
-        },
-    };
-    known.clamp(1.0, rows.max(1.0))
-}
-
-/// `max - min + 1` for integer and date values.
-fn integer_range(min: &ScalarValue, max: &ScalarValue) -> Option<f64> {
-    let data_type = min.data_type();
-    if !(data_type.is_integer() || matches!(data_type, DataType::Date32 | DataType::Date64)) {
-        return None;
-    }
-    let as_i64 = |v: &ScalarValue| match v.cast_to(&DataType::Int64).ok()? {
-        ScalarValue::Int64(Some(v)) => Some(v),
-        _ => None,
-    };
-    let (min, max) = (as_i64(min)?, as_i64(max)?);
-    let span = max as f64 - min as f64 + 1.0;
-    (span >= 1.0).then_some(span)
+    file_distinct(column)
+        .unwrap_or(rows)
+        .clamp(1.0, rows.max(1.0))
 }
 
 /// Estimates for a group whose inputs' statistics are known.
@@ -209,6 +186,8 @@ impl<'a> CostModel<'a> {
 mod tests {
     use super::super::group::tests::table;
     use super::*;
+    use datafusion::common::ScalarValue;
+    use datafusion::common::stats::Precision;
     use datafusion::logical_expr::{JoinType, LogicalPlanBuilder, col};
 
     fn stats(rows: f64, distinct: &[f64]) -> InputStats {
@@ -265,12 +244,20 @@ mod tests {
     }
 
     #[test]
-    fn distinct_values_come_from_counts_then_ranges_then_rows() {
+    fn distinct_values_come_from_ranges_or_larger_counts_then_rows() {
         let counted = ColumnStatistics {
             distinct_count: Precision::Inexact(40),
             ..Default::default()
         };
         assert_eq!(distinct_values(&counted, 1000.0), 40.0);
+        // A count under the range is one row group's: the range is taken.
+        let low_count = ColumnStatistics {
+            distinct_count: Precision::Inexact(4),
+            min_value: Precision::Exact(ScalarValue::Int32(Some(11))),
+            max_value: Precision::Exact(ScalarValue::Int32(Some(20))),
+            ..Default::default()
+        };
+        assert_eq!(distinct_values(&low_count, 1000.0), 10.0);
         let ranged = ColumnStatistics {
             min_value: Precision::Exact(ScalarValue::Int32(Some(11))),
             max_value: Precision::Exact(ScalarValue::Int32(Some(20))),
