@@ -108,6 +108,16 @@ async fn with_ml_fixtures(ember: EmberContext, store: &tempfile::TempDir) -> Emb
     ember
 }
 
+/// The `distributed_plan` text of `EXPLAIN sql` on a cluster: the stages.
+pub async fn distributed_plan(ember: &EmberContext, sql: &str) -> String {
+    let text = to_text(&ember.sql_one(&format!("EXPLAIN {sql}")).await.unwrap());
+    text.rows
+        .iter()
+        .find(|r| r[0] == "distributed_plan")
+        .unwrap_or_else(|| panic!("no distributed plan in {text:?}"))[1]
+        .clone()
+}
+
 /// The first row of `sql`'s result, by column name, as numbers (NaN for text
 /// and NULL).
 pub async fn metrics(ember: &EmberContext, sql: &str) -> BTreeMap<String, f64> {

@@ -4,7 +4,7 @@
 
 use ember_engine::EmberContext;
 use ember_engine::cluster::InProcessCluster;
-use ember_tests::{TextTable, to_text, tpch_data};
+use ember_tests::{TextTable, distributed_plan, to_text, tpch_data};
 
 async fn cluster_context() -> (InProcessCluster, EmberContext) {
     let cluster = InProcessCluster::start(2, 2).await.unwrap();
@@ -41,23 +41,14 @@ async fn ember_and_nested_functions_run_on_executors() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn explain_shows_distributed_stages() {
     let (_cluster, ember) = cluster_context().await;
-    let output = ember
-        .sql_one("explain select l_returnflag, count(*) from lineitem group by l_returnflag")
-        .await
-        .unwrap();
-    let text = to_text(&output);
-    let distributed = text
-        .rows
-        .iter()
-        .find(|r| r[0] == "distributed_plan")
-        .unwrap_or_else(|| panic!("no distributed plan in {text:?}"));
-    assert!(distributed[1].contains("stage_id=1"), "{}", distributed[1]);
-    assert!(distributed[1].contains("stage_id=2"), "{}", distributed[1]);
-    assert!(
-        distributed[1].contains("ShuffleWriterExec"),
-        "{}",
-        distributed[1]
-    );
+    let distributed = distributed_plan(
+        &ember,
+        "select l_returnflag, count(*) from lineitem group by l_returnflag",
+    )
+    .await;
+    assert!(distributed.contains("stage_id=1"), "{distributed}");
+    assert!(distributed.contains("stage_id=2"), "{distributed}");
+    assert!(distributed.contains("ShuffleWriterExec"), "{distributed}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -367,22 +358,8 @@ async fn a_join_side_estimated_small_is_broadcast_with_the_same_answer() {
         WHERE l_orderkey = o_orderkey AND o_custkey = c_custkey \
         AND c_nationkey = n_nationkey AND n_name IN ('CHINA', 'FRANCE') \
         GROUP BY n_name ORDER BY n_name";
-    let explained = to_text(
-        &on_cluster
-            .sql_one(&format!("EXPLAIN {query}"))
-            .await
-            .unwrap(),
-    );
-    let distributed = explained
-        .rows
-        .iter()
-        .find(|r| r[0] == "distributed_plan")
-        .unwrap_or_else(|| panic!("no distributed plan in {explained:?}"));
-    assert!(
-        distributed[1].contains("EstimatedExec"),
-        "{}",
-        distributed[1]
-    );
+    let distributed = distributed_plan(&on_cluster, query).await;
+    assert!(distributed.contains("EstimatedExec"), "{distributed}");
     let expected = to_text(&embedded.sql_one(query).await.unwrap());
     assert_eq!(expected.rows.len(), 2, "{expected:?}");
     assert_cluster_answers(&on_cluster, query, &expected, &[1, 2, 4, 8]).await;

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use ember_engine::EmberContext;
 use ember_engine::cluster::InProcessCluster;
-use ember_tests::{engine, fixtures, metrics, ml_client, to_text, walk};
+use ember_tests::{distributed_plan, engine, fixtures, metrics, ml_client, to_text, walk};
 use serde_json::Value;
 
 fn ml_fixtures() -> PathBuf {
@@ -336,40 +336,16 @@ async fn an_interrupted_training_goes_on_where_it_stopped() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn explain_shows_training_and_prediction_on_executors() {
     let e = engine(true).await;
-    let text = to_text(
-        &e.ember
-            .sql_one(&format!("explain {}", kmeans_sql("blobs")))
-            .await
-            .unwrap(),
-    );
-    let distributed = text
-        .rows
-        .iter()
-        .find(|r| r[0] == "distributed_plan")
-        .unwrap_or_else(|| panic!("{text:?}"));
-    assert!(
-        distributed[1].contains("ember_train_round"),
-        "{}",
-        distributed[1]
-    );
-    assert!(
-        distributed[1].contains("ShuffleWriterExec"),
-        "{}",
-        distributed[1]
-    );
+    let distributed = distributed_plan(&e.ember, &kmeans_sql("blobs")).await;
+    assert!(distributed.contains("ember_train_round"), "{distributed}");
+    assert!(distributed.contains("ShuffleWriterExec"), "{distributed}");
     e.ember.sql(&kmeans_sql("blobs")).await.unwrap();
-    let text = to_text(
-        &e.ember
-            .sql_one("explain select c, count(*) from (select predict('km', a, b, c) as c from blobs) group by c")
-            .await
-            .unwrap(),
-    );
-    let distributed = text
-        .rows
-        .iter()
-        .find(|r| r[0] == "distributed_plan")
-        .unwrap();
-    assert!(distributed[1].contains("predict"), "{}", distributed[1]);
+    let distributed = distributed_plan(
+        &e.ember,
+        "select c, count(*) from (select predict('km', a, b, c) as c from blobs) group by c",
+    )
+    .await;
+    assert!(distributed.contains("predict"), "{distributed}");
     let counts = to_text(
         &e.ember
             .sql_one(

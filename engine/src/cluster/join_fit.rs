@@ -97,6 +97,8 @@ impl PhysicalOptimizerRule for FitHashJoins {
             let Some(join) = partitioned.downcast_ref::<HashJoinExec>() else {
                 return Ok(Transformed::no(node));
             };
+            // Without a limit on what a task may build, broadcasts are left to
+            // DataFusion's and Ballista's thresholds.
             if !demoted
                 && limit > 0
                 && let Some(broadcast) = broadcast_instead(join, &estimates, partitions, limit)?
@@ -158,9 +160,6 @@ fn broadcast_instead(
     partitions: usize,
     limit: usize,
 ) -> Result<Option<Arc<dyn ExecutionPlan>>> {
-    if join.null_aware {
-        return Ok(None);
-    }
     let estimate = |plan: &Arc<dyn ExecutionPlan>| {
         let mut stats = estimates.compute(plan.as_ref()).ok()?.base().clone();
         let rows = *stats.num_rows.get_value()?;
