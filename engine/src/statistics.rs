@@ -108,9 +108,9 @@ impl StatisticsProvider for ScanDistinct {
     fn compute_statistics(
         &self,
         plan: &dyn ExecutionPlan,
-        child_stats: &[ExtendedStatistics],
+        _child_stats: &[ExtendedStatistics],
     ) -> Result<StatisticsResult> {
-        if !child_stats.is_empty() || !plan.children().is_empty() {
+        if !plan.children().is_empty() {
             return Ok(StatisticsResult::Delegate);
         }
         let mut stats =
@@ -205,8 +205,20 @@ fn equi_join_rows(
         .iter()
         .map(|(l, r)| distinct(l, left, left_rows).max(distinct(r, right, right_rows)))
         .fold(1.0_f64, f64::max);
-    let filtered = if has_filter { OTHER_SELECTIVITY } else { 1.0 };
-    (left_rows * right_rows * filtered / key_values).max(1.0)
+    join_estimate(left_rows, right_rows, key_values, usize::from(has_filter))
+}
+
+/// Rows of an equi-join whose most selective key has `key_values` distinct
+/// values and which has `others` further conditions; never under one. The one
+/// formula of both the join-order model and this registry.
+pub(crate) fn join_estimate(
+    left_rows: f64,
+    right_rows: f64,
+    key_values: f64,
+    others: usize,
+) -> f64 {
+    let kept = OTHER_SELECTIVITY.powi(others as i32);
+    (left_rows * right_rows * kept / key_values).max(1.0)
 }
 
 /// A side's column statistics in a join output of `rows` rows: distinct values

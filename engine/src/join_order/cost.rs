@@ -20,7 +20,7 @@ use datafusion::common::{ColumnStatistics, Statistics};
 use datafusion::logical_expr::Expr;
 
 use super::group::{Inputs, JoinGroup, Shape};
-use crate::statistics::{OTHER_SELECTIVITY, file_distinct};
+use crate::statistics::{OTHER_SELECTIVITY, file_distinct, join_estimate};
 
 /// Rows and distinct values of one input.
 pub(super) struct InputStats {
@@ -102,7 +102,7 @@ impl<'a> CostModel<'a> {
                 None => others += 1,
             }
         }
-        (left_rows * right_rows * OTHER_SELECTIVITY.powi(others) / key_values).max(1.0)
+        join_estimate(left_rows, right_rows, key_values, others)
     }
 
     /// Distinct values of a join key: its column's; for any other expression,
