@@ -49,7 +49,8 @@ fn main() -> ExitCode {
 }
 
 /// Servers log at `info`; commands a person runs stay quiet except for their
-/// results and errors. `RUST_LOG` overrides both.
+/// results and errors. `RUST_LOG` overrides both. Times to the millisecond:
+/// a cluster's stages and tasks come and go within one second.
 fn init_logging(command: &Command) {
     let default = match command {
         Command::Scheduler(_) | Command::Executor(_) | Command::Cluster(_) => "info",
@@ -57,6 +58,7 @@ fn init_logging(command: &Command) {
     };
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(default))
         .target(env_logger::Target::Stderr)
+        .format_timestamp_millis()
         .init();
 }
 

@@ -126,9 +126,10 @@ pub fn ember_session_state_with_runtime(
 /// hash join whose build side does not fit becomes a sort-merge join, and whose
 /// physical planning ends with [`crate::cluster::KeepMergeLimits`], so Ballista's stage split keeps
 /// every ordered merge's limit, [`crate::cluster::SortAfterShuffle`], so an order
-/// the plan relies on is declared again after a shuffle, and
-/// [`crate::cluster::StageGuard`], so no stage is computed whole by each of its
-/// tasks.
+/// the plan relies on is declared again after a shuffle,
+/// [`crate::cluster::KeepPartitionedJoins`], so Ballista's stage split keeps
+/// the partitioned joins ember chose, and [`crate::cluster::StageGuard`], so no
+/// stage is computed whole by each of its tasks.
 pub fn scheduler_session_state(config: SessionConfig) -> Result<SessionState> {
     let state = ember_session_state(config)?;
     let mut rules = Vec::with_capacity(state.physical_optimizers().len() + 1);
@@ -142,6 +143,7 @@ pub fn scheduler_session_state(config: SessionConfig) -> Result<SessionState> {
         .with_physical_optimizer_rules(rules)
         .with_physical_optimizer_rule(Arc::new(crate::cluster::KeepMergeLimits))
         .with_physical_optimizer_rule(Arc::new(crate::cluster::SortAfterShuffle))
+        .with_physical_optimizer_rule(Arc::new(crate::cluster::KeepPartitionedJoins))
         .with_physical_optimizer_rule(Arc::new(crate::cluster::StageGuard))
         .build())
 }

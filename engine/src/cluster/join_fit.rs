@@ -28,6 +28,9 @@
 //! just the first of the new partitions: a `RIGHT JOIN ... ORDER BY` on 2 executors
 //! returned half its rows (found by the differential fuzzer, seed 2). Demoted
 //! here, DataFusion's distribution rules add what the operators above need.
+//! So is every collected join whose build side Ballista's stage planner would
+//! find over its broadcast threshold, for the same reason and to spare the
+//! stage that collects the side before shuffling it.
 //!
 //! Runs right after DataFusion's `join_selection`,
 //! which has by then put the smaller side on the build side and chosen between
@@ -64,15 +67,12 @@ impl PhysicalOptimizerRule for FitHashJoins {
         plan: Arc<dyn ExecutionPlan>,
         config: &ConfigOptions,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        let limit = config
-            .extensions
-            .get::<BallistaConfig>()
-            .map(|c| c.hash_join_max_build_partition_bytes())
-            .unwrap_or_else(|| BallistaConfig::default().hash_join_max_build_partition_bytes());
+        let limit = fit_limit(config);
         let partitions = config.execution.target_partitions.max(1);
         // A limit of 0 turns the fit check off, as it does for the adaptive planner.
         let over_limit = |bytes: usize| limit > 0 && bytes / partitions > limit;
         let estimates = crate::statistics::ember_statistics();
+        let broadcast_limit = broadcast_limit(config);
         plan.transform_up(|node| {
             let Some(join) = node.downcast_ref::<HashJoinExec>() else {
                 return Ok(Transformed::no(node));
@@ -84,7 +84,10 @@ impl PhysicalOptimizerRule for FitHashJoins {
             }
             let (partitioned, demoted): (Arc<dyn ExecutionPlan>, bool) = match join.partition_mode()
             {
-                PartitionMode::CollectLeft if !broadcast_safe(*join.join_type()) => {
+                PartitionMode::CollectLeft
+                    if !broadcast_safe(*join.join_type())
+                        || !stays_broadcast(join.left(), broadcast_limit) =>
+                {
                     let demoted = join
                         .builder()
                         .with_partition_mode(PartitionMode::Partitioned)
@@ -128,6 +131,27 @@ impl PhysicalOptimizerRule for FitHashJoins {
     }
 }
 
+/// `ballista.optimizer.hash_join_max_build_partition_bytes`: the most a task may
+/// build of a hash join; 0 leaves the fit check and broadcasts to DataFusion
+/// and Ballista.
+pub(super) fn fit_limit(config: &ConfigOptions) -> usize {
+    config
+        .extensions
+        .get::<BallistaConfig>()
+        .map(|c| c.hash_join_max_build_partition_bytes())
+        .unwrap_or_else(|| BallistaConfig::default().hash_join_max_build_partition_bytes())
+}
+
+/// `ballista.optimizer.broadcast_join_threshold_bytes`: the largest build side,
+/// by DataFusion's statistics, Ballista's stage planner keeps collected.
+pub(super) fn broadcast_limit(config: &ConfigOptions) -> usize {
+    config
+        .extensions
+        .get::<BallistaConfig>()
+        .map(|c| c.broadcast_join_threshold_bytes())
+        .unwrap_or_else(|| BallistaConfig::default().broadcast_join_threshold_bytes())
+}
+
 /// Whether a collected join of this type gives the same rows when each probe
 /// task joins its own partition against the whole build side: the types that
 /// emit only probe-side-driven rows.
@@ -140,6 +164,27 @@ fn broadcast_safe(join_type: JoinType) -> bool {
             | JoinType::RightAnti
             | JoinType::RightMark
     )
+}
+
+/// Whether Ballista's stage planner keeps a collected join with this build
+/// side: its size by DataFusion's statistics (bytes, else rows times a row
+/// width) is under `limit` (`ballista.optimizer.broadcast_join_threshold_bytes`);
+/// with no size, or a limit of 0, it sends the join back to a shuffle, after
+/// the plan is finished and over the collected build side (see
+/// `super::KeepPartitionedJoins`, which partitions the joins this rule could
+/// not yet see as over the limit).
+pub(super) fn stays_broadcast(build: &Arc<dyn ExecutionPlan>, limit: usize) -> bool {
+    let Ok(stats) = StatisticsContext::new().compute(build.as_ref(), &StatisticsArgs::new()) else {
+        return false;
+    };
+    match (
+        stats.total_byte_size.get_value(),
+        stats.num_rows.get_value(),
+    ) {
+        (Some(&bytes), _) if bytes != 0 => bytes < limit,
+        (_, Some(&rows)) if rows != 0 => rows.saturating_mul(row_width(&build.schema())) < limit,
+        _ => false,
+    }
 }
 
 /// A partitioned join is broadcast instead when its smaller side, read whole
@@ -284,6 +329,8 @@ fn sort_merge_instead(join: &HashJoinExec) -> Result<Option<Arc<dyn ExecutionPla
 
 #[cfg(test)]
 mod tests {
+    use ballista_core::JobId;
+    use ballista_scheduler::planner::{DefaultDistributedPlanner, DistributedPlanner};
     use datafusion::arrow::array::Int64Array;
     use datafusion::arrow::datatypes::{DataType, Field};
     use datafusion::arrow::record_batch::RecordBatch;
@@ -414,6 +461,62 @@ mod tests {
         assert!(kept.contains("mode=Partitioned"), "{kept}");
         let (over, _) = plan_and_answer(&partitioned_with(100, 1000)?).await?;
         assert!(!over.contains("CollectLeft"), "{over}");
+        Ok(())
+    }
+
+    /// The stages Ballista's static planner cuts `JOIN` into on `ctx`, as text.
+    async fn stages(ctx: &SessionContext) -> Result<String> {
+        let plan = ctx.sql(JOIN).await?.create_physical_plan().await?;
+        let state = ctx.state();
+        let stages = DefaultDistributedPlanner::new()
+            .plan_query_stages(&JobId::new("join-fit-test"), plan, state.config().options())
+            .map_err(|e| datafusion::error::DataFusionError::Plan(e.to_string()))?;
+        Ok(stages
+            .iter()
+            .map(|stage| {
+                displayable(stage.as_ref() as &dyn ExecutionPlan)
+                    .indent(true)
+                    .to_string()
+            })
+            .collect())
+    }
+
+    #[tokio::test]
+    async fn a_collected_join_over_ballistas_broadcast_limit_is_partitioned_with_the_same_answer()
+    -> Result<()> {
+        let (collected, answer) = plan_and_answer(&scheduler(&[])?).await?;
+        assert!(collected.contains("mode=CollectLeft"), "{collected}");
+        // The 1000-row side is 16 KB, over a 1000-byte limit: partitioned
+        // before the plan is finished, not collected and shuffled after.
+        let limit = [(
+            "ballista.optimizer.broadcast_join_threshold_bytes",
+            "1000".to_string(),
+        )];
+        let (partitioned, partitioned_answer) = plan_and_answer(&scheduler(&limit)?).await?;
+        assert!(
+            partitioned.contains("HashJoinExec: mode=Partitioned"),
+            "{partitioned}"
+        );
+        assert!(!partitioned.contains("CollectLeft"), "{partitioned}");
+        assert_eq!(partitioned_answer, answer);
+        let stages = stages(&scheduler(&limit)?).await?;
+        assert!(!stages.contains("broadcast=true"), "{stages}");
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn a_join_kept_partitioned_is_not_broadcast_by_the_stage_planner() -> Result<()> {
+        // 1000 rows to each of 4 tasks does not pay against 6000 (above), and
+        // the join stays partitioned through Ballista's stage split.
+        let kept = stages(&partitioned_with(500, 64 << 20)?).await?;
+        assert!(kept.contains("HashJoinExec: mode=Partitioned"), "{kept}");
+        assert!(kept.contains("EstimatedExec: unjudged"), "{kept}");
+        assert!(!kept.contains("broadcast=true"), "{kept}");
+        // Left to Ballista (a fit limit of 0), the 16 KB side is under its
+        // broadcast threshold: sent to every task, both sides still shuffled.
+        let promoted = stages(&partitioned_with(500, 0)?).await?;
+        assert!(promoted.contains("broadcast=true"), "{promoted}");
+        assert!(!promoted.contains("EstimatedExec"), "{promoted}");
         Ok(())
     }
 }

@@ -20,7 +20,7 @@ use ember_ml_ops::models::{
 };
 use ember_ml_ops::store::{SaveMode, Saved, validate_model_name};
 
-use super::evaluate::compute_metrics;
+use super::evaluate::{compute_metrics, kmeans_metrics_over, metric_names};
 use super::fit_transform::{collect, column_texts, fit_transform};
 use super::sql_text::{Rows, ident, label_value, rows_sql};
 use super::training_key::training_key;
@@ -317,6 +317,19 @@ pub async fn create_model(ml: &MlContext, create: &CreateModel) -> Result<MlOutp
             (
                 compute_metrics(ml, &model, &rows).await?.values,
                 "evaluation split",
+            )
+        }
+        // k-means metrics are rounds: they run where training's did (in memory,
+        // or on the executors' kept rows), not over the files again.
+        DataSplit::None if options.model_type == ModelType::KMeans => {
+            let (values, _) = kmeans_metrics_over(&model, &data).await?;
+            (
+                metric_names(ModelType::KMeans)
+                    .iter()
+                    .copied()
+                    .zip(values)
+                    .collect(),
+                "training data",
             )
         }
         // The training rows are in memory already, transformed: measure them there.

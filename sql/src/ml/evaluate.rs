@@ -218,9 +218,6 @@ async fn kmeans_metrics(
     model: &Model,
     rows: &str,
 ) -> Result<(Vec<Option<f64>>, u64)> {
-    let ModelParams::Centroids { centroids } = &model.params else {
-        return plan_err!("model '{}' has no centroids", model.name);
-    };
     let sql = format!(
         "SELECT {} FROM ({rows}) AS r",
         feature_select(&model.inputs, &model.transform).join(", ")
@@ -237,6 +234,18 @@ async fn kmeans_metrics(
         device => device,
     };
     let data = TrainingData::new(ml.ctx.clone(), plan, None, features).with_device(device, false);
+    kmeans_metrics_over(model, &data).await
+}
+
+/// k-means metrics over `data`'s rows, and the number of rows they cover: two
+/// rounds, run wherever `data`'s rounds run (its kept rows on a cluster).
+pub(super) async fn kmeans_metrics_over(
+    model: &Model,
+    data: &TrainingData,
+) -> Result<(Vec<Option<f64>>, u64)> {
+    let ModelParams::Centroids { centroids } = &model.params else {
+        return plan_err!("model '{}' has no centroids", model.name);
+    };
     let d = model.width();
     let k = centroids.len();
     let flat = centroids.concat();

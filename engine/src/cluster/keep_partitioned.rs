@@ -1,0 +1,170 @@
+//! Partitioned joins that ember chose stay partitioned through Ballista's stage
+//! split.
+//!
+//! [`super::FitHashJoins`] decides, from ember's estimates, which partitioned
+//! hash joins become broadcasts. Ballista 55's static stage planner then looks
+//! at every partitioned hash join again and broadcasts it when either side's
+//! statistics are under `ballista.optimizer.broadcast_join_threshold_bytes`
+//! (128 MiB), keeping the hash shuffles that were planned for the partitioned
+//! join: the build side is shuffled, then sent whole to every task, and the
+//! probe side is shuffled all the same. TPC-H q18 on 2 executors shuffled its
+//! 1.5 M joined orders, shuffled them again in a stage of their own, and built
+//! all of them in each of 4 tasks, while `lineitem` was shuffled anyway.
+//!
+//! This rule, run last before [`super::StageGuard`] (whose dry run of the stage
+//! split must see what Ballista will), wraps both sides of every partitioned
+//! hash join in an [`EstimatedExec::unjudged`]: the stage planner finds no size
+//! to promote on and keeps the join ember planned. Where ember makes no
+//! broadcast choices (a fit limit of 0), nothing changes.
+//!
+//! The stage planner also sends a collected join back to a shuffle when its
+//! build side is over that threshold, by hash-partitioning the collected side
+//! as it is: one stage writes the side whole, a second shuffles it. TPC-H q21's
+//! anti join did that to 3.8 M rows, collected by DataFusion over a side
+//! estimated at 142 MB. [`super::FitHashJoins`] partitions such joins before
+//! DataFusion finishes the plan; one whose estimate crossed the threshold only
+//! later (as q21's did, once projections were pushed down) is partitioned here
+//! the way Ballista would, less the collection, and kept so.
+
+use std::sync::Arc;
+
+use datafusion::common::Result;
+use datafusion::common::tree_node::{Transformed, TreeNode};
+use datafusion::config::ConfigOptions;
+use datafusion::physical_expr::Partitioning;
+use datafusion::physical_optimizer::PhysicalOptimizerRule;
+use datafusion::physical_plan::coalesce_partitions::CoalescePartitionsExec;
+use datafusion::physical_plan::joins::{HashJoinExec, PartitionMode};
+use datafusion::physical_plan::repartition::RepartitionExec;
+use datafusion::physical_plan::{ExecutionPlan, replace_children_if_necessary};
+
+use super::EstimatedExec;
+use super::join_fit::{broadcast_limit, fit_limit, stays_broadcast};
+
+/// See the module comment.
+#[derive(Debug, Default)]
+pub struct KeepPartitionedJoins;
+
+impl PhysicalOptimizerRule for KeepPartitionedJoins {
+    fn optimize(
+        &self,
+        plan: Arc<dyn ExecutionPlan>,
+        config: &ConfigOptions,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        if fit_limit(config) == 0 {
+            return Ok(plan);
+        }
+        let broadcast_limit = broadcast_limit(config);
+        let partitions = config.execution.target_partitions;
+        plan.transform_up(|node| {
+            let Some(join) = node.downcast_ref::<HashJoinExec>() else {
+                return Ok(Transformed::no(node));
+            };
+            // A null-aware anti join is Ballista's to lower into one task.
+            if join.null_aware {
+                return Ok(Transformed::no(node));
+            }
+            let node = match join.partition_mode() {
+                PartitionMode::Partitioned => node.clone(),
+                PartitionMode::CollectLeft if !stays_broadcast(join.left(), broadcast_limit) => {
+                    shuffled(join, partitions)?
+                }
+                _ => return Ok(Transformed::no(node)),
+            };
+            let Some(join) = node.downcast_ref::<HashJoinExec>() else {
+                return Ok(Transformed::no(node));
+            };
+            let sides = [join.left(), join.right()];
+            if sides.iter().all(|side| side.is::<EstimatedExec>()) {
+                return Ok(Transformed::no(node));
+            }
+            let sides = sides
+                .into_iter()
+                .map(|side| match side.is::<EstimatedExec>() {
+                    true => side.clone(),
+                    false => Arc::new(EstimatedExec::unjudged(side.clone())) as _,
+                })
+                .collect();
+            Ok(Transformed::yes(replace_children_if_necessary(
+                node.clone(),
+                sides,
+            )?))
+        })
+        .map(|t| t.data)
+    }
+
+    fn name(&self) -> &str {
+        "keep_partitioned_joins"
+    }
+
+    fn schema_check(&self) -> bool {
+        true
+    }
+}
+
+/// `join`, collected, as a partitioned join of its inputs hash-partitioned on
+/// the keys, as Ballista's stage planner rewrites it, but reading the build
+/// side's partitions rather than their collection.
+fn shuffled(join: &HashJoinExec, partitions: usize) -> Result<Arc<dyn ExecutionPlan>> {
+    let build = match join.left().downcast_ref::<CoalescePartitionsExec>() {
+        Some(collected) => collected.input().clone(),
+        None => join.left().clone(),
+    };
+    let (left_keys, right_keys) = join.on().iter().cloned().unzip();
+    let left = RepartitionExec::try_new(build, Partitioning::Hash(left_keys, partitions))?;
+    let right = RepartitionExec::try_new(
+        join.right().clone(),
+        Partitioning::Hash(right_keys, partitions),
+    )?;
+    join.builder()
+        .with_partition_mode(PartitionMode::Partitioned)
+        .with_new_children(vec![Arc::new(left), Arc::new(right)])?
+        .build_exec()
+}
+
+#[cfg(test)]
+mod tests {
+    use datafusion::arrow::util::pretty::pretty_format_batches;
+    use datafusion::physical_plan::{collect, displayable};
+    use datafusion::prelude::SessionContext;
+
+    use super::*;
+    use crate::session::{cluster_config, ember_session_state};
+
+    #[tokio::test]
+    async fn a_collected_join_over_ballistas_limit_is_partitioned_with_the_same_answer()
+    -> Result<()> {
+        // An embedded session: DataFusion collects the small side, and no
+        // rule of the scheduler's has looked at it yet.
+        let ctx = SessionContext::new_with_state(ember_session_state(cluster_config())?);
+        ctx.sql("create table small as select v % 7 as k, v from generate_series(1, 500) t(v)")
+            .await?
+            .collect()
+            .await?;
+        ctx.sql("create table large as select v % 7 as k, v from generate_series(1, 5000) t(v)")
+            .await?
+            .collect()
+            .await?;
+        let query = "select s.k, count(*) as n, sum(l.v - s.v) as x \
+                     from small s join large l on s.k = l.k group by s.k order by s.k";
+        let plan = ctx.sql(query).await?.create_physical_plan().await?;
+        assert!(
+            displayable(plan.as_ref())
+                .indent(true)
+                .to_string()
+                .contains("CollectLeft")
+        );
+        let answer = pretty_format_batches(&collect(plan.clone(), ctx.task_ctx()).await?)?;
+
+        let mut options = ctx.state().config().options().as_ref().clone();
+        options.set("ballista.optimizer.broadcast_join_threshold_bytes", "1000")?;
+        let shuffled = KeepPartitionedJoins.optimize(plan, &options)?;
+        let text = displayable(shuffled.as_ref()).indent(true).to_string();
+        assert!(text.contains("HashJoinExec: mode=Partitioned"), "{text}");
+        assert!(text.contains("EstimatedExec: unjudged"), "{text}");
+        assert!(!text.contains("CollectLeft"), "{text}");
+        let shuffled_answer = pretty_format_batches(&collect(shuffled, ctx.task_ctx()).await?)?;
+        assert_eq!(shuffled_answer.to_string(), answer.to_string());
+        Ok(())
+    }
+}
