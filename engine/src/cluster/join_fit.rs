@@ -41,7 +41,7 @@ use std::sync::Arc;
 
 use ballista_core::config::BallistaConfig;
 use datafusion::arrow::compute::SortOptions;
-use datafusion::arrow::datatypes::Schema;
+use datafusion::arrow::datatypes::{DataType, Schema};
 use datafusion::common::stats::Precision;
 use datafusion::common::tree_node::{Transformed, TreeNode};
 use datafusion::common::{JoinType, Result, Statistics};
@@ -135,21 +135,22 @@ impl PhysicalOptimizerRule for FitHashJoins {
 /// build of a hash join; 0 leaves the fit check and broadcasts to DataFusion
 /// and Ballista.
 pub(super) fn fit_limit(config: &ConfigOptions) -> usize {
-    config
-        .extensions
-        .get::<BallistaConfig>()
-        .map(|c| c.hash_join_max_build_partition_bytes())
-        .unwrap_or_else(|| BallistaConfig::default().hash_join_max_build_partition_bytes())
+    ballista(config).hash_join_max_build_partition_bytes()
 }
 
 /// `ballista.optimizer.broadcast_join_threshold_bytes`: the largest build side,
 /// by DataFusion's statistics, Ballista's stage planner keeps collected.
 pub(super) fn broadcast_limit(config: &ConfigOptions) -> usize {
+    ballista(config).broadcast_join_threshold_bytes()
+}
+
+/// The session's Ballista settings; Ballista's defaults where it has none.
+fn ballista(config: &ConfigOptions) -> BallistaConfig {
     config
         .extensions
         .get::<BallistaConfig>()
-        .map(|c| c.broadcast_join_threshold_bytes())
-        .unwrap_or_else(|| BallistaConfig::default().broadcast_join_threshold_bytes())
+        .cloned()
+        .unwrap_or_default()
 }
 
 /// Whether a collected join of this type gives the same rows when each probe
@@ -182,9 +183,30 @@ pub(super) fn stays_broadcast(build: &Arc<dyn ExecutionPlan>, limit: usize) -> b
         stats.num_rows.get_value(),
     ) {
         (Some(&bytes), _) if bytes != 0 => bytes < limit,
-        (_, Some(&rows)) if rows != 0 => rows.saturating_mul(row_width(&build.schema())) < limit,
+        (_, Some(&rows)) if rows != 0 => {
+            rows.saturating_mul(ballista_row_width(&build.schema())) < limit
+        }
         _ => false,
     }
+}
+
+/// Bytes of one row as Ballista's stage planner counts them for a build side
+/// with rows but no byte size, so that [`stays_broadcast`] answers as it will:
+/// a join partitioned here that Ballista would have kept collected changes the
+/// partitioning the operators above it were planned for.
+fn ballista_row_width(schema: &Schema) -> usize {
+    schema
+        .fields()
+        .iter()
+        .map(|field| match field.data_type() {
+            DataType::Boolean | DataType::Int8 | DataType::UInt8 => 1,
+            DataType::Int16 | DataType::UInt16 => 2,
+            DataType::Int32 | DataType::UInt32 | DataType::Float32 | DataType::Date32 => 4,
+            DataType::Int64 | DataType::UInt64 | DataType::Float64 | DataType::Date64 => 8,
+            DataType::Decimal128(..) => 16,
+            _ => 32,
+        })
+        .sum()
 }
 
 /// A partitioned join is broadcast instead when its smaller side, read whole

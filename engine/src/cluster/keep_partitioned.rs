@@ -104,7 +104,10 @@ impl PhysicalOptimizerRule for KeepPartitionedJoins {
 
 /// `join`, collected, as a partitioned join of its inputs hash-partitioned on
 /// the keys, as Ballista's stage planner rewrites it, but reading the build
-/// side's partitions rather than their collection.
+/// side's partitions rather than their collection. Its output is partitioned
+/// differently from the collected join's, as after Ballista's rewrite, which
+/// this one replaces: [`stays_broadcast`] judges as Ballista does, so a join
+/// Ballista would keep collected is never changed here.
 fn shuffled(join: &HashJoinExec, partitions: usize) -> Result<Arc<dyn ExecutionPlan>> {
     let build = match join.left().downcast_ref::<CoalescePartitionsExec>() {
         Some(collected) => collected.input().clone(),
