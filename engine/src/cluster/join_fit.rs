@@ -192,8 +192,9 @@ pub(super) fn stays_broadcast(build: &Arc<dyn ExecutionPlan>, limit: usize) -> b
 
 /// Bytes of one row as Ballista's stage planner counts them for a build side
 /// with rows but no byte size, so that [`stays_broadcast`] answers as it will:
-/// a join partitioned here that Ballista would have kept collected changes the
-/// partitioning the operators above it were planned for.
+/// a finished plan's join that `super::KeepPartitionedJoins` partitioned where
+/// Ballista would have kept it collected would change the partitioning the
+/// operators above it were planned for.
 fn ballista_row_width(schema: &Schema) -> usize {
     schema
         .fields()

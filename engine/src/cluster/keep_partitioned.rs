@@ -33,10 +33,10 @@ use datafusion::common::tree_node::{Transformed, TreeNode};
 use datafusion::config::ConfigOptions;
 use datafusion::physical_expr::Partitioning;
 use datafusion::physical_optimizer::PhysicalOptimizerRule;
+use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::coalesce_partitions::CoalescePartitionsExec;
 use datafusion::physical_plan::joins::{HashJoinExec, PartitionMode};
 use datafusion::physical_plan::repartition::RepartitionExec;
-use datafusion::physical_plan::{ExecutionPlan, replace_children_if_necessary};
 
 use super::EstimatedExec;
 use super::join_fit::{broadcast_limit, fit_limit, stays_broadcast};
@@ -64,31 +64,21 @@ impl PhysicalOptimizerRule for KeepPartitionedJoins {
             if join.null_aware {
                 return Ok(Transformed::no(node));
             }
-            let node = match join.partition_mode() {
-                PartitionMode::Partitioned => node.clone(),
+            let shuffled_join;
+            let join = match join.partition_mode() {
+                PartitionMode::Partitioned if !(marked(join.left()) && marked(join.right())) => {
+                    join
+                }
                 PartitionMode::CollectLeft if !stays_broadcast(join.left(), broadcast_limit) => {
-                    shuffled(join, partitions)?
+                    shuffled_join = shuffled(join, partitions)?;
+                    &shuffled_join
                 }
                 _ => return Ok(Transformed::no(node)),
             };
-            let Some(join) = node.downcast_ref::<HashJoinExec>() else {
-                return Ok(Transformed::no(node));
-            };
-            let sides = [join.left(), join.right()];
-            if sides.iter().all(|side| side.is::<EstimatedExec>()) {
-                return Ok(Transformed::no(node));
-            }
-            let sides = sides
-                .into_iter()
-                .map(|side| match side.is::<EstimatedExec>() {
-                    true => side.clone(),
-                    false => Arc::new(EstimatedExec::unjudged(side.clone())) as _,
-                })
-                .collect();
-            Ok(Transformed::yes(replace_children_if_necessary(
-                node.clone(),
-                sides,
-            )?))
+            let sides = vec![unjudged(join.left()), unjudged(join.right())];
+            Ok(Transformed::yes(
+                join.builder().with_new_children(sides)?.build_exec()?,
+            ))
         })
         .map(|t| t.data)
     }
@@ -102,13 +92,27 @@ impl PhysicalOptimizerRule for KeepPartitionedJoins {
     }
 }
 
+/// Whether `side` already carries an [`EstimatedExec`].
+fn marked(side: &Arc<dyn ExecutionPlan>) -> bool {
+    side.is::<EstimatedExec>()
+}
+
+/// `side` wrapped in an [`EstimatedExec::unjudged`], unless already marked.
+fn unjudged(side: &Arc<dyn ExecutionPlan>) -> Arc<dyn ExecutionPlan> {
+    if marked(side) {
+        side.clone()
+    } else {
+        Arc::new(EstimatedExec::unjudged(side.clone()))
+    }
+}
+
 /// `join`, collected, as a partitioned join of its inputs hash-partitioned on
 /// the keys, as Ballista's stage planner rewrites it, but reading the build
 /// side's partitions rather than their collection. Its output is partitioned
 /// differently from the collected join's, as after Ballista's rewrite, which
 /// this one replaces: [`stays_broadcast`] judges as Ballista does, so a join
 /// Ballista would keep collected is never changed here.
-fn shuffled(join: &HashJoinExec, partitions: usize) -> Result<Arc<dyn ExecutionPlan>> {
+fn shuffled(join: &HashJoinExec, partitions: usize) -> Result<HashJoinExec> {
     let build = match join.left().downcast_ref::<CoalescePartitionsExec>() {
         Some(collected) => collected.input().clone(),
         None => join.left().clone(),
@@ -122,7 +126,7 @@ fn shuffled(join: &HashJoinExec, partitions: usize) -> Result<Arc<dyn ExecutionP
     join.builder()
         .with_partition_mode(PartitionMode::Partitioned)
         .with_new_children(vec![Arc::new(left), Arc::new(right)])?
-        .build_exec()
+        .build()
 }
 
 #[cfg(test)]
