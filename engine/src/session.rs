@@ -71,11 +71,14 @@ pub fn cluster_config() -> SessionConfig {
 /// scale 10 moves 33 MB batches) and than the plans that will carry model weights.
 pub const MAX_MESSAGE_BYTES: usize = 512 * 1024 * 1024;
 
-/// Twice this machine's cores: the task slots of a local cluster of executors
-/// with the default slots. On a larger cluster, `SET
-/// datafusion.execution.target_partitions` to its total slots.
+/// This machine's cores, as DataFusion partitions a query in one process: a
+/// local cluster's executors share these cores, whatever slots each claims, and
+/// each partition more than they can run at once costs its own shuffle files
+/// and reads. Twice the cores (a 2-executor local cluster's slots) made TPC-H
+/// SF1 6 % slower on 2 cores (BENCHMARKS.md). On a cluster of several machines,
+/// `SET datafusion.execution.target_partitions` to its total slots.
 pub fn default_cluster_partitions() -> usize {
-    2 * std::thread::available_parallelism()
+    std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1)
 }

@@ -655,3 +655,38 @@ async fn gpu_work_goes_to_gpu_executors() {
         1e-9,
     );
 }
+
+/// The stage that keeps a training's rows is dealt over the executors, not
+/// packed onto the first with free slots: each executor has its own training
+/// memory. On 3 executors of 2 slots, 8 files kept as 4 partitions (2 target
+/// partitions, two shares each) leave rows on all 3; packed, one held none.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn kept_rows_are_dealt_over_every_executor() {
+    let local = engine(false).await;
+    let files = tempfile::tempdir().unwrap();
+    let dir = files.path().join("blobs8");
+    split_into_files(&local.ember, "blobs", 600, &dir, "blobs8").await;
+    let cluster = InProcessCluster::start(3, 2).await.unwrap();
+    let store = tempfile::tempdir().unwrap();
+    let ember = ml_client(&cluster, &store).await;
+    ember
+        .sql(&format!(
+            "create external table blobs8 stored as parquet location '{}/'",
+            dir.display()
+        ))
+        .await
+        .unwrap();
+    ember
+        .sql("set datafusion.execution.target_partitions = 2")
+        .await
+        .unwrap();
+    ember.sql(&kmeans_sql("blobs8")).await.unwrap();
+    let kept = metrics(
+        &ember,
+        "select count(distinct executor) as executors, sum(partitions) as partitions \
+         from training_rounds('km') where kind = 'keep'",
+    )
+    .await;
+    assert_eq!(kept["partitions"], 4.0, "{kept:?}");
+    assert_eq!(kept["executors"], 3.0, "{kept:?}");
+}

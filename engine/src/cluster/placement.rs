@@ -11,6 +11,11 @@
 //! GPU stage wait rather than spill onto a CPU; when the last GPU executor is
 //! gone, GPU stages run anywhere (every kernel has a CPU twin).
 //!
+//! Packing suits a query's stages (a stage's partitions in one task read each
+//! other's shuffle files locally), but not the stage that keeps training rows:
+//! each executor has its own training memory, so that stage's partitions are
+//! dealt evenly, one task per executor with a free slot.
+//!
 //! Binding is also where the scheduler sees a partition about to run a second
 //! time. Ballista 55's partial re-runs can count a partition twice, so such a
 //! task is bound to fail instead (see refused.rs), and the client runs the
@@ -137,8 +142,19 @@ impl DistributionPolicy for BindingPolicy {
                 let budgets = budgets
                     .iter_mut()
                     .filter(|b| !gpu_only || is_gpu_executor(&b.executor_id));
-                for budget in budgets {
-                    while let Some(mut task) = bind_one(stage, slicing, &session_id, job_id, budget)
+                // A stage that keeps training rows deals them out evenly: every
+                // executor keeps a share (each has its own training memory), so
+                // one task per executor with a free slot, in one pass.
+                let mut open: Vec<_> = budgets.filter(|b| b.vcores > 0).collect();
+                let mut executors_left = open.len();
+                for budget in open.iter_mut() {
+                    let mut most = usize::MAX;
+                    if slicing.spread {
+                        most = stage.pending.remaining().div_ceil(executors_left.max(1));
+                        executors_left -= 1;
+                    }
+                    while let Some(mut task) =
+                        bind_one(stage, slicing, most, &session_id, job_id, budget)
                     {
                         if let Some(why) = &rerun {
                             task.1.plan = refuse_rerun(&task.1.plan, why)?;
@@ -147,6 +163,9 @@ impl DistributionPolicy for BindingPolicy {
                             *counts.entry(task.0.clone()).or_default() += 1;
                         }
                         bound.push(task);
+                        if slicing.spread {
+                            break;
+                        }
                     }
                 }
             }
@@ -168,6 +187,9 @@ struct Slicing {
     single: bool,
     /// Most partitions in one task (`ballista.scheduler.max_partitions_per_task`).
     cap: usize,
+    /// The stage keeps training rows, which are spread over the executors
+    /// rather than packed onto the first with free slots.
+    spread: bool,
 }
 
 impl Slicing {
@@ -183,15 +205,18 @@ impl Slicing {
         Self {
             single: funnels_to_one_partition(&stage.plan),
             cap,
+            spread: keeps_rows(&stage.plan),
         }
     }
 }
 
-/// Binds the next slice of `stage`'s pending partitions to `budget`'s executor;
-/// `None` when the stage has nothing left to run or the executor no free slot.
+/// Binds the next slice of `stage`'s pending partitions, `most` at the most,
+/// to `budget`'s executor; `None` when the stage has nothing left to run or the
+/// executor no free slot.
 fn bind_one(
     stage: &mut RunningStage,
     slicing: Slicing,
+    most: usize,
     session_id: &str,
     job_id: &JobId,
     budget: &mut AvailableVcores,
@@ -200,9 +225,9 @@ fn bind_one(
         return None;
     }
     let max = if slicing.single {
-        usize::MAX
+        most
     } else {
-        (budget.vcores as usize).min(slicing.cap)
+        (budget.vcores as usize).min(slicing.cap).min(most)
     };
     let partitions = stage.pending.next_slice(max);
     if partitions.is_empty() {
@@ -239,6 +264,12 @@ fn bind_one(
         session_config: stage.session_config.clone(),
     };
     Some((budget.executor_id.clone(), task))
+}
+
+/// Whether a stage's plan keeps training rows on the executors.
+fn keeps_rows(plan: &Arc<dyn ExecutionPlan>) -> bool {
+    plan.exists(|node| Ok(node.is::<super::KeepRowsExec>()))
+        .unwrap_or(false)
 }
 
 /// Whether the stage under its shuffle writer narrows to a single partition

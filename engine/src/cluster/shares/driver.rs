@@ -136,7 +136,7 @@ impl KeptRows {
         let plan = KeepRowsNode::new(self.plan.clone(), spec.clone())?.into_plan();
         let started = Instant::now();
         let batches = collect_retrying("the keep job", || {
-            Ok(DataFrame::new(training_state(&self.ctx), plan.clone()))
+            Ok(DataFrame::new(keep_state(&self.ctx), plan.clone()))
         })
         .await?;
         self.note(WorkKind::Keep, keep_reports(&batches, started.elapsed()));
@@ -199,6 +199,20 @@ impl KeptRows {
             }
         }
     }
+}
+
+/// The keep job's session: the training's, with two partitions (shares) for
+/// each one the session plans with. A round runs each share on a thread of its
+/// own, and the scan's byte ranges cut the rows unevenly (754 816 against
+/// 1 245 184 rows on 2 executors): an executor with the larger part spends the
+/// cores another has finished with only when it holds more than one share.
+/// Logistic regression's rounds on 2M × 28 took 0.27–0.32 s with one share per
+/// executor, 0.23–0.27 s with two.
+fn keep_state(ctx: &SessionContext) -> datafusion::execution::SessionState {
+    let mut state = training_state(ctx);
+    let execution = &mut state.config_mut().options_mut().execution;
+    execution.target_partitions = execution.target_partitions.saturating_mul(2);
+    state
 }
 
 /// Whether a failed call means the rows are gone (an executor died or was
