@@ -139,20 +139,20 @@ impl DistributionPolicy for BindingPolicy {
                 let eligible = wants_gpu(&stage.plan);
                 let gpu_only = gpu_registered && eligible;
                 let slicing = Slicing::of(stage);
-                let budgets = budgets
+                let open: Vec<_> = budgets
                     .iter_mut()
-                    .filter(|b| !gpu_only || is_gpu_executor(&b.executor_id));
-                // A stage that keeps training rows deals them out evenly: every
-                // executor keeps a share (each has its own training memory), so
-                // one task per executor with a free slot, in one pass.
-                let mut open: Vec<_> = budgets.filter(|b| b.vcores > 0).collect();
-                let mut executors_left = open.len();
-                for budget in open.iter_mut() {
-                    let mut most = usize::MAX;
-                    if slicing.spread {
-                        most = stage.pending.remaining().div_ceil(executors_left.max(1));
-                        executors_left -= 1;
-                    }
+                    .filter(|b| b.vcores > 0 && (!gpu_only || is_gpu_executor(&b.executor_id)))
+                    .collect();
+                let executors = open.len();
+                for (i, budget) in open.into_iter().enumerate() {
+                    // A stage that keeps training rows deals them out evenly:
+                    // every executor keeps a share (each has its own training
+                    // memory), one task per executor with a free slot.
+                    let most = if slicing.spread {
+                        stage.pending.remaining().div_ceil(executors - i)
+                    } else {
+                        usize::MAX
+                    };
                     while let Some(mut task) =
                         bind_one(stage, slicing, most, &session_id, job_id, budget)
                     {
