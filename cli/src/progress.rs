@@ -70,17 +70,10 @@ impl TrainingProgress {
 }
 
 impl ember_ml_ops::models::Progress for TrainingProgress {
-    fn iteration(
-        &self,
-        model_type: ember_ml_ops::models::ModelType,
-        iteration: usize,
-        max: usize,
-        loss: f64,
-    ) {
+    fn iteration(&self, model_type: &str, iteration: usize, max: usize, loss: f64) {
         if !self.bar.is_hidden() {
             self.bar.println(format!(
-                "{} iteration {iteration}/{max}  loss {loss:.8}",
-                model_type.name()
+                "{model_type} iteration {iteration}/{max}  loss {loss:.8}"
             ));
         }
     }

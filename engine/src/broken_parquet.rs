@@ -24,9 +24,12 @@ const MAX_FILES: usize = 10_000;
 /// an error, but should not turn one into minutes of reading.
 const MAX_PAGE_BYTES: u64 = 8 << 30;
 
-/// Whether `error` came from reading Parquet.
+/// Whether `error` came from reading Parquet: typed when this process read
+/// the file; text when an executor did (Ballista sends a failed task's error
+/// to the client as its message only).
 pub fn is_parquet_error(error: &DataFusionError) -> bool {
-    error.to_string().contains("Parquet error")
+    matches!(error.find_root(), DataFusionError::ParquetError(_))
+        || error.to_string().contains("Parquet error")
 }
 
 /// The `.parquet` files at or under `path`, sorted, at most [`MAX_FILES`];

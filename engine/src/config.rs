@@ -13,10 +13,9 @@ use datafusion::config::{ConfigField, Visit};
 /// `ember.ml.device`: where ML kernels run (the kernels' own choice type).
 pub const ML_DEVICE: &str = ember_ml_ops::kernels::DEVICE_SETTING;
 pub use ember_ml_ops::kernels::DeviceChoice as MlDevice;
-/// `ember.ml.batch_size`: rows handed to an ML kernel at a time.
-pub const ML_BATCH_SIZE: &str = "ember.ml.batch_size";
-/// `ember.ml.max_iterations`: upper bound on training rounds, whatever a model asks for.
-pub const ML_MAX_ITERATIONS: &str = "ember.ml.max_iterations";
+/// `ember.ml.max_iterations`: upper bound on training iterations, whatever a
+/// model asks for (read by CREATE MODEL).
+pub const ML_MAX_ITERATIONS: &str = ember_ml_ops::models::MAX_ITERATIONS_SETTING;
 
 /// `ember.ml.lease_seconds`: how long an executor keeps a training's rows
 /// without hearing from its driver.
@@ -27,9 +26,7 @@ pub const ML_LEASE_SECONDS: &str = "ember.ml.lease_seconds";
 pub struct MlOptions {
     /// Where ML kernels run: 'auto', 'cpu' or 'cuda'.
     pub device: MlDevice,
-    /// Rows handed to an ML kernel at a time.
-    pub batch_size: usize,
-    /// Upper bound on training rounds, whatever a model's options ask for.
+    /// Upper bound on training iterations, whatever a model's options ask for.
     pub max_iterations: usize,
     /// Seconds an executor keeps a training's rows without a round from its
     /// driver (a driver that died leaves nothing behind for longer).
@@ -40,7 +37,6 @@ impl Default for MlOptions {
     fn default() -> Self {
         Self {
             device: MlDevice::Auto,
-            batch_size: 65536,
             max_iterations: 1000,
             lease_seconds: 60,
         }
@@ -54,15 +50,10 @@ impl ConfigField for MlOptions {
             &format!("{key}.device"),
             "Where ML kernels run: 'auto', 'cpu' or 'cuda'.",
         );
-        self.batch_size.visit(
-            visitor,
-            &format!("{key}.batch_size"),
-            "Rows handed to an ML kernel at a time.",
-        );
         self.max_iterations.visit(
             visitor,
             &format!("{key}.max_iterations"),
-            "Upper bound on training rounds, whatever a model's options ask for.",
+            "Upper bound on training iterations, whatever a model's options ask for.",
         );
         self.lease_seconds.visit(
             visitor,
@@ -75,14 +66,13 @@ impl ConfigField for MlOptions {
         let (field, rest) = key.split_once('.').unwrap_or((key, ""));
         match field {
             "device" => self.device.set(rest, value),
-            "batch_size" => {
-                self.batch_size.set(rest, value)?;
-                if self.batch_size == 0 {
-                    return config_err!("{ML_BATCH_SIZE} must be at least 1");
+            "max_iterations" => {
+                self.max_iterations.set(rest, value)?;
+                if self.max_iterations == 0 {
+                    return config_err!("{ML_MAX_ITERATIONS} must be at least 1");
                 }
                 Ok(())
             }
-            "max_iterations" => self.max_iterations.set(rest, value),
             "lease_seconds" => {
                 self.lease_seconds.set(rest, value)?;
                 if self.lease_seconds == 0 {
@@ -213,10 +203,6 @@ mod tests {
             "{keys:?}"
         );
         assert!(
-            keys.contains(&(ML_BATCH_SIZE.into(), Some("65536".into()))),
-            "{keys:?}"
-        );
-        assert!(
             keys.contains(&(ML_MAX_ITERATIONS.into(), Some("1000".into()))),
             "{keys:?}"
         );
@@ -226,10 +212,10 @@ mod tests {
     fn set_through_session_options() {
         let mut config = config();
         config.options_mut().set(ML_DEVICE, "CPU").unwrap();
-        config.options_mut().set(ML_BATCH_SIZE, "1024").unwrap();
+        config.options_mut().set(ML_MAX_ITERATIONS, "7").unwrap();
         let ember = config.options().extensions.get::<EmberConfig>().unwrap();
         assert_eq!(ember.ml.device, MlDevice::Cpu);
-        assert_eq!(ember.ml.batch_size, 1024);
+        assert_eq!(ember.ml.max_iterations, 7);
     }
 
     #[test]
@@ -246,10 +232,10 @@ mod tests {
         );
         let err = config
             .options_mut()
-            .set(ML_BATCH_SIZE, "0")
+            .set(ML_MAX_ITERATIONS, "0")
             .unwrap_err()
             .to_string();
-        assert!(err.contains("batch_size"), "{err}");
+        assert!(err.contains("max_iterations"), "{err}");
         let err = config
             .options_mut()
             .set("ember.ml.colour", "red")

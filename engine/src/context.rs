@@ -23,7 +23,7 @@ use datafusion::common::{DataFusionError, Result, plan_err};
 use datafusion::logical_expr::LogicalPlan;
 use datafusion::prelude::{ParquetReadOptions, SessionContext};
 use ember_ml_ops::functions::{ModelCatalog, predict_functions};
-use ember_ml_ops::models::{KeepRows, Progress, RUN_ATTEMPTS, SilentProgress, lost_an_executor};
+use ember_ml_ops::models::{KeepRows, Progress, Retry, SilentProgress};
 use ember_ml_ops::store::ModelStore;
 use ember_sql::ml::{
     MlContext, MlOutput, TrainingInfoFunc, TrainingRoundsFunc, bind_models, create_model,
@@ -213,6 +213,16 @@ impl EmberContext {
             keep_rows: (self.master != Master::Embedded)
                 .then(|| Arc::new(crate::cluster::ClusterKeeper) as Arc<dyn KeepRows>),
             progress: self.progress.clone(),
+            retry: self.retry(),
+        }
+    }
+
+    /// When work that only reads runs again: on a cluster after a lost
+    /// executor; in one process, never.
+    fn retry(&self) -> Retry {
+        match self.master {
+            Master::Embedded => Retry::never(),
+            Master::Remote { .. } => crate::cluster::cluster_retry(),
         }
     }
 
@@ -328,13 +338,14 @@ impl EmberContext {
         let may_retry = matches!(self.master, Master::Remote { .. }) && only_reads(&statement);
         let relations = broken_parquet::relations(&statement);
         let result = if may_retry {
-            let mut attempts = 1;
+            let retry = self.retry();
+            let mut attempt = 1;
             loop {
                 let result = self.run(statement.clone()).await;
                 match &result {
-                    Err(e) if attempts < RUN_ATTEMPTS && lost_an_executor(e) => {
+                    Err(e) if retry.again(attempt, e) => {
                         log::warn!("an executor was lost; running the statement again");
-                        attempts += 1;
+                        attempt += 1;
                     }
                     _ => break result,
                 }

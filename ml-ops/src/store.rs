@@ -543,7 +543,7 @@ mod tests {
             name: name.into(),
             version: 0,
             created_at: 0,
-            model_type: ModelType::LinearRegression,
+            model_type: ModelType::parse("linear_regression").unwrap(),
             options_given: BTreeMap::new(),
             options: ModelOptions::parse(&given).unwrap(),
             query: "select x, y from t".into(),

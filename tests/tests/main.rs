@@ -11,3 +11,4 @@ mod predict;
 mod regularization;
 mod slt;
 mod tpch;
+mod trees;

@@ -574,6 +574,35 @@ async fn the_store_keeps_immutable_versions() {
     assert!(err.contains("unknown model 'lin'"), "{err}");
 }
 
+/// `SET ember.ml.max_iterations` caps what a model's OPTIONS ask for, and
+/// CREATE MODEL says so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_iteration_setting_caps_max_iterations() {
+    let e = engine(false).await;
+    let ember = &e.ember;
+    ember.sql("set ember.ml.max_iterations = 2").await.unwrap();
+    let output = ember
+        .sql_one(
+            &kmeans_sql("blobs").replace("num_clusters = 4", "num_clusters = 4, tolerance = 0"),
+        )
+        .await
+        .unwrap();
+    assert!(
+        output
+            .notes
+            .iter()
+            .any(|n| n.contains("max_iterations lowered from 100 to 2")),
+        "{:?}",
+        output.notes
+    );
+    let described = describe(ember, "km").await;
+    assert_eq!(described["iterations"], "2");
+    assert!(
+        described["options"].contains("\"max_iterations\":2"),
+        "{described:?}"
+    );
+}
+
 /// `device = 'cuda'`: on a machine with a GPU the model equals the CPU's
 /// (k-means through the CUDA kernels, within 1e-9); without one, CREATE MODEL
 /// fails with the reason and writes nothing. Both the option and the setting.

@@ -13,6 +13,7 @@
 mod client_pool;
 mod estimated;
 mod executor;
+mod fault;
 mod in_process;
 mod job_watch;
 mod join_fit;
@@ -28,12 +29,13 @@ mod task_stop;
 
 pub use estimated::EstimatedExec;
 pub use executor::{ExecutorOptions, ReadyExecutor, run_executor};
+pub use fault::{EXECUTOR_LOST, Fault, RUN_ATTEMPTS, cluster_retry, executor_lost};
 pub use in_process::InProcessCluster;
 pub use join_fit::FitHashJoins;
 pub use keep_partitioned::KeepPartitionedJoins;
 pub use merge_limit::KeepMergeLimits;
 pub use placement::{BindingPolicy, GPU_EXECUTOR_PREFIX, is_gpu_executor, wants_gpu};
-pub use refused::{EXECUTOR_LOST, RefusedExec};
+pub use refused::RefusedExec;
 pub use scheduler::{SchedulerHandle, SchedulerOptions, start_scheduler};
 pub(crate) use shares::KeepRowsExtension;
 pub use shares::{ClusterKeeper, KeepRowsExec, KeepRowsNode, ShareStore, decode_spec, encode_spec};

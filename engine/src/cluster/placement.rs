@@ -37,8 +37,8 @@ use datafusion::common::Result;
 use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::aggregates::AggregateExec;
-use ember_ml_ops::functions::TrainRoundFunc;
 use ember_ml_ops::kernels::DeviceChoice;
+use ember_ml_ops::models::TrainRoundFunc;
 
 use super::refused::{refuse_rerun, rerun_reason};
 

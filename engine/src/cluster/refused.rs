@@ -21,7 +21,7 @@ use datafusion::physical_plan::{
 };
 use prost::Message;
 
-pub use ember_ml_ops::models::EXECUTOR_LOST;
+use super::fault::EXECUTOR_LOST;
 
 /// Marks the codec bytes of a [`RefusedExec`].
 const TAG: &[u8] = b"ember-refused\0";

@@ -14,8 +14,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use datafusion::arrow::array::{ArrayRef, Float64Array, Int64Array, RecordBatch};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::common::{DataFusionError, Result};
-use ember_ml_ops::functions::sigmoid;
 use ember_ml_ops::hashing::splitmix64;
+use ember_ml_ops::kernels::logistic::sigmoid;
 
 use super::write_parquet_atomically;
 

@@ -9,9 +9,7 @@
 pub mod features;
 mod predict;
 mod roc_auc;
-mod row_hash;
 mod sigmoid;
-mod train_round;
 
 use std::sync::Arc;
 
@@ -19,13 +17,12 @@ use datafusion::common::Result;
 use datafusion::logical_expr::{AggregateUDF, ScalarUDF};
 
 pub use features::FITTED_FEATURE_FUNCTIONS;
-pub use predict::{BoundModel, ModelCatalog, PredictFunc, PredictOutput, apply as apply_model};
+pub use predict::{ModelCatalog, PredictFunc};
 pub use roc_auc::{RocAucFunc, roc_auc};
-pub use row_hash::{ROW_HASH, RowHashFunc, row_hashes};
-pub use sigmoid::{SigmoidFunc, sigmoid};
-pub use train_round::{
-    RoundSpec, RoundTally, TRAIN_ROUND, TrainRoundFunc, device_name, stats_scalar, stats_values,
-};
+pub use sigmoid::SigmoidFunc;
+
+use crate::hashing::RowHashFunc;
+use crate::models::{PredictOutput, TRAIN_ROUND, TrainRoundFunc};
 
 /// Every function ember adds, grouped by kind.
 #[derive(Debug, Default, Clone)]

@@ -12,9 +12,7 @@ use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::sync::{Arc, RwLock};
 
-use datafusion::arrow::array::{
-    Array, ArrayRef, AsArray, BooleanArray, Float64Array, Int64Array, StringArray,
-};
+use datafusion::arrow::array::{Array, ArrayRef, AsArray, BooleanArray};
 use datafusion::arrow::compute::filter;
 use datafusion::arrow::datatypes::{DataType, Field, FieldRef};
 use datafusion::common::{Result, ScalarValue, exec_err, plan_err};
@@ -24,74 +22,11 @@ use datafusion::logical_expr::{
 use datafusion::physical_expr_common::utils::scatter;
 use serde::{Deserialize, Serialize};
 
-use crate::kernels::{FeatureBlock, FeatureColumns, for_each_block, kmeans};
-use crate::models::{Model, ModelParams, ModelType};
-
-use super::sigmoid;
+use crate::kernels::FeatureColumns;
+use crate::models::{BoundModel, Model, PredictOutput};
 
 /// Models loaded for the statement being planned, by name.
 pub type ModelCatalog = Arc<RwLock<HashMap<String, Arc<Model>>>>;
-
-/// Which of the two functions.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub enum PredictOutput {
-    /// `predict`: the value, class or cluster.
-    Value,
-    /// `predict_proba`: the probability of class 1.
-    Probability,
-}
-
-impl PredictOutput {
-    /// The SQL name.
-    pub fn name(self) -> &'static str {
-        match self {
-            PredictOutput::Value => "predict",
-            PredictOutput::Probability => "predict_proba",
-        }
-    }
-
-    fn return_type(
-        self,
-        model_type: ModelType,
-        model: &str,
-        label_type: Option<&str>,
-    ) -> Result<DataType> {
-        match (self, model_type) {
-            (PredictOutput::Value, ModelType::LinearRegression) => Ok(DataType::Float64),
-            // A classifier with named classes answers with one of them: booleans
-            // as booleans, text of any kind (Utf8View from Parquet) as Utf8.
-            (PredictOutput::Value, ModelType::LogisticRegression) => Ok(match label_type {
-                Some("Boolean") => DataType::Boolean,
-                Some(_) => DataType::Utf8,
-                None => DataType::Int64,
-            }),
-            (PredictOutput::Value, _) => Ok(DataType::Int64),
-            (PredictOutput::Probability, ModelType::LogisticRegression) => Ok(DataType::Float64),
-            (PredictOutput::Probability, other) => plan_err!(
-                "predict_proba needs a logistic_regression model; '{model}' is {}",
-                other.name()
-            ),
-        }
-    }
-}
-
-/// What a bound call carries: the parameters, not the model's history.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct BoundModel {
-    pub name: String,
-    pub model_type: ModelType,
-    pub params: ModelParams,
-    pub features: Vec<String>,
-    pub width: usize,
-    /// The call as written (`predict('churn', tenure, plan)`), kept as the
-    /// expression's name so that plan schemas do not change on binding.
-    pub display: String,
-    /// A classifier's named classes (class 0, class 1), and the label's type.
-    #[serde(default)]
-    pub classes: Vec<String>,
-    #[serde(default)]
-    pub label_type: Option<String>,
-}
 
 #[derive(Debug, Clone)]
 enum Binding {
@@ -281,73 +216,6 @@ fn kind_of_name(name: &str) -> Kind {
     }
 }
 
-/// Applies `model` to the rows of `columns`.
-pub fn apply(
-    model: &BoundModel,
-    output: PredictOutput,
-    columns: &FeatureColumns,
-) -> Result<ArrayRef> {
-    let mut block = FeatureBlock::new(columns.width());
-    match (&model.params, output) {
-        (
-            ModelParams::Linear {
-                coefficients,
-                intercept,
-            },
-            _,
-        ) => {
-            let mut out = Vec::with_capacity(columns.rows());
-            for_each_block(columns, &mut block, |_, block| {
-                for r in 0..block.rows {
-                    let z: f64 = block
-                        .row(r)
-                        .iter()
-                        .zip(coefficients)
-                        .map(|(x, w)| x * w)
-                        .sum::<f64>()
-                        + intercept;
-                    out.push(z);
-                }
-            })?;
-            Ok(match (model.model_type, output) {
-                (ModelType::LogisticRegression, PredictOutput::Value) => {
-                    let ones = out.into_iter().map(|z| z > 0.0);
-                    match (model.classes.as_slice(), model.label_type.as_deref()) {
-                        ([_, _], Some("Boolean")) => {
-                            Arc::new(ones.map(Some).collect::<BooleanArray>())
-                        }
-                        ([zero, one], _) => Arc::new(
-                            ones.map(|c| Some(if c { one.as_str() } else { zero.as_str() }))
-                                .collect::<StringArray>(),
-                        ),
-                        _ => Arc::new(ones.map(i64::from).collect::<Int64Array>()),
-                    }
-                }
-                (ModelType::LogisticRegression, PredictOutput::Probability) => {
-                    Arc::new(out.into_iter().map(sigmoid).collect::<Float64Array>())
-                }
-                _ => Arc::new(Float64Array::from(out)),
-            })
-        }
-        (ModelParams::Centroids { centroids }, PredictOutput::Value) => {
-            let flat = centroids.concat();
-            let mut out = Vec::with_capacity(columns.rows());
-            for_each_block(columns, &mut block, |_, block| {
-                for r in 0..block.rows {
-                    out.push(kmeans::nearest(block.row(r), &flat, model.width).0 as i64);
-                }
-            })?;
-            Ok(Arc::new(Int64Array::from(out)))
-        }
-        (ModelParams::Centroids { .. }, PredictOutput::Probability) => {
-            exec_err!(
-                "predict_proba needs a logistic_regression model; '{}' is kmeans",
-                model.name
-            )
-        }
-    }
-}
-
 impl ScalarUDFImpl for PredictFunc {
     fn name(&self) -> &str {
         self.output.name()
@@ -375,14 +243,14 @@ impl ScalarUDFImpl for PredictFunc {
         let data_type = match &self.binding {
             Binding::Unbound(catalog) => {
                 let model = self.resolve(catalog, &args)?;
-                self.output.return_type(
-                    model.model_type,
+                model.model_type.output_type(
+                    self.output,
                     &model.name,
                     model.label_type.as_deref(),
                 )?
             }
-            Binding::Bound(model) => self.output.return_type(
-                model.model_type,
+            Binding::Bound(model) => model.model_type.output_type(
+                self.output,
                 &model.name,
                 model.label_type.as_deref(),
             )?,
@@ -401,7 +269,11 @@ impl ScalarUDFImpl for PredictFunc {
             .map(|a| a.to_array(rows))
             .collect::<Result<Vec<_>>>()?;
         // A row with a NULL feature has no prediction (NULL), as in BigQuery ML
-        // and Spark; the others are predicted as usual.
+        // and Spark, unless the model takes NULLs (trees); the others are
+        // predicted as usual.
+        if model.model_type.takes_nulls() {
+            return Ok(ColumnarValue::Array(self.predict_rows(model, &arrays)?));
+        }
         let complete = complete_rows(&arrays, rows);
         if let Some(complete) = &complete {
             let kept = arrays
@@ -428,7 +300,7 @@ impl PredictFunc {
                 columns.width()
             );
         }
-        apply(model, self.output, &columns)
+        model.model_type.predict(model, self.output, &columns)
     }
 }
 

@@ -10,6 +10,8 @@ use datafusion::logical_expr::{
     ColumnarValue, ScalarFunctionArgs, ScalarUDFImpl, Signature, Volatility,
 };
 
+use crate::kernels::logistic::sigmoid;
+
 /// `sigmoid(x)` for a numeric `x` (coerced to Float64); NULL in, NULL out.
 #[derive(Debug, PartialEq, Eq, Hash)]
 pub struct SigmoidFunc {
@@ -27,16 +29,6 @@ impl SigmoidFunc {
         Self {
             signature: Signature::uniform(1, vec![DataType::Float64], Volatility::Immutable),
         }
-    }
-}
-
-/// Numerically stable logistic: never exponentiates a large positive number.
-pub fn sigmoid(x: f64) -> f64 {
-    if x >= 0.0 {
-        1.0 / (1.0 + (-x).exp())
-    } else {
-        let e = x.exp();
-        e / (1.0 + e)
     }
 }
 

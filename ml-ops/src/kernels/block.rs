@@ -110,6 +110,53 @@ impl FeatureColumns {
         Ok(())
     }
 
+    /// Every flattened feature's values, one vector per feature, NaN where a
+    /// row's value is NULL (trees take NULL as a value of its own).
+    pub fn values_with_nulls(&self) -> Vec<Vec<f64>> {
+        let mut out = Vec::with_capacity(self.width);
+        for column in &self.columns {
+            match column {
+                Column::Scalar(array) => {
+                    let values = array.as_primitive::<Float64Type>();
+                    out.push(
+                        (0..self.rows)
+                            .map(|r| {
+                                if values.is_null(r) {
+                                    f64::NAN
+                                } else {
+                                    values.value(r)
+                                }
+                            })
+                            .collect(),
+                    );
+                }
+                Column::Vector {
+                    values,
+                    width,
+                    list,
+                } => {
+                    let list: &FixedSizeListArray = list.as_fixed_size_list();
+                    let values = values.as_primitive::<Float64Type>();
+                    for w in 0..*width {
+                        out.push(
+                            (0..self.rows)
+                                .map(|r| {
+                                    let i = (list.offset() + r) * width + w;
+                                    if list.is_null(r) || values.is_null(i) {
+                                        f64::NAN
+                                    } else {
+                                        values.value(i)
+                                    }
+                                })
+                                .collect(),
+                        );
+                    }
+                }
+            }
+        }
+        out
+    }
+
     /// Feature `i`'s values for rows `start..start + rows`, row-major with its
     /// width, once no NULL, NaN or infinity is among them.
     fn checked(&self, i: usize, start: usize, rows: usize) -> Result<(&[f64], usize)> {

@@ -5,6 +5,16 @@ use super::FeatureBlock;
 use super::gram::{symmetrize, with_intercept};
 use super::syrk::weighted_gram;
 
+/// Numerically stable logistic: never exponentiates a large positive number.
+pub fn sigmoid(x: f64) -> f64 {
+    if x >= 0.0 {
+        1.0 / (1.0 + (-x).exp())
+    } else {
+        let e = x.exp();
+        e / (1.0 + e)
+    }
+}
+
 /// Layout for `d` features (m = d + 1): `[loss | n | gradient (m) | Hessian (m×m)]`,
 /// the Hessian present only when asked for.
 pub fn stats_len(d: usize, hessian: bool) -> usize {
@@ -39,7 +49,7 @@ pub fn accumulate(
     for (r, &label) in y.iter().enumerate().take(rows) {
         let row = &augmented[r * m..(r + 1) * m];
         let z: f64 = row.iter().zip(weights).map(|(x, w)| x * w).sum();
-        let p = crate::functions::sigmoid(z);
+        let p = sigmoid(z);
         head[0] += softplus(z) - label * z;
         head[1] += 1.0;
         let residual = p - label;

@@ -11,7 +11,9 @@
 mod block;
 pub mod cuda;
 pub mod gram;
+pub mod histogram;
 pub mod kmeans;
+pub mod linear;
 pub mod logistic;
 mod placement;
 pub mod syrk;

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use datafusion::common::{Result, exec_err};
 use serde::{Deserialize, Serialize};
 
+use super::trees::{Objective, Tree};
 use super::{ModelOptions, ModelType, OptionValue};
 
 /// Version of the `model.json` layout; readers refuse newer ones.
@@ -108,6 +109,40 @@ pub enum ModelParams {
     },
     /// One centroid per cluster.
     Centroids { centroids: Vec<Vec<f64>> },
+    /// Boosted trees: a row's margin is `base` plus every tree's value (the
+    /// log-odds of class 1 for a classifier).
+    Trees {
+        objective: Objective,
+        base: f64,
+        trees: Vec<Tree>,
+    },
+}
+
+impl ModelParams {
+    /// Why these are not linear parameters for `width` features, if so.
+    pub fn check_linear(&self, width: usize) -> std::result::Result<(), String> {
+        let ModelParams::Linear {
+            coefficients,
+            intercept,
+        } = self
+        else {
+            return Err("parameters do not match the model type".into());
+        };
+        if coefficients.len() != width {
+            return Err(format!(
+                "{} coefficients for {width} features",
+                coefficients.len()
+            ));
+        }
+        if coefficients
+            .iter()
+            .chain([intercept])
+            .any(|c| !c.is_finite())
+        {
+            return Err("a coefficient is not a finite number".into());
+        }
+        Ok(())
+    }
 }
 
 /// A trained model: the content of `NAME/v{N}/model.json`.
@@ -193,38 +228,9 @@ impl Model {
     pub fn check(&self) -> Result<()> {
         let width = self.width();
         let bad = |what: String| exec_err!("model '{}' is inconsistent: {what}", self.name);
-        match (&self.params, self.model_type) {
-            (
-                ModelParams::Linear {
-                    coefficients,
-                    intercept,
-                },
-                ModelType::LinearRegression | ModelType::LogisticRegression,
-            ) => {
-                if coefficients.len() != width {
-                    return bad(format!(
-                        "{} coefficients for {width} features",
-                        coefficients.len()
-                    ));
-                }
-                if coefficients
-                    .iter()
-                    .chain([intercept])
-                    .any(|c| !c.is_finite())
-                {
-                    return bad("a coefficient is not a finite number".into());
-                }
-            }
-            (ModelParams::Centroids { centroids }, ModelType::KMeans) => {
-                if centroids.is_empty() || centroids.iter().any(|c| c.len() != width) {
-                    return bad(format!("centroids are not {width} wide"));
-                }
-                if centroids.iter().flatten().any(|c| !c.is_finite()) {
-                    return bad("a centroid is not a finite number".into());
-                }
-            }
-            _ => return bad("parameters do not match the model type".into()),
-        }
+        self.model_type
+            .check_params(&self.params, width)
+            .or_else(bad)?;
         if !self.classes.is_empty() && self.classes.len() != 2 {
             return bad(format!(
                 "{} classes, a classifier has 2",

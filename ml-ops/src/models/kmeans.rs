@@ -8,17 +8,23 @@
 //! distance, summed over centroids). The loss is the inertia, as scikit-learn's:
 //! the sum of squared distances of rows to their nearest centroid.
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
+use datafusion::arrow::array::{ArrayRef, Int64Array};
+use datafusion::arrow::datatypes::DataType;
 use datafusion::common::{Result, plan_err};
 
 use serde::{Deserialize, Serialize};
 
 use super::checkpoint::exact;
+use super::options::GivenOptions;
 use super::training::record;
 use super::{
-    Estimator, Fitted, Iteration, ModelOptions, ModelParams, ModelType, Progress, TrainingData,
+    BoundModel, Fitted, Iteration, LabelKind, MetricsFamily, ModelKind, ModelOptions, ModelParams,
+    PredictOutput, Progress, RoundSpec, TrainingData,
 };
-use crate::functions::RoundSpec;
+use crate::kernels::{FeatureBlock, FeatureColumns, for_each_block, kmeans};
 
 pub struct KMeans;
 
@@ -39,7 +45,104 @@ struct StateRef<'a> {
 }
 
 #[async_trait]
-impl Estimator for KMeans {
+impl ModelKind for KMeans {
+    fn name(&self) -> &'static str {
+        "kmeans"
+    }
+
+    fn label(&self) -> LabelKind {
+        LabelKind::None
+    }
+
+    fn metrics(&self) -> MetricsFamily {
+        MetricsFamily::Clustering
+    }
+
+    fn own_options(&self) -> &'static [&'static str] {
+        &["num_clusters"]
+    }
+
+    fn parse_options(&self, given: &GivenOptions, options: &mut ModelOptions) -> Result<()> {
+        let Some(k) = given.integer("num_clusters", 1, 100_000)? else {
+            return plan_err!("kmeans needs OPTIONS (num_clusters = <k>)");
+        };
+        options.num_clusters = k as usize;
+        Ok(())
+    }
+
+    fn default_iterations(&self) -> usize {
+        20
+    }
+
+    /// Lloyd's iterations stop when no centroid moves, unless told otherwise.
+    fn default_tolerance(&self) -> f64 {
+        0.0
+    }
+
+    fn first_round(&self, width: usize, options: &ModelOptions) -> Option<RoundSpec> {
+        Some(RoundSpec::KMeans {
+            centroids: vec![0.0; width * options.num_clusters],
+            measure: None,
+        })
+    }
+
+    fn check_params(&self, params: &ModelParams, width: usize) -> std::result::Result<(), String> {
+        let ModelParams::Centroids { centroids } = params else {
+            return Err("parameters do not match the model type".into());
+        };
+        if centroids.is_empty() || centroids.iter().any(|c| c.len() != width) {
+            return Err(format!("centroids are not {width} wide"));
+        }
+        if centroids.iter().flatten().any(|c| !c.is_finite()) {
+            return Err("a centroid is not a finite number".into());
+        }
+        Ok(())
+    }
+
+    fn output_type(
+        &self,
+        output: PredictOutput,
+        model: &str,
+        _label_type: Option<&str>,
+    ) -> Result<DataType> {
+        match output {
+            PredictOutput::Value => Ok(DataType::Int64),
+            PredictOutput::Probability => {
+                plan_err!("predict_proba needs a logistic_regression model; '{model}' is kmeans")
+            }
+        }
+    }
+
+    /// The nearest centroid's number.
+    fn predict(
+        &self,
+        model: &BoundModel,
+        _output: PredictOutput,
+        columns: &FeatureColumns,
+    ) -> Result<ArrayRef> {
+        let ModelParams::Centroids { centroids } = &model.params else {
+            return plan_err!("model '{}' has no centroids", model.name);
+        };
+        let flat = centroids.concat();
+        let mut block = FeatureBlock::new(columns.width());
+        let mut out = Vec::with_capacity(columns.rows());
+        for_each_block(columns, &mut block, |_, block| {
+            for r in 0..block.rows {
+                out.push(kmeans::nearest(block.row(r), &flat, model.width).0 as i64);
+            }
+        })?;
+        Ok(Arc::new(Int64Array::from(out)))
+    }
+
+    fn describe(&self, params: &ModelParams) -> Vec<(&'static str, serde_json::Value)> {
+        match params {
+            ModelParams::Centroids { centroids } => {
+                vec![("centroids", serde_json::json!(centroids))]
+            }
+            _ => vec![],
+        }
+    }
+
     async fn fit(
         &self,
         data: &TrainingData,
@@ -80,7 +183,7 @@ impl Estimator for KMeans {
             record(
                 data,
                 progress,
-                ModelType::KMeans,
+                self.name(),
                 options.max_iterations,
                 &mut info,
                 inertia,

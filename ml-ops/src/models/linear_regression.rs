@@ -5,19 +5,106 @@
 //! scikit-learn's `Ridge(alpha = n·l2)`, and `LinearRegression` when l2 = 0
 //! (collinear features get the minimum-norm solution, as with `lstsq`).
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
+use datafusion::arrow::array::{ArrayRef, Float64Array};
+use datafusion::arrow::datatypes::DataType;
 use datafusion::common::{Result, plan_err};
 
+use super::options::GivenOptions;
 use super::training::record;
-use super::{Estimator, Fitted, ModelOptions, ModelParams, ModelType, Progress, TrainingData};
-use crate::functions::RoundSpec;
+use super::{
+    BoundModel, Fitted, LabelKind, MetricsFamily, ModelKind, ModelOptions, ModelParams,
+    PredictOutput, Progress, RoundSpec, TrainingData,
+};
+use crate::kernels::FeatureColumns;
 use crate::kernels::gram::symmetrize;
+use crate::kernels::linear::margins;
 use crate::linalg::solve_with_intercept;
 
 pub struct LinearRegression;
 
 #[async_trait]
-impl Estimator for LinearRegression {
+impl ModelKind for LinearRegression {
+    fn name(&self) -> &'static str {
+        "linear_regression"
+    }
+
+    fn aliases(&self) -> &'static [&'static str] {
+        &["linear_reg"]
+    }
+
+    fn label(&self) -> LabelKind {
+        LabelKind::Number
+    }
+
+    fn metrics(&self) -> MetricsFamily {
+        MetricsFamily::Regression
+    }
+
+    fn own_options(&self) -> &'static [&'static str] {
+        &["l2"]
+    }
+
+    fn parse_options(&self, given: &GivenOptions, options: &mut ModelOptions) -> Result<()> {
+        options.l2 = given.non_negative("l2")?.unwrap_or(0.0);
+        Ok(())
+    }
+
+    /// One pass: the normal equations are solved exactly.
+    fn default_iterations(&self) -> usize {
+        1
+    }
+
+    fn iterative(&self) -> bool {
+        false
+    }
+
+    fn first_round(&self, _width: usize, _options: &ModelOptions) -> Option<RoundSpec> {
+        Some(RoundSpec::LeastSquares)
+    }
+
+    fn check_params(&self, params: &ModelParams, width: usize) -> std::result::Result<(), String> {
+        params.check_linear(width)
+    }
+
+    fn output_type(
+        &self,
+        output: PredictOutput,
+        model: &str,
+        _label_type: Option<&str>,
+    ) -> Result<DataType> {
+        match output {
+            PredictOutput::Value => Ok(DataType::Float64),
+            PredictOutput::Probability => plan_err!(
+                "predict_proba needs a logistic_regression model; '{model}' is {}",
+                self.name()
+            ),
+        }
+    }
+
+    fn predict(
+        &self,
+        model: &BoundModel,
+        _output: PredictOutput,
+        columns: &FeatureColumns,
+    ) -> Result<ArrayRef> {
+        let ModelParams::Linear {
+            coefficients,
+            intercept,
+        } = &model.params
+        else {
+            return plan_err!("model '{}' has no coefficients", model.name);
+        };
+        let values = margins(columns, coefficients, *intercept)?;
+        Ok(Arc::new(Float64Array::from(values)))
+    }
+
+    fn describe(&self, params: &ModelParams) -> Vec<(&'static str, serde_json::Value)> {
+        describe_linear(params)
+    }
+
     async fn fit(
         &self,
         data: &TrainingData,
@@ -50,14 +137,7 @@ impl Estimator for LinearRegression {
         let sse = (yty - 2.0 * wxty + wgw).max(0.0);
         let penalty: f64 = w[..d].iter().map(|c| c * c).sum::<f64>() * options.l2;
         let mut info = Vec::new();
-        record(
-            data,
-            progress,
-            ModelType::LinearRegression,
-            1,
-            &mut info,
-            sse / n + penalty,
-        );
+        record(data, progress, self.name(), 1, &mut info, sse / n + penalty);
         Ok(Fitted {
             params: ModelParams::Linear {
                 coefficients: w[..d].to_vec(),
@@ -66,5 +146,19 @@ impl Estimator for LinearRegression {
             training_info: info,
             converged: true,
         })
+    }
+}
+
+/// DESCRIBE MODEL's rows for linear parameters.
+pub(super) fn describe_linear(params: &ModelParams) -> Vec<(&'static str, serde_json::Value)> {
+    match params {
+        ModelParams::Linear {
+            coefficients,
+            intercept,
+        } => vec![
+            ("coefficients", serde_json::json!(coefficients)),
+            ("intercept", serde_json::json!(intercept)),
+        ],
+        _ => vec![],
     }
 }

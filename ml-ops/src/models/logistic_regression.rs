@@ -10,20 +10,27 @@
 //! (hashing, large one-hot blocks) use L-BFGS, whose passes need no Hessian.
 
 use std::collections::VecDeque;
+use std::sync::Arc;
 
 use async_trait::async_trait;
+use datafusion::arrow::array::{ArrayRef, Float64Array};
+use datafusion::arrow::datatypes::DataType;
 use datafusion::common::{Result, plan_err};
 
 use serde::{Deserialize, Serialize};
 
 use super::checkpoint::exact;
+use super::linear_regression::describe_linear;
+use super::options::GivenOptions;
 use super::training::record;
 use super::{
-    Estimator, Fitted, Iteration, ModelOptions, ModelParams, ModelType, NEWTON_MAX_WIDTH,
-    Optimizer, Progress, TrainingData,
+    BoundModel, Fitted, Iteration, LabelKind, MetricsFamily, ModelKind, ModelOptions, ModelParams,
+    NEWTON_MAX_WIDTH, Optimizer, PredictOutput, Progress, RoundSpec, TrainingData,
+    binary_output_type,
 };
-use crate::functions::RoundSpec;
-use crate::kernels::logistic;
+use crate::kernels::FeatureColumns;
+use crate::kernels::linear::margins;
+use crate::kernels::logistic::{self, sigmoid};
 use crate::linalg::solve_with_intercept;
 
 pub struct LogisticRegression;
@@ -83,7 +90,90 @@ fn max_abs(a: &[f64]) -> f64 {
 }
 
 #[async_trait]
-impl Estimator for LogisticRegression {
+impl ModelKind for LogisticRegression {
+    fn name(&self) -> &'static str {
+        "logistic_regression"
+    }
+
+    fn aliases(&self) -> &'static [&'static str] {
+        &["logistic_reg"]
+    }
+
+    fn label(&self) -> LabelKind {
+        LabelKind::Classes
+    }
+
+    fn metrics(&self) -> MetricsFamily {
+        MetricsFamily::Classification
+    }
+
+    fn own_options(&self) -> &'static [&'static str] {
+        &["l2", "optimizer"]
+    }
+
+    fn parse_options(&self, given: &GivenOptions, options: &mut ModelOptions) -> Result<()> {
+        options.l2 = given.non_negative("l2")?.unwrap_or(0.0);
+        options.optimizer = match given.text("optimizer")?.as_deref() {
+            None | Some("auto") => Optimizer::Auto,
+            Some("newton") | Some("irls") => Optimizer::Newton,
+            Some("lbfgs") | Some("l-bfgs") => Optimizer::Lbfgs,
+            Some(other) => {
+                return plan_err!("optimizer must be 'auto', 'newton' or 'lbfgs', not '{other}'");
+            }
+        };
+        Ok(())
+    }
+
+    fn default_iterations(&self) -> usize {
+        50
+    }
+
+    fn first_round(&self, width: usize, _options: &ModelOptions) -> Option<RoundSpec> {
+        Some(RoundSpec::Logistic {
+            weights: vec![0.0; width + 1],
+            hessian: true,
+        })
+    }
+
+    fn check_params(&self, params: &ModelParams, width: usize) -> std::result::Result<(), String> {
+        params.check_linear(width)
+    }
+
+    fn output_type(
+        &self,
+        output: PredictOutput,
+        _model: &str,
+        label_type: Option<&str>,
+    ) -> Result<DataType> {
+        Ok(binary_output_type(output, label_type))
+    }
+
+    fn predict(
+        &self,
+        model: &BoundModel,
+        output: PredictOutput,
+        columns: &FeatureColumns,
+    ) -> Result<ArrayRef> {
+        let ModelParams::Linear {
+            coefficients,
+            intercept,
+        } = &model.params
+        else {
+            return plan_err!("model '{}' has no coefficients", model.name);
+        };
+        let z = margins(columns, coefficients, *intercept)?;
+        if output == PredictOutput::Probability {
+            return Ok(Arc::new(
+                z.into_iter().map(sigmoid).collect::<Float64Array>(),
+            ));
+        }
+        Ok(model.classes_of(z.into_iter().map(|z| z > 0.0)))
+    }
+
+    fn describe(&self, params: &ModelParams) -> Vec<(&'static str, serde_json::Value)> {
+        describe_linear(params)
+    }
+
     async fn fit(
         &self,
         data: &TrainingData,
@@ -194,7 +284,7 @@ async fn fit_newton(
         record(
             data,
             progress,
-            ModelType::LogisticRegression,
+            LogisticRegression.name(),
             options.max_iterations,
             &mut info,
             eval.loss,
@@ -271,14 +361,7 @@ async fn fit_lbfgs(
 ) -> Result<(Vec<f64>, Vec<Iteration>, bool)> {
     let iteration_done = |info: &mut Vec<Iteration>, loss: f64| {
         let max = options.max_iterations;
-        record(
-            data,
-            progress,
-            ModelType::LogisticRegression,
-            max,
-            info,
-            loss,
-        )
+        record(data, progress, LogisticRegression.name(), max, info, loss)
     };
     let (mut weights, mut info, mut current, mut memory) = match data.resume().await {
         Some(LbfgsState {

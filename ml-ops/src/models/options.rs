@@ -6,6 +6,7 @@ use datafusion::common::{Result, plan_err};
 use serde::{Deserialize, Serialize};
 
 use super::ModelType;
+use super::trees::TreeOptions;
 
 /// One option value as written in SQL.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -64,8 +65,15 @@ pub struct ModelOptions {
     pub eval_fraction: f64,
     pub seed: u64,
     pub device: String,
+    /// Tree models' own options.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trees: Option<TreeOptions>,
 }
 
+/// The session setting that caps `max_iterations`, whatever a model asks for.
+pub const MAX_ITERATIONS_SETTING: &str = "ember.ml.max_iterations";
+
+/// Options every model type takes.
 const COMMON: &[&str] = &[
     "model_type",
     "label",
@@ -77,20 +85,14 @@ const COMMON: &[&str] = &[
     "tolerance",
 ];
 
-impl ModelType {
-    /// Options this model type takes beyond the common ones.
-    fn own_options(self) -> &'static [&'static str] {
-        match self {
-            ModelType::LinearRegression => &["l2"],
-            ModelType::LogisticRegression => &["l2", "optimizer"],
-            ModelType::KMeans => &["num_clusters"],
-        }
-    }
-}
+/// The options as written, by lower-case name, with typed readers that say
+/// which option is wrong and why.
+#[derive(Debug, Clone, Default)]
+pub struct GivenOptions(BTreeMap<String, OptionValue>);
 
-impl ModelOptions {
-    /// Checks and types `given` (names lower-case), with defaults for the rest.
-    pub fn parse(given: &[(String, OptionValue)]) -> Result<Self> {
+impl GivenOptions {
+    /// `given`, names lower-cased; an option given twice is an error.
+    pub fn new(given: &[(String, OptionValue)]) -> Result<Self> {
         let mut map = BTreeMap::new();
         for (key, value) in given {
             let key = key.to_ascii_lowercase();
@@ -98,16 +100,67 @@ impl ModelOptions {
                 return plan_err!("option '{key}' is given twice");
             }
         }
-        let Some(model_type) = map.get("model_type") else {
+        Ok(Self(map))
+    }
+
+    /// Whether `key` was given.
+    pub fn has(&self, key: &str) -> bool {
+        self.0.contains_key(key)
+    }
+
+    /// A text option.
+    pub fn text(&self, key: &str) -> Result<Option<String>> {
+        match self.0.get(key) {
+            None => Ok(None),
+            Some(OptionValue::Text(t)) => Ok(Some(t.clone())),
+            Some(other) => plan_err!("option {key} must be a string, not {other}"),
+        }
+    }
+
+    /// A numeric option.
+    pub fn number(&self, key: &str) -> Result<Option<f64>> {
+        match self.0.get(key) {
+            None => Ok(None),
+            Some(OptionValue::Number(n)) => Ok(Some(*n)),
+            Some(other) => plan_err!("option {key} must be a number, not {other}"),
+        }
+    }
+
+    /// A whole-number option from `min` to `max`.
+    pub fn integer(&self, key: &str, min: u64, max: u64) -> Result<Option<u64>> {
+        match self.number(key)? {
+            None => Ok(None),
+            Some(n) if n.fract() == 0.0 && n >= min as f64 && n <= max as f64 => Ok(Some(n as u64)),
+            Some(n) => {
+                plan_err!("option {key} must be a whole number from {min} to {max}, not {n}")
+            }
+        }
+    }
+
+    /// A finite number option that is at least 0.
+    pub fn non_negative(&self, key: &str) -> Result<Option<f64>> {
+        match self.number(key)? {
+            Some(v) if !(v >= 0.0 && v.is_finite()) => {
+                plan_err!("{key} must be a finite number >= 0, not {v}")
+            }
+            v => Ok(v),
+        }
+    }
+}
+
+impl ModelOptions {
+    /// Checks and types `given`, with defaults for the rest: the common options
+    /// here, the model type's own in its file ([`super::ModelKind::parse_options`]).
+    pub fn parse(given: &[(String, OptionValue)]) -> Result<Self> {
+        let given = GivenOptions::new(given)?;
+        let Some(model_type) = given.text("model_type")? else {
             return plan_err!(
-                "OPTIONS needs model_type: one of 'linear_regression', 'logistic_regression', 'kmeans'"
+                "OPTIONS needs model_type: one of {}",
+                ModelType::all_names()
             );
         };
-        let model_type = match model_type {
-            OptionValue::Text(t) => ModelType::parse(t)?,
-            other => return plan_err!("model_type must be a string, not {other}"),
-        };
-        for key in map.keys() {
+        let model_type = ModelType::parse(&model_type)?;
+        for key in given.0.keys() {
             if !COMMON.contains(&key.as_str()) && !model_type.own_options().contains(&key.as_str())
             {
                 let mut known: Vec<&str> = COMMON.to_vec();
@@ -119,109 +172,62 @@ impl ModelOptions {
                 );
             }
         }
-        let label = text(&map, "label")?;
-        match (model_type, &label) {
-            (ModelType::KMeans, Some(_)) => {
-                return plan_err!("kmeans is unsupervised: it takes no label option");
+        let label = given.text("label")?;
+        match (model_type.supervised(), &label) {
+            (false, Some(_)) => {
+                return plan_err!(
+                    "{} is unsupervised: it takes no label option",
+                    model_type.name()
+                );
             }
-            (ModelType::LinearRegression | ModelType::LogisticRegression, None) => {
+            (true, None) => {
                 return plan_err!("{} needs OPTIONS (label = '<column>')", model_type.name());
             }
             _ => {}
         }
-        let default_iterations = match model_type {
-            ModelType::LinearRegression => 1,
-            ModelType::LogisticRegression => 50,
-            ModelType::KMeans => 20,
-        };
-        let max_iterations =
-            integer(&map, "max_iterations", 1, 100_000)?.unwrap_or(default_iterations);
-        let l2 = number(&map, "l2")?.unwrap_or(0.0);
-        if !(l2 >= 0.0 && l2.is_finite()) {
-            return plan_err!("l2 must be a finite number >= 0, not {l2}");
-        }
-        let optimizer = match text(&map, "optimizer")?.as_deref() {
-            None | Some("auto") => Optimizer::Auto,
-            Some("newton") | Some("irls") => Optimizer::Newton,
-            Some("lbfgs") | Some("l-bfgs") => Optimizer::Lbfgs,
-            Some(other) => {
-                return plan_err!("optimizer must be 'auto', 'newton' or 'lbfgs', not '{other}'");
-            }
-        };
-        let tolerance = number(&map, "tolerance")?.unwrap_or(match model_type {
-            ModelType::KMeans => 0.0,
-            _ => 1e-12,
-        });
-        if !(tolerance >= 0.0 && tolerance.is_finite()) {
-            return plan_err!("tolerance must be a finite number >= 0, not {tolerance}");
-        }
-        let num_clusters = integer(&map, "num_clusters", 1, 100_000)?;
-        if model_type == ModelType::KMeans && num_clusters.is_none() {
-            return plan_err!("kmeans needs OPTIONS (num_clusters = <k>)");
-        }
-        let data_split = match text(&map, "data_split")?.as_deref() {
+        let max_iterations = given
+            .integer("max_iterations", 1, 100_000)?
+            .map_or(model_type.default_iterations(), |n| n as usize);
+        let tolerance = given
+            .non_negative("tolerance")?
+            .unwrap_or(model_type.default_tolerance());
+        let data_split = match given.text("data_split")?.as_deref() {
             None | Some("none") | Some("no_split") => DataSplit::None,
             Some("random") => DataSplit::Random,
             Some(other) => {
                 return plan_err!("data_split must be 'none' or 'random', not '{other}'");
             }
         };
-        let eval_fraction = number(&map, "eval_fraction")?.unwrap_or(0.2);
+        let eval_fraction = given.number("eval_fraction")?.unwrap_or(0.2);
         if !(eval_fraction > 0.0 && eval_fraction < 1.0) {
             return plan_err!(
                 "eval_fraction must be between 0 and 1 (exclusive), not {eval_fraction}"
             );
         }
-        if map.contains_key("eval_fraction") && data_split == DataSplit::None {
+        if given.has("eval_fraction") && data_split == DataSplit::None {
             return plan_err!("eval_fraction needs data_split = 'random'");
         }
-        let seed = integer(&map, "seed", 0, i64::MAX as u64)?.unwrap_or(0) as u64;
-        let device = text(&map, "device")?.unwrap_or_else(|| "auto".to_string());
+        let seed = given.integer("seed", 0, i64::MAX as u64)?.unwrap_or(0);
+        let device = given.text("device")?.unwrap_or_else(|| "auto".to_string());
         if !["auto", "cpu", "cuda"].contains(&device.as_str()) {
             return plan_err!("device must be 'auto', 'cpu' or 'cuda', not '{device}'");
         }
-        Ok(Self {
+        let mut options = Self {
             model_type,
             label,
-            max_iterations: max_iterations as usize,
-            l2,
-            optimizer,
+            max_iterations,
+            l2: 0.0,
+            optimizer: Optimizer::Auto,
             tolerance,
-            num_clusters: num_clusters.unwrap_or(0) as usize,
+            num_clusters: 0,
             data_split,
             eval_fraction,
             seed,
             device,
-        })
-    }
-}
-
-fn text(map: &BTreeMap<String, OptionValue>, key: &str) -> Result<Option<String>> {
-    match map.get(key) {
-        None => Ok(None),
-        Some(OptionValue::Text(t)) => Ok(Some(t.clone())),
-        Some(other) => plan_err!("option {key} must be a string, not {other}"),
-    }
-}
-
-fn number(map: &BTreeMap<String, OptionValue>, key: &str) -> Result<Option<f64>> {
-    match map.get(key) {
-        None => Ok(None),
-        Some(OptionValue::Number(n)) => Ok(Some(*n)),
-        Some(other) => plan_err!("option {key} must be a number, not {other}"),
-    }
-}
-
-fn integer(
-    map: &BTreeMap<String, OptionValue>,
-    key: &str,
-    min: u64,
-    max: u64,
-) -> Result<Option<u64>> {
-    match number(map, key)? {
-        None => Ok(None),
-        Some(n) if n.fract() == 0.0 && n >= min as f64 && n <= max as f64 => Ok(Some(n as u64)),
-        Some(n) => plan_err!("option {key} must be a whole number from {min} to {max}, not {n}"),
+            trees: None,
+        };
+        model_type.parse_options(&given, &mut options)?;
+        Ok(options)
     }
 }
 

@@ -13,8 +13,7 @@ use datafusion::common::Result;
 use datafusion::logical_expr::LogicalPlan;
 use datafusion::prelude::SessionContext;
 
-use super::{WorkKind, WorkReport};
-use crate::functions::TrainRoundFunc;
+use super::{TrainRoundFunc, WorkKind, WorkReport};
 use crate::kernels::DeviceChoice;
 
 /// Rows held for one training, and the two things an estimator does with them.

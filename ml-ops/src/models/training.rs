@@ -15,22 +15,74 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::checkpoint::Saved;
-use super::{Checkpoint, Feature, ModelType, ResidentRows, RoundInfo, WorkKind, WorkReport};
-use crate::functions::{RoundSpec, RowHashFunc, TrainRoundFunc, stats_values};
+use super::round::{RoundSpec, TrainRoundFunc, stats_values};
+use super::{Checkpoint, Feature, ResidentRows, RoundInfo, WorkKind, WorkReport};
+use crate::hashing::RowHashFunc;
 use crate::kernels::{DeviceChoice, feature_rows};
 
-/// How the scheduler fails a job that lost work to a failed executor (ember
-/// does not let Ballista re-run part of a job); such a job can simply run again.
-pub const EXECUTOR_LOST: &str =
-    "part of this job must run again (an executor was lost or a task failed)";
+/// When work that only reads (a training round, packing training rows) runs
+/// again after it failed. The engine that runs it decides: a cluster runs
+/// again what the loss of an executor failed; one process has nothing to retry.
+#[derive(Clone)]
+pub struct Retry {
+    attempts: usize,
+    worth_it: Arc<dyn Fn(&DataFusionError) -> bool + Send + Sync>,
+}
 
-/// How many times work that only reads runs before a lost executor's error is
-/// the answer: a statement on a cluster, or a training round.
-pub const RUN_ATTEMPTS: usize = 3;
+impl Retry {
+    /// Never runs anything again.
+    pub fn never() -> Self {
+        Self::new(1, |_| false)
+    }
 
-/// Whether `error` is [`EXECUTOR_LOST`]: the work can run again as it is.
-pub fn lost_an_executor(error: &DataFusionError) -> bool {
-    error.to_string().contains(EXECUTOR_LOST)
+    /// Runs work up to `attempts` times in all, again only after an error
+    /// `worth_it` accepts.
+    pub fn new(
+        attempts: usize,
+        worth_it: impl Fn(&DataFusionError) -> bool + Send + Sync + 'static,
+    ) -> Self {
+        Self {
+            attempts: attempts.max(1),
+            worth_it: Arc::new(worth_it),
+        }
+    }
+
+    /// Whether work that failed with `error` on attempt `attempt` (from 1)
+    /// runs again.
+    pub fn again(&self, attempt: usize, error: &DataFusionError) -> bool {
+        attempt < self.attempts && (self.worth_it)(error)
+    }
+
+    /// Collects the frame `make` builds, building and running it again while
+    /// [`Self::again`] says so. `what` names the work in the log.
+    pub async fn collect(
+        &self,
+        what: &str,
+        make: impl Fn() -> Result<DataFrame>,
+    ) -> Result<Vec<RecordBatch>> {
+        let mut attempt = 1;
+        loop {
+            match make()?.collect().await {
+                Err(e) if self.again(attempt, &e) => {
+                    log::warn!("running {what} again: {}", first_line(&e));
+                    attempt += 1;
+                }
+                result => return result,
+            }
+        }
+    }
+}
+
+impl Default for Retry {
+    fn default() -> Self {
+        Self::never()
+    }
+}
+
+/// The first line of `error`'s message, for the log.
+fn first_line(error: &DataFusionError) -> String {
+    let text = error.to_string();
+    text.lines().next().unwrap_or_default().to_string()
 }
 
 /// The session state training reads its rows with: each partition reads the
@@ -50,8 +102,8 @@ pub fn training_state(ctx: &SessionContext) -> SessionState {
 
 /// Told about each training iteration (the CLI draws a progress line from it).
 pub trait Progress: Send + Sync {
-    /// Iteration `iteration` of at most `max` ended with `loss`.
-    fn iteration(&self, model_type: ModelType, iteration: usize, max: usize, loss: f64);
+    /// Iteration `iteration` of at most `max` of training a `model_type` ended with `loss`.
+    fn iteration(&self, model_type: &str, iteration: usize, max: usize, loss: f64);
 }
 
 /// Progress that shows nothing.
@@ -59,7 +111,7 @@ pub trait Progress: Send + Sync {
 pub struct SilentProgress;
 
 impl Progress for SilentProgress {
-    fn iteration(&self, _: ModelType, _: usize, _: usize, _: f64) {}
+    fn iteration(&self, _: &str, _: usize, _: usize, _: f64) {}
 }
 
 /// A plan whose rows are the training examples: the label column (when
@@ -85,6 +137,8 @@ pub struct TrainingData {
     checkpoint: Option<Checkpoint>,
     /// Iterations and seconds of an interrupted run this one goes on from.
     resumed: Mutex<Option<(usize, f64)>>,
+    /// When a round whose job failed runs again.
+    retry: Retry,
 }
 
 impl TrainingData {
@@ -111,7 +165,14 @@ impl TrainingData {
             started: Instant::now(),
             checkpoint: None,
             resumed: Mutex::new(None),
+            retry: Retry::never(),
         }
+    }
+
+    /// Rounds whose job failed run again as `retry` says.
+    pub fn with_retry(mut self, retry: Retry) -> Self {
+        self.retry = retry;
+        self
     }
 
     /// Rounds run their kernels on `device`; `resident` says the plan reads
@@ -203,6 +264,46 @@ impl TrainingData {
         }
     }
 
+    /// The label column's name, when supervised.
+    pub fn label_name(&self) -> Option<&str> {
+        self.label.as_deref()
+    }
+
+    /// The feature columns' names.
+    pub fn feature_names(&self) -> Vec<String> {
+        self.features.iter().map(|f| f.name.clone()).collect()
+    }
+
+    /// Every training row, read once (with the training's retry rule) and
+    /// brought to this process: for training that keeps per-row state between
+    /// rounds (trees).
+    pub async fn collect(&self) -> Result<Vec<RecordBatch>> {
+        let started = Instant::now();
+        let batches = self
+            .retry
+            .collect("reading the training rows", || Ok(self.frame()))
+            .await?;
+        self.passes.fetch_add(1, Ordering::Relaxed);
+        let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
+        let seconds = started.elapsed().as_secs_f64();
+        self.note_work(vec![(
+            WorkKind::Keep,
+            vec![WorkReport {
+                executor: "client".into(),
+                rows: rows as u64,
+                device: "cpu".into(),
+                seconds,
+                round_trip_seconds: seconds,
+                bytes_kept: batches
+                    .iter()
+                    .map(|b| b.get_array_memory_size() as u64)
+                    .sum(),
+                ..WorkReport::default()
+            }],
+        )]);
+        Ok(batches)
+    }
+
     /// Features per row, vectors flattened.
     pub fn width(&self) -> usize {
         self.features.iter().map(|f| f.width).sum()
@@ -281,6 +382,11 @@ impl TrainingData {
             .collect()
     }
 
+    /// The query reading every training row.
+    pub fn rows_frame(&self) -> DataFrame {
+        self.frame()
+    }
+
     /// The aggregate query of one round computing `spec`, and the number of
     /// statistics it returns.
     pub fn round_frame(&self, spec: RoundSpec) -> Result<(DataFrame, usize)> {
@@ -313,8 +419,8 @@ impl TrainingData {
     }
 
     /// Runs one round: a distributed aggregate of `spec`'s statistics over every
-    /// row. A round whose job failed because an executor was lost runs again
-    /// (twice at most): it only reads, so the model is the same as without the fault.
+    /// row. A round whose job failed runs again as the training's [`Retry`]
+    /// says: it only reads, so the model is the same as without the fault.
     pub async fn round(&self, spec: RoundSpec) -> Result<Vec<f64>> {
         if let Some(kept) = &self.kept {
             let function = self.round_function(spec);
@@ -334,12 +440,14 @@ impl TrainingData {
         let function = self.round_function(spec);
         let expected = function.stats_len();
         let started = Instant::now();
-        let batches = collect_retrying("the training round", || {
-            // Its copies share its tally (a run again after a lost executor
-            // counts twice: that happens only on a cluster without kept rows).
-            self.function_frame(function.clone())
-        })
-        .await?;
+        let batches = self
+            .retry
+            .collect("the training round", || {
+                // Its copies share its tally (a run again after a lost executor
+                // counts twice: that happens only on a cluster without kept rows).
+                self.function_frame(function.clone())
+            })
+            .await?;
         self.passes.fetch_add(1, Ordering::Relaxed);
         let seconds = started.elapsed().as_secs_f64();
         let tally = function.tally();
@@ -403,31 +511,11 @@ impl TrainingData {
     }
 }
 
-/// Collects the frame `make` builds, building and running it again (twice at
-/// most) when its job failed because an executor was lost: for work that only
-/// reads, such as a training round or packing training rows. `what` names the
-/// work in the log.
-pub async fn collect_retrying(
-    what: &str,
-    make: impl Fn() -> Result<DataFrame>,
-) -> Result<Vec<RecordBatch>> {
-    let mut attempt = 1;
-    loop {
-        match make()?.collect().await {
-            Err(e) if attempt < RUN_ATTEMPTS && lost_an_executor(&e) => {
-                log::warn!("an executor was lost; running {what} again");
-                attempt += 1;
-            }
-            result => return result,
-        }
-    }
-}
-
 /// Appends an iteration to `info` and tells `progress`.
 pub(crate) fn record(
     data: &TrainingData,
     progress: &dyn Progress,
-    model_type: ModelType,
+    model_type: &str,
     max: usize,
     info: &mut Vec<super::Iteration>,
     loss: f64,

@@ -18,8 +18,8 @@ use datafusion::sql::sqlparser::ast::{
     Expr as SqlExpr, FunctionArg, FunctionArgExpr, FunctionArguments, TableFactor, Value, Visit,
     Visitor,
 };
-use ember_ml_ops::functions::{BoundModel, ModelCatalog, PredictFunc};
-use ember_ml_ops::models::Model;
+use ember_ml_ops::functions::{ModelCatalog, PredictFunc};
+use ember_ml_ops::models::{BoundModel, Model};
 use ember_ml_ops::store::{ModelStore, parse_model_ref};
 
 /// Functions whose first argument names a model.

@@ -11,16 +11,16 @@ use datafusion::arrow::datatypes::DataType;
 use datafusion::common::{Result, plan_err};
 use datafusion::datasource::{MemTable, ViewTable};
 use datafusion::logical_expr::LogicalPlan;
-use ember_ml_ops::functions::RoundSpec;
 use ember_ml_ops::hashing::StableHasher;
-use ember_ml_ops::kernels::{DEVICE_SETTING, DeviceChoice, cuda};
+use ember_ml_ops::kernels::{DeviceChoice, cuda};
 use ember_ml_ops::models::{
-    Checkpoint, DataSplit, Feature, InputColumn, MODEL_FORMAT, Model, ModelOptions, ModelType,
-    TrainingData, TransformItem, estimator, training_state,
+    Checkpoint, DataSplit, Feature, InputColumn, LabelKind, MAX_ITERATIONS_SETTING, MODEL_FORMAT,
+    MetricsFamily, Model, ModelOptions, TrainingData, TransformItem, training_state,
 };
 use ember_ml_ops::store::{SaveMode, Saved, validate_model_name};
 
-use super::evaluate::{compute_metrics, kmeans_metrics_over, metric_names};
+use super::evaluate::{compute_metrics, kmeans_metrics_over};
+use super::features::{device_for, feature_select, feature_widths, setting};
 use super::fit_transform::{collect, column_texts, fit_transform};
 use super::sql_text::{Rows, ident, label_value, rows_sql};
 use super::training_key::training_key;
@@ -41,44 +41,23 @@ struct Prepared {
     label_type: Option<String>,
     /// label (when supervised) and features of the training rows.
     plan: LogicalPlan,
-}
-
-/// The SELECT list computing a model's features from its input columns.
-pub fn feature_select(inputs: &[InputColumn], transform: &[TransformItem]) -> Vec<String> {
-    if transform.is_empty() {
-        inputs.iter().map(|i| ident(&i.name)).collect()
-    } else {
-        transform
-            .iter()
-            .map(|t| format!("{} AS {}", t.sql, ident(&t.name)))
-            .collect()
-    }
-}
-
-/// Features and their widths from the planned feature columns.
-pub fn feature_widths(plan: &LogicalPlan, names: &[String]) -> Result<Vec<Feature>> {
-    names
-        .iter()
-        .map(|name| {
-            let field = plan.schema().field_with_unqualified_name(name)?;
-            let width = match field.data_type() {
-                DataType::FixedSizeList(_, n) => *n as usize,
-                t if t.is_numeric() || *t == DataType::Boolean => 1,
-                DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => {
-                    return plan_err!(
-                        "feature '{name}' is text: encode it in TRANSFORM with one_hot({name}) or feature_hash({name}, buckets)"
-                    );
-                }
-                other => return plan_err!("feature '{name}' is {other}: features must be numbers"),
-            };
-            Ok(Feature { name: name.clone(), width })
-        })
-        .collect()
+    /// What the user should know before training starts.
+    notes: Vec<String>,
 }
 
 async fn prepare(ml: &MlContext, create: &CreateModel) -> Result<Prepared> {
     let name = validate_model_name(&create.name)?;
-    let options = ModelOptions::parse(&create.options)?;
+    let mut options = ModelOptions::parse(&create.options)?;
+    let mut notes = Vec::new();
+    if let Some(cap) = setting(ml, MAX_ITERATIONS_SETTING).and_then(|v| v.parse::<usize>().ok())
+        && options.max_iterations > cap
+    {
+        notes.push(format!(
+            "max_iterations lowered from {} to {cap} by {MAX_ITERATIONS_SETTING}",
+            options.max_iterations
+        ));
+        options.max_iterations = cap.max(1);
+    }
     let query = create.query.to_string();
     let state = ml.ctx.state();
     let query_plan = state.create_logical_plan(&query).await?;
@@ -100,7 +79,7 @@ async fn prepare(ml: &MlContext, create: &CreateModel) -> Result<Prepared> {
         };
         let t = field.data_type().clone();
         let text = matches!(t, DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View);
-        let classifier = options.model_type == ModelType::LogisticRegression;
+        let classifier = options.model_type.label() == LabelKind::Classes;
         if text && !classifier {
             return plan_err!(
                 "label '{label}' is {t}, not numeric: a {} needs numbers",
@@ -111,7 +90,7 @@ async fn prepare(ml: &MlContext, create: &CreateModel) -> Result<Prepared> {
             return plan_err!("label '{label}' is {t}, not numeric");
         }
         if classifier {
-            let found = label_classes(ml, &query, label).await?;
+            let found = label_classes(ml, &query, label, options.model_type.name()).await?;
             if text || t == DataType::Boolean {
                 classes = found;
                 label_type = Some(t.to_string());
@@ -176,12 +155,18 @@ async fn prepare(ml: &MlContext, create: &CreateModel) -> Result<Prepared> {
         classes,
         label_type,
         plan,
+        notes,
     })
 }
 
 /// A classifier's classes, sorted, as text: exactly two, or an error that says
 /// what the label holds.
-async fn label_classes(ml: &MlContext, query: &str, label: &str) -> Result<Vec<String>> {
+async fn label_classes(
+    ml: &MlContext,
+    query: &str,
+    label: &str,
+    model_type: &str,
+) -> Result<Vec<String>> {
     let sql = format!(
         "SELECT DISTINCT CAST({l} AS VARCHAR) AS c FROM ({query}) AS q WHERE {l} IS NOT NULL ORDER BY 1 LIMIT 3",
         l = ident(label)
@@ -192,7 +177,7 @@ async fn label_classes(ml: &MlContext, query: &str, label: &str) -> Result<Vec<S
         [] => plan_err!("label '{label}' has no values: every label is NULL"),
         [one] => plan_err!("label '{label}' has a single class ('{one}'): a classifier needs two"),
         _ => plan_err!(
-            "logistic_regression is binary, but label '{label}' has more than two classes ({}, ...)",
+            "{model_type} is binary, but label '{label}' has more than two classes ({}, ...)",
             classes
                 .iter()
                 .map(|c| format!("'{c}'"))
@@ -220,7 +205,7 @@ pub async fn create_model(ml: &MlContext, create: &CreateModel) -> Result<MlOutp
     let prepared = prepare(ml, create).await?;
     let options = &prepared.options;
     let mut plan = prepared.plan.clone();
-    let iterative = options.model_type != ModelType::LinearRegression;
+    let iterative = options.model_type.iterative();
     let cached = ml.cache_features && iterative;
     let device = device_choice(ml, create, options)?;
     let mut batch_rows = None;
@@ -235,7 +220,8 @@ pub async fn create_model(ml: &MlContext, create: &CreateModel) -> Result<MlOutp
         prepared.features.clone(),
     )
     .with_device(device, cached)
-    .with_batch_rows(batch_rows);
+    .with_batch_rows(batch_rows)
+    .with_retry(ml.retry.clone());
     let checkpoint = if iterative {
         let transform: Vec<&str> = prepared.transform.iter().map(|t| t.sql.as_str()).collect();
         let key = training_key(
@@ -262,7 +248,8 @@ pub async fn create_model(ml: &MlContext, create: &CreateModel) -> Result<MlOutp
         // Read, transform and pack the rows once, where they are read.
         data = data.with_kept_rows(keeper.keep(&ml.ctx, plan.clone(), device).await?);
     }
-    let fitted = estimator(options.model_type)
+    let fitted = options
+        .model_type
         .fit(&data, options, ml.progress.as_ref())
         .await;
     let fitted = match fitted {
@@ -321,10 +308,11 @@ pub async fn create_model(ml: &MlContext, create: &CreateModel) -> Result<MlOutp
         }
         // k-means metrics are rounds: they run where training's did (in memory,
         // or on the executors' kept rows), not over the files again.
-        DataSplit::None if options.model_type == ModelType::KMeans => {
+        DataSplit::None if options.model_type.metrics() == MetricsFamily::Clustering => {
             let (values, _) = kmeans_metrics_over(&model, &data).await?;
             (
-                metric_names(ModelType::KMeans)
+                MetricsFamily::Clustering
+                    .names()
                     .iter()
                     .copied()
                     .zip(values)
@@ -362,6 +350,7 @@ pub async fn create_model(ml: &MlContext, create: &CreateModel) -> Result<MlOutp
         SaveMode::First
     };
     let mut output = MlOutput::none();
+    output.notes.extend(prepared.notes.iter().cloned());
     if let Some(iterations) = resumed_from {
         output.notes.push(format!(
             "went on from iteration {iterations} of an interrupted training of '{}'",
@@ -427,25 +416,6 @@ fn device_choice(
         return plan_err!("device = 'cuda' but {reason}");
     }
     Ok(choice)
-}
-
-/// The device a model's `device` option names, else the session's
-/// `ember.ml.device`.
-pub(super) fn device_for(ml: &MlContext, option: Option<&str>) -> Result<DeviceChoice> {
-    if let Some(option) = option {
-        return option.parse();
-    }
-    ml.ctx
-        .state()
-        .config()
-        .options()
-        .entries()
-        .into_iter()
-        .find(|e| e.key == DEVICE_SETTING)
-        .and_then(|e| e.value)
-        .map(|v| v.parse())
-        .transpose()
-        .map(Option::unwrap_or_default)
 }
 
 /// The training rows in memory. Where a GPU may take them, each partition is
@@ -518,29 +488,27 @@ async fn metrics_on_features(
     metrics
 }
 
-/// EXPLAIN CREATE MODEL: the plan of one training round (fits the TRANSFORM's
-/// statistics, trains nothing).
+/// EXPLAIN CREATE MODEL: the plan of one training round, or of the read of the
+/// rows for a model that reads them once (fits the TRANSFORM's statistics,
+/// trains nothing).
 pub async fn explain_create_model(ml: &MlContext, create: &CreateModel) -> Result<MlOutput> {
     let prepared = prepare(ml, create).await?;
     let width: usize = prepared.features.iter().map(|f| f.width).sum();
-    let spec = match prepared.options.model_type {
-        ModelType::LinearRegression => RoundSpec::LeastSquares,
-        ModelType::LogisticRegression => RoundSpec::Logistic {
-            weights: vec![0.0; width + 1],
-            hessian: true,
-        },
-        ModelType::KMeans => RoundSpec::KMeans {
-            centroids: vec![0.0; width * prepared.options.num_clusters],
-            measure: None,
-        },
-    };
+    let spec = prepared
+        .options
+        .model_type
+        .first_round(width, &prepared.options);
     let data = TrainingData::new(
         ml.ctx.clone(),
         prepared.plan,
         prepared.options.label.clone(),
         prepared.features,
     );
-    let (frame, _) = data.round_frame(spec)?;
+    let frame = match spec {
+        Some(spec) => data.round_frame(spec)?.0,
+        // Training reads the rows once: that read is the plan.
+        None => data.rows_frame(),
+    };
     let batches = frame.explain(false, false)?.collect().await?;
     let schema = batches
         .first()

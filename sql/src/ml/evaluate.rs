@@ -15,30 +15,13 @@ use datafusion::arrow::array::{Array, Float64Array, RecordBatch};
 use datafusion::arrow::datatypes::{DataType, Field, Schema};
 use datafusion::common::{Result, plan_err};
 use datafusion::prelude::DataFrame;
-use ember_ml_ops::functions::RoundSpec;
 use ember_ml_ops::kernels::DeviceChoice;
-use ember_ml_ops::models::{Model, ModelParams, ModelType, TrainingData};
+use ember_ml_ops::models::{MetricsFamily, Model, ModelParams, RoundSpec, TrainingData};
 
 use super::bind::{bind_models, insert};
-use super::create_model::{device_for, feature_select, feature_widths};
+use super::features::{device_for, feature_select, feature_widths};
 use super::sql_text::{Rows, class_value, ident, label_value, rows_sql, text_literal};
 use super::{MlContext, MlOutput, first_row_floats};
-
-/// The metric names of a model type, in output order.
-pub fn metric_names(model_type: ModelType) -> &'static [&'static str] {
-    match model_type {
-        ModelType::LinearRegression => &["rmse", "mae", "r2"],
-        ModelType::LogisticRegression => &[
-            "accuracy",
-            "precision",
-            "recall",
-            "f1",
-            "log_loss",
-            "roc_auc",
-        ],
-        ModelType::KMeans => &["inertia", "davies_bouldin"],
-    }
-}
 
 /// Runs `sql` (which may call `predict` on `model`, held in memory) and returns
 /// the first row as floats.
@@ -58,7 +41,7 @@ fn ratio(num: f64, den: f64) -> f64 {
 /// Metrics of a model over some rows, and the rows left out of them.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Metrics {
-    /// Each metric by name, in [`metric_names`] order.
+    /// Each metric by name, in [`MetricsFamily::names`] order.
     pub values: Vec<(&'static str, Option<f64>)>,
     /// Rows the query gave.
     pub rows: u64,
@@ -99,12 +82,12 @@ const COUNTS: &str = "count(*), count(y), count(*) FILTER (WHERE ok)";
 /// The metrics of `model` over the rows `rows` (SQL) returns. Rows whose label
 /// or prediction is NULL are left out, and counted.
 pub async fn compute_metrics(ml: &MlContext, model: &Model, rows: &str) -> Result<Metrics> {
-    let names = metric_names(model.model_type);
+    let family = model.model_type.metrics();
     let inputs: Vec<String> = model.inputs.iter().map(|i| ident(&i.name)).collect();
     let call = |f: &str| format!("{f}({}, {})", text_literal(&model.name), inputs.join(", "));
     let label = model.options.label.clone();
-    let (values, counts) = match model.model_type {
-        ModelType::LinearRegression => {
+    let (values, counts) = match family {
+        MetricsFamily::Regression => {
             let label = label.expect("supervised");
             let sql = format!(
                 "SELECT {COUNTS}, sum((p - y) * (p - y)) FILTER (WHERE ok), \
@@ -133,7 +116,7 @@ pub async fn compute_metrics(ml: &MlContext, model: &Model, rows: &str) -> Resul
                 counts(&v),
             )
         }
-        ModelType::LogisticRegression => {
+        MetricsFamily::Classification => {
             let label = label.expect("supervised");
             let eps = f64::EPSILON;
             // p: the probability (ranked for roc_auc); q: p clipped for log_loss.
@@ -169,14 +152,14 @@ pub async fn compute_metrics(ml: &MlContext, model: &Model, rows: &str) -> Resul
                 counts(&v),
             )
         }
-        ModelType::KMeans => {
+        MetricsFamily::Clustering => {
             let (values, rows) = kmeans_metrics(ml, model, rows).await?;
             (values, (rows, 0, 0))
         }
     };
     let (rows, null_labels, null_predictions) = counts;
     Ok(Metrics {
-        values: names.iter().copied().zip(values).collect(),
+        values: family.names().iter().copied().zip(values).collect(),
         rows,
         null_labels,
         null_predictions,
@@ -233,7 +216,9 @@ async fn kmeans_metrics(
         DeviceChoice::Cuda => DeviceChoice::Auto,
         device => device,
     };
-    let data = TrainingData::new(ml.ctx.clone(), plan, None, features).with_device(device, false);
+    let data = TrainingData::new(ml.ctx.clone(), plan, None, features)
+        .with_device(device, false)
+        .with_retry(ml.retry.clone());
     kmeans_metrics_over(model, &data).await
 }
 

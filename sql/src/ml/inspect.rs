@@ -6,7 +6,7 @@ use datafusion::arrow::array::{ArrayRef, RecordBatch, StringArray, UInt64Array};
 use datafusion::arrow::datatypes::{DataType, Field, Schema};
 use datafusion::arrow::temporal_conversions::timestamp_s_to_datetime;
 use datafusion::common::{DataFusionError, Result, plan_err};
-use ember_ml_ops::models::{Model, ModelParams};
+use ember_ml_ops::models::Model;
 use ember_ml_ops::store::validate_model_name;
 
 use super::{MlContext, MlOutput};
@@ -104,17 +104,8 @@ pub fn describe_rows(model: &Model, store: &str) -> Vec<(String, String)> {
     if !model.classes.is_empty() {
         rows.push(("classes".to_string(), json(&model.classes)));
     }
-    match &model.params {
-        ModelParams::Linear {
-            coefficients,
-            intercept,
-        } => {
-            rows.push(("coefficients".to_string(), json(coefficients)));
-            rows.push(("intercept".to_string(), json(intercept)));
-        }
-        ModelParams::Centroids { centroids } => {
-            rows.push(("centroids".to_string(), json(centroids)))
-        }
+    for (property, value) in model.model_type.describe(&model.params) {
+        rows.push((property.to_string(), value.to_string()));
     }
     rows.extend([
         ("metrics".to_string(), json(&model.metrics)),

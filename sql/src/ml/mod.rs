@@ -5,6 +5,7 @@
 mod bind;
 mod create_model;
 mod evaluate;
+mod features;
 mod fit_transform;
 mod inspect;
 mod sql_text;
@@ -20,7 +21,7 @@ use datafusion::arrow::datatypes::{DataType, Float64Type, Schema, SchemaRef};
 use datafusion::common::Result;
 use datafusion::prelude::SessionContext;
 use ember_ml_ops::functions::ModelCatalog;
-use ember_ml_ops::models::{KeepRows, Progress};
+use ember_ml_ops::models::{KeepRows, Progress, Retry};
 use ember_ml_ops::store::ModelStore;
 
 pub use bind::{bind_models, load_referenced_models};
@@ -47,6 +48,8 @@ pub struct MlContext {
     pub keep_rows: Option<Arc<dyn KeepRows>>,
     /// Told about each training iteration.
     pub progress: Arc<dyn Progress>,
+    /// When a training round whose job failed runs again.
+    pub retry: Retry,
 }
 
 /// Rows a model statement returns, or none.

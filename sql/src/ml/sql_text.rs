@@ -2,7 +2,7 @@
 //! planned like a user's query, so it runs embedded or on a cluster alike.
 
 use datafusion::sql::sqlparser::ast::Ident;
-use ember_ml_ops::functions::ROW_HASH;
+use ember_ml_ops::hashing::ROW_HASH;
 use ember_ml_ops::models::{DataSplit, ModelOptions};
 
 /// A quoted identifier.

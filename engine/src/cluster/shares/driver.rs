@@ -20,17 +20,15 @@ use datafusion::arrow::datatypes::{UInt32Type, UInt64Type};
 use datafusion::common::{DataFusionError, Result, exec_err};
 use datafusion::logical_expr::LogicalPlan;
 use datafusion::prelude::{DataFrame, SessionContext};
-use ember_ml_ops::functions::{TrainRoundFunc, device_name};
 use ember_ml_ops::kernels::DeviceChoice;
-use ember_ml_ops::models::{
-    KeepRows, RUN_ATTEMPTS, ResidentRows, WorkKind, WorkReport, collect_retrying, training_state,
-};
+use ember_ml_ops::models::{KeepRows, ResidentRows, WorkKind, WorkReport, training_state};
+use ember_ml_ops::models::{TrainRoundFunc, device_name};
 use futures::future::join_all;
 use tonic::transport::Channel;
 
 use super::keep::{KeepRowsNode, KeepSpec};
-use super::store::SHARE_MISSING;
 use super::wire::{self, RELEASE, ROUND, ReleaseRequest, RoundRequest, SAMPLE, SampleRequest};
+use crate::cluster::fault::{Fault, RUN_ATTEMPTS, cluster_retry};
 use crate::config::EmberConfig;
 use crate::session::MAX_MESSAGE_BYTES;
 
@@ -135,10 +133,11 @@ impl KeptRows {
         };
         let plan = KeepRowsNode::new(self.plan.clone(), spec.clone())?.into_plan();
         let started = Instant::now();
-        let batches = collect_retrying("the keep job", || {
-            Ok(DataFrame::new(keep_state(&self.ctx), plan.clone()))
-        })
-        .await?;
+        let batches = cluster_retry()
+            .collect("the keep job", || {
+                Ok(DataFrame::new(keep_state(&self.ctx), plan.clone()))
+            })
+            .await?;
         self.note(WorkKind::Keep, keep_reports(&batches, started.elapsed()));
         let placement = connect(spec.training, &batches).await?;
         log::info!(
@@ -190,7 +189,10 @@ impl KeptRows {
                 answers
             });
             match answers {
-                Err(e) if attempt < RUN_ATTEMPTS && worth_packing_again(&e) => {
+                Err(e)
+                    if attempt < RUN_ATTEMPTS
+                        && matches!(Fault::of(&e), Some(Fault::RowsLost(_))) =>
+                {
                     log::warn!("training rows lost ({e}); keeping them again");
                     attempt += 1;
                     self.pack().await?;
@@ -215,13 +217,6 @@ fn keep_state(ctx: &SessionContext) -> datafusion::execution::SessionState {
     state
 }
 
-/// Whether a failed call means the rows are gone (an executor died or was
-/// replaced, or the lease ran out) rather than that the round itself failed.
-fn worth_packing_again(error: &DataFusionError) -> bool {
-    let text = error.to_string();
-    text.contains(SHARE_MISSING) || text.contains(UNREACHABLE)
-}
-
 /// How a failed call to an executor's share service reads.
 const UNREACHABLE: &str = "cannot reach the executor holding training rows";
 
@@ -236,19 +231,23 @@ async fn ask(mut holder: Holder, action: &str, body: Bytes) -> Result<Bytes> {
         .do_action(request)
         .await
         .map_err(|status| match status.code() {
+            // The round itself failed (bad data, a kernel error): running it
+            // again would fail the same way.
             tonic::Code::Internal => DataFusionError::Execution(status.message().to_string()),
-            _ => DataFusionError::Execution(format!(
-                "{UNREACHABLE} at {}: {}",
-                holder.endpoint,
-                status.message()
-            )),
+            tonic::Code::NotFound => Fault::RowsLost(status.message().to_string()).into(),
+            _ => unreachable_at(&holder.endpoint, status.message()),
         })?;
     let mut stream = answer.into_inner();
     match stream.message().await {
         Ok(Some(result)) => Ok(result.body),
-        Ok(None) => exec_err!("{UNREACHABLE} at {}: no answer", holder.endpoint),
-        Err(status) => exec_err!("{UNREACHABLE} at {}: {}", holder.endpoint, status.message()),
+        Ok(None) => Err(unreachable_at(&holder.endpoint, "no answer")),
+        Err(status) => Err(unreachable_at(&holder.endpoint, status.message())),
     }
+}
+
+/// The executor at `endpoint` did not answer: its rows are as good as lost.
+fn unreachable_at(endpoint: &str, why: impl std::fmt::Display) -> DataFusionError {
+    Fault::RowsLost(format!("{UNREACHABLE} at {endpoint}: {why}")).into()
 }
 
 /// `action` on `holder`, and what the executor did for it: the answer past
@@ -333,7 +332,7 @@ async fn connect(training: String, batches: &[RecordBatch]) -> Result<Placement>
             .tcp_nodelay(true)
             .connect()
             .await
-            .map_err(|e| DataFusionError::Execution(format!("{UNREACHABLE} at {endpoint}: {e}")))?;
+            .map_err(|e| unreachable_at(&endpoint, e))?;
         let client = FlightServiceClient::new(channel)
             .max_decoding_message_size(MAX_MESSAGE_BYTES)
             .max_encoding_message_size(MAX_MESSAGE_BYTES);

@@ -17,8 +17,11 @@ use bytes::Bytes;
 use datafusion::arrow::array::{ArrayRef, RecordBatch, UInt32Array};
 use datafusion::arrow::compute::take;
 use datafusion::common::{DataFusionError, Result};
-use ember_ml_ops::functions::{TrainRoundFunc, row_hashes};
+use ember_ml_ops::hashing::row_hashes;
+
+use crate::cluster::fault::Fault;
 use ember_ml_ops::kernels::feature_rows;
+use ember_ml_ops::models::TrainRoundFunc;
 use futures::stream::BoxStream;
 use futures::{StreamExt, stream};
 use tonic::{Request, Response, Status, Streaming};
@@ -76,9 +79,14 @@ struct ShareService {
     store: Arc<ShareStore>,
 }
 
-/// A failed action as the driver sees it: the message, whole.
+/// A failed action as the driver sees it: the message, whole; rows this
+/// executor does not hold as `NOT_FOUND`, which the driver takes as a
+/// reason to pack them again.
 fn status(error: DataFusionError) -> Status {
-    Status::internal(error.strip_backtrace())
+    match Fault::of(&error) {
+        Some(Fault::RowsLost(message)) => Status::not_found(message.clone()),
+        None => Status::internal(error.strip_backtrace()),
+    }
 }
 
 /// `function`'s arguments (the label first when it reads one, then the

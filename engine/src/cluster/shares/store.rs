@@ -13,6 +13,8 @@ use std::time::{Duration, Instant};
 use datafusion::arrow::array::RecordBatch;
 use datafusion::common::{DataFusionError, Result};
 
+use crate::cluster::fault::Fault;
+
 /// One partition of a training's rows.
 #[derive(Debug, Clone)]
 pub struct Share {
@@ -190,7 +192,7 @@ fn missing(training: &str, partition: Option<u32>) -> DataFusionError {
     let which = partition
         .map(|p| format!(" partition {p}"))
         .unwrap_or_default();
-    DataFusionError::Execution(format!("{SHARE_MISSING}: training {training}{which}"))
+    Fault::RowsLost(format!("{SHARE_MISSING}: training {training}{which}")).into()
 }
 
 /// How an executor says it does not hold a share the driver asked for.
@@ -288,9 +290,9 @@ mod tests {
             reservation,
         );
         assert_eq!(store.shares("t", &[3]).unwrap().len(), 1);
-        let error = store.shares("t", &[4]).unwrap_err().to_string();
+        let error = store.shares("t", &[4]).unwrap_err();
         assert!(
-            error.contains(SHARE_MISSING) && error.contains("partition 4"),
+            matches!(Fault::of(&error), Some(Fault::RowsLost(m)) if m.contains("partition 4")),
             "{error}"
         );
         std::thread::sleep(Duration::from_millis(80));

@@ -4,7 +4,7 @@
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use datafusion::common::{DataFusionError, Result};
-use ember_ml_ops::functions::TrainRoundFunc;
+use ember_ml_ops::models::TrainRoundFunc;
 use serde::{Deserialize, Serialize};
 
 /// Action: one round over some of a training's partitions.

@@ -1,6 +1,10 @@
 //! A stable 64-bit hash (FNV-1a bytes, splitmix64 finish): the same on every
 //! machine, process and ember version, which data splits and samples rely on.
 
+mod row_hash;
+
+pub use row_hash::{ROW_HASH, RowHashFunc, row_hashes};
+
 const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
 const FNV_PRIME: u64 = 0x0000_0100_0000_01b3;
 

@@ -1,0 +1,286 @@
+//! What a model type is: one trait, [`ModelKind`], that each type's file
+//! implements, and [`ModelType`], the handle to a registered one that models,
+//! options and bound `predict` calls carry.
+
+use std::fmt;
+use std::hash::{Hash, Hasher};
+use std::ops::Deref;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use datafusion::arrow::array::{ArrayRef, BooleanArray, Int64Array, StringArray};
+use datafusion::arrow::datatypes::DataType;
+use datafusion::common::{Result, plan_err};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use super::options::GivenOptions;
+use super::{Fitted, ModelOptions, ModelParams, Progress, RoundSpec, TrainingData};
+use crate::kernels::FeatureColumns;
+
+/// What a model type learns from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LabelKind {
+    /// Nothing: it finds structure in the features (clustering).
+    None,
+    /// A number to predict (regression).
+    Number,
+    /// A class to predict (classification): numbers 0/1, booleans or text.
+    Classes,
+}
+
+/// Which metrics EVALUATE reports for a model type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MetricsFamily {
+    Regression,
+    Classification,
+    Clustering,
+}
+
+impl MetricsFamily {
+    /// The metric names, in output order.
+    pub fn names(self) -> &'static [&'static str] {
+        match self {
+            MetricsFamily::Regression => &["rmse", "mae", "r2"],
+            MetricsFamily::Classification => &[
+                "accuracy",
+                "precision",
+                "recall",
+                "f1",
+                "log_loss",
+                "roc_auc",
+            ],
+            MetricsFamily::Clustering => &["inertia", "davies_bouldin"],
+        }
+    }
+}
+
+/// Which of the prediction functions is asked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum PredictOutput {
+    /// `predict`: the value, class or cluster.
+    Value,
+    /// `predict_proba`: the probability of class 1.
+    Probability,
+}
+
+impl PredictOutput {
+    /// The SQL name.
+    pub fn name(self) -> &'static str {
+        match self {
+            PredictOutput::Value => "predict",
+            PredictOutput::Probability => "predict_proba",
+        }
+    }
+}
+
+/// What a bound `predict` call carries: the parameters, not the model's history.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BoundModel {
+    pub name: String,
+    pub model_type: ModelType,
+    pub params: ModelParams,
+    pub features: Vec<String>,
+    pub width: usize,
+    /// The call as written (`predict('churn', tenure, plan)`), kept as the
+    /// expression's name so that plan schemas do not change on binding.
+    pub display: String,
+    /// A classifier's named classes (class 0, class 1), and the label's type.
+    #[serde(default)]
+    pub classes: Vec<String>,
+    #[serde(default)]
+    pub label_type: Option<String>,
+}
+
+impl BoundModel {
+    /// The class of each row as the label gave it, from whether it is class 1:
+    /// booleans as booleans, text as text, numbers as 0 and 1.
+    pub fn classes_of(&self, ones: impl Iterator<Item = bool>) -> ArrayRef {
+        match (self.classes.as_slice(), self.label_type.as_deref()) {
+            ([_, _], Some("Boolean")) => Arc::new(ones.map(Some).collect::<BooleanArray>()),
+            ([zero, one], _) => Arc::new(
+                ones.map(|c| Some(if c { one.as_str() } else { zero.as_str() }))
+                    .collect::<StringArray>(),
+            ),
+            _ => Arc::new(ones.map(i64::from).collect::<Int64Array>()),
+        }
+    }
+}
+
+/// What a binary classifier's `predict` and `predict_proba` return. Named
+/// classes come back as they were given: booleans as booleans, text of any
+/// kind (Utf8View from Parquet) as Utf8.
+pub fn binary_output_type(output: PredictOutput, label_type: Option<&str>) -> DataType {
+    match output {
+        PredictOutput::Value => match label_type {
+            Some("Boolean") => DataType::Boolean,
+            Some(_) => DataType::Utf8,
+            None => DataType::Int64,
+        },
+        PredictOutput::Probability => DataType::Float64,
+    }
+}
+
+/// One model type, whole: the options it takes, how it trains, how its
+/// parameters are checked, applied and shown. Adding a type is a file
+/// implementing this and a line in [`super::REGISTRY`].
+#[async_trait]
+pub trait ModelKind: Send + Sync + 'static {
+    /// The `model_type` option value, and the name models are stored under.
+    fn name(&self) -> &'static str;
+
+    /// Other spellings `model_type` accepts.
+    fn aliases(&self) -> &'static [&'static str] {
+        &[]
+    }
+
+    /// What it learns from.
+    fn label(&self) -> LabelKind;
+
+    /// Which metrics EVALUATE reports.
+    fn metrics(&self) -> MetricsFamily;
+
+    /// Options it takes beyond the common ones (`model_type`, `label`,
+    /// `max_iterations`, `tolerance`, `data_split`, `eval_fraction`, `seed`, `device`).
+    fn own_options(&self) -> &'static [&'static str];
+
+    /// Reads and checks its own options from `given` into `options` (defaults
+    /// already there), and checks the common ones as they apply to it.
+    fn parse_options(&self, given: &GivenOptions, options: &mut ModelOptions) -> Result<()>;
+
+    /// `max_iterations` when not given.
+    fn default_iterations(&self) -> usize;
+
+    /// `tolerance` when not given.
+    fn default_tolerance(&self) -> f64 {
+        1e-12
+    }
+
+    /// Whether training reads the rows more than once (they are then kept in
+    /// memory or on the executors, and the training checkpointed).
+    fn iterative(&self) -> bool {
+        true
+    }
+
+    /// Trains on `data` (its label first when supervised, then its features).
+    async fn fit(
+        &self,
+        data: &TrainingData,
+        options: &ModelOptions,
+        progress: &dyn Progress,
+    ) -> Result<Fitted>;
+
+    /// The round EXPLAIN CREATE MODEL shows: the first one training runs, over
+    /// features `width` wide; `None` when training reads the rows once and
+    /// works on them where it holds them (EXPLAIN then shows that read).
+    fn first_round(&self, width: usize, options: &ModelOptions) -> Option<RoundSpec>;
+
+    /// Why `params` are not this type's or do not fit `width` features, if so.
+    fn check_params(&self, params: &ModelParams, width: usize) -> std::result::Result<(), String>;
+
+    /// The type `output` returns for a model whose label had `label_type`
+    /// (named classes), or an error naming `model` when it has no such output.
+    fn output_type(
+        &self,
+        output: PredictOutput,
+        model: &str,
+        label_type: Option<&str>,
+    ) -> Result<DataType>;
+
+    /// `output` for each row of `columns` (rows without NULL features).
+    fn predict(
+        &self,
+        model: &BoundModel,
+        output: PredictOutput,
+        columns: &FeatureColumns,
+    ) -> Result<ArrayRef>;
+
+    /// Whether `predict` takes rows with NULL features (trees send them a
+    /// learned way); otherwise such rows are predicted as NULL.
+    fn takes_nulls(&self) -> bool {
+        false
+    }
+
+    /// The (property, value) rows DESCRIBE MODEL shows for `params`, as JSON values.
+    fn describe(&self, params: &ModelParams) -> Vec<(&'static str, serde_json::Value)>;
+}
+
+/// A registered model type. Stored and sent as its name.
+#[derive(Clone, Copy)]
+pub struct ModelType(&'static dyn ModelKind);
+
+impl ModelType {
+    /// The type a `model_type` option value (or an alias) names.
+    pub fn parse(given: &str) -> Result<Self> {
+        let name = given.to_ascii_lowercase();
+        let found = super::REGISTRY
+            .iter()
+            .find(|k| k.name() == name || k.aliases().contains(&name.as_str()));
+        match found {
+            Some(kind) => Ok(Self(*kind)),
+            None => plan_err!(
+                "unknown model_type '{given}': expected one of {}",
+                Self::all_names()
+            ),
+        }
+    }
+
+    /// Every type's name, quoted, for messages.
+    pub fn all_names() -> String {
+        let names: Vec<String> = super::REGISTRY
+            .iter()
+            .map(|k| format!("'{}'", k.name()))
+            .collect();
+        names.join(", ")
+    }
+
+    /// Whether the model learns from a label.
+    pub fn supervised(self) -> bool {
+        self.0.label() != LabelKind::None
+    }
+}
+
+impl Deref for ModelType {
+    type Target = dyn ModelKind;
+
+    fn deref(&self) -> &Self::Target {
+        self.0
+    }
+}
+
+impl PartialEq for ModelType {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.name() == other.0.name()
+    }
+}
+
+impl Eq for ModelType {}
+
+impl Hash for ModelType {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.0.name().hash(state);
+    }
+}
+
+impl fmt::Debug for ModelType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.0.name())
+    }
+}
+
+impl Serialize for ModelType {
+    fn serialize<S: Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.0.name())
+    }
+}
+
+impl<'de> Deserialize<'de> for ModelType {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> std::result::Result<Self, D::Error> {
+        let name = String::deserialize(deserializer)?;
+        ModelType::parse(&name).map_err(|_| {
+            serde::de::Error::custom(format!(
+                "unknown model_type '{name}' (this ember knows {})",
+                ModelType::all_names()
+            ))
+        })
+    }
+}

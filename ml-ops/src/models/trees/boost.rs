@@ -1,0 +1,144 @@
+//! Gradient boosting: each round fits one tree per output to the gradients and
+//! Hessians of the loss at the current margins (second order, as XGBoost).
+
+use serde::{Deserialize, Serialize};
+
+use super::grow::{Binned, GrowParams, grow};
+use super::tree::Tree;
+use crate::hashing::splitmix64;
+use crate::kernels::histogram::GradPair;
+use crate::kernels::logistic::sigmoid;
+
+/// The loss trees are fit to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Objective {
+    /// Squared error; margins are predictions.
+    SquaredError,
+    /// Log-loss of a 0/1 label; margins are log-odds.
+    Logistic,
+}
+
+impl Objective {
+    /// The margin every row starts from: the best constant.
+    pub fn base_margin(self, labels: &[f64]) -> f64 {
+        let mean = labels.iter().sum::<f64>() / labels.len().max(1) as f64;
+        match self {
+            Objective::SquaredError => mean,
+            Objective::Logistic => {
+                let p = mean.clamp(1e-7, 1.0 - 1e-7);
+                (p / (1.0 - p)).ln()
+            }
+        }
+    }
+
+    /// Gradient and Hessian of each row's loss at its margin.
+    fn gradients(self, margins: &[f64], labels: &[f64], out: &mut [GradPair]) {
+        for ((out, m), y) in out.iter_mut().zip(margins).zip(labels) {
+            *out = match self {
+                Objective::SquaredError => [m - y, 1.0],
+                Objective::Logistic => {
+                    let p = sigmoid(*m);
+                    [p - y, (p * (1.0 - p)).max(1e-16)]
+                }
+            };
+        }
+    }
+
+    /// The mean loss at `margins`: squared error, or log-loss.
+    pub fn loss(self, margins: &[f64], labels: &[f64]) -> f64 {
+        let n = labels.len().max(1) as f64;
+        let total: f64 = margins
+            .iter()
+            .zip(labels)
+            .map(|(m, y)| match self {
+                Objective::SquaredError => (m - y) * (m - y),
+                Objective::Logistic => {
+                    // log(1 + e^m) − y·m, stable for large |m|.
+                    let softplus = if *m > 0.0 {
+                        m + (-m).exp().ln_1p()
+                    } else {
+                        m.exp().ln_1p()
+                    };
+                    softplus - y * m
+                }
+            })
+            .sum();
+        total / n
+    }
+}
+
+/// How the trees are grown and sampled.
+#[derive(Debug, Clone, Copy)]
+pub struct BoostParams {
+    pub trees: usize,
+    pub grow: GrowParams,
+    /// Fraction of rows each tree sees (1: all).
+    pub subsample: f64,
+    /// Fraction of features each tree may split on (1: all).
+    pub colsample_bytree: f64,
+    pub seed: u64,
+}
+
+/// Rows binned for training, with their labels and a key per row that
+/// depends on its values only (samples are the same on any partitioning).
+pub struct Rows {
+    pub binned: Binned,
+    pub labels: Vec<f64>,
+    pub keys: Vec<u64>,
+}
+
+/// Boosts `params.trees` trees on `rows`; `round_done` hears each round's
+/// training loss.
+pub fn boost(
+    rows: &Rows,
+    objective: Objective,
+    params: &BoostParams,
+    mut round_done: impl FnMut(usize, f64),
+) -> (f64, Vec<Tree>) {
+    let n = rows.labels.len();
+    let base = objective.base_margin(&rows.labels);
+    let mut margins = vec![base; n];
+    let mut gradients = vec![[0.0, 0.0]; n];
+    let mut trees = Vec::with_capacity(params.trees);
+    for round in 0..params.trees {
+        objective.gradients(&margins, &rows.labels, &mut gradients);
+        let tree_seed = splitmix64(params.seed ^ splitmix64(round as u64 + 1));
+        let sampled = sample_rows(&rows.keys, params.subsample, tree_seed);
+        let allowed = sample_features(rows.binned.width, params.colsample_bytree, tree_seed);
+        let tree = grow(&rows.binned, &gradients, sampled, &allowed, &params.grow);
+        for (r, m) in margins.iter_mut().enumerate() {
+            *m += tree.predict_codes(rows.binned.row(r), &rows.binned.missing);
+        }
+        trees.push(tree);
+        round_done(round + 1, objective.loss(&margins, &rows.labels));
+    }
+    (base, trees)
+}
+
+/// The rows a tree sees: each kept with probability `fraction`, by its key.
+fn sample_rows(keys: &[u64], fraction: f64, seed: u64) -> Vec<u32> {
+    if fraction >= 1.0 {
+        return (0..keys.len() as u32).collect();
+    }
+    let below = (fraction * u64::MAX as f64) as u64;
+    (0..keys.len() as u32)
+        .filter(|&r| splitmix64(keys[r as usize] ^ seed) < below)
+        .collect()
+}
+
+/// The features a tree may split on: the `fraction` with the smallest seeded
+/// hash of their index (at least one).
+fn sample_features(width: usize, fraction: f64, seed: u64) -> Vec<bool> {
+    if fraction >= 1.0 {
+        return vec![true; width];
+    }
+    let keep = ((fraction * width as f64).round() as usize).clamp(1, width);
+    let mut order: Vec<usize> = (0..width).collect();
+    order.sort_by_key(|&f| splitmix64(seed ^ (f as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15)));
+    let mut allowed = vec![false; width];
+    for &f in &order[..keep] {
+        allowed[f] = true;
+    }
+    allowed
+}

@@ -1,0 +1,227 @@
+//! What the tree model types share: their options, reading and binning the
+//! training rows, boosting, and applying a forest of trees.
+//!
+//! ```text
+//!   rows --seeded hash sample--> Cuts per feature --bin once--> 1-byte codes
+//!        --per tree: gradients, a histogram per level, the best splits--> trees
+//! ```
+
+mod boost;
+mod cuts;
+mod grow;
+mod tree;
+
+use datafusion::arrow::array::{Array, AsArray, RecordBatch};
+use datafusion::arrow::compute::cast;
+use datafusion::arrow::datatypes::{DataType, Float64Type};
+use datafusion::common::{Result, exec_err, plan_err};
+use serde::{Deserialize, Serialize};
+
+pub use boost::{BoostParams, Objective, Rows, boost};
+pub use cuts::Cuts;
+pub use grow::{Binned, GrowParams};
+pub use tree::{Node, Split, Tree};
+
+use super::options::GivenOptions;
+use super::{ModelOptions, TrainingData};
+use crate::hashing::row_hashes;
+use crate::kernels::FeatureColumns;
+
+/// Rows whose values the bin cuts are taken from, at most (a seeded hash
+/// picks them, so they are the same on any partitioning).
+const CUT_SAMPLE_ROWS: usize = 1 << 18;
+
+/// The options of tree models, with defaults filled in.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TreeOptions {
+    pub max_depth: usize,
+    pub learning_rate: f64,
+    pub min_split_loss: f64,
+    pub min_child_weight: f64,
+    pub max_bins: usize,
+    pub subsample: f64,
+    pub colsample_bytree: f64,
+}
+
+/// Options the boosted tree types take beyond the common ones.
+pub const BOOSTED_OPTIONS: &[&str] = &[
+    "num_trees",
+    "max_depth",
+    "learning_rate",
+    "l2",
+    "min_split_loss",
+    "min_child_weight",
+    "max_bins",
+    "subsample",
+    "colsample_bytree",
+];
+
+/// Reads the boosted tree options into `options`.
+pub fn parse_boosted(given: &GivenOptions, options: &mut ModelOptions) -> Result<()> {
+    match (
+        given.integer("num_trees", 1, 100_000)?,
+        given.has("max_iterations"),
+    ) {
+        (Some(_), true) => {
+            return plan_err!(
+                "give num_trees or max_iterations, not both: each is the number of boosting rounds"
+            );
+        }
+        (Some(trees), false) => options.max_iterations = trees as usize,
+        (None, _) => {}
+    }
+    options.l2 = given.non_negative("l2")?.unwrap_or(1.0);
+    let max_depth = match given.number("max_depth")? {
+        None => 6,
+        Some(d) if d.fract() == 0.0 && (1.0..=16.0).contains(&d) => d as usize,
+        Some(d) => return plan_err!("max_depth must be a whole number from 1 to 16, not {d}"),
+    };
+    let learning_rate = given.number("learning_rate")?.unwrap_or(0.3);
+    if !(learning_rate > 0.0 && learning_rate.is_finite()) {
+        return plan_err!("learning_rate must be a number > 0, not {learning_rate}");
+    }
+    let max_bins = match given.number("max_bins")? {
+        None => 256,
+        Some(b) if b.fract() == 0.0 && (2.0..=256.0).contains(&b) => b as usize,
+        Some(b) => return plan_err!("max_bins must be a whole number from 2 to 256, not {b}"),
+    };
+    let fraction = |key: &str| -> Result<f64> {
+        match given.number(key)? {
+            None => Ok(1.0),
+            Some(v) if v > 0.0 && v <= 1.0 => Ok(v),
+            Some(v) => plan_err!("{key} must be in (0, 1], not {v}"),
+        }
+    };
+    options.trees = Some(TreeOptions {
+        max_depth,
+        learning_rate,
+        min_split_loss: given.non_negative("min_split_loss")?.unwrap_or(0.0),
+        min_child_weight: given.non_negative("min_child_weight")?.unwrap_or(1.0),
+        max_bins,
+        subsample: fraction("subsample")?,
+        colsample_bytree: fraction("colsample_bytree")?,
+    });
+    Ok(())
+}
+
+/// What boosting needs from the options.
+pub fn boost_params(options: &ModelOptions) -> Result<BoostParams> {
+    let Some(trees) = &options.trees else {
+        return exec_err!("tree options missing");
+    };
+    Ok(BoostParams {
+        trees: options.max_iterations,
+        grow: GrowParams {
+            max_depth: trees.max_depth,
+            l2: options.l2,
+            min_split_loss: trees.min_split_loss,
+            min_child_weight: trees.min_child_weight,
+            learning_rate: trees.learning_rate,
+        },
+        subsample: trees.subsample,
+        colsample_bytree: trees.colsample_bytree,
+        seed: options.seed,
+    })
+}
+
+/// The training rows of `data`, binned: cuts from a seeded sample of the
+/// rows, every row coded once.
+pub async fn binned_rows(data: &TrainingData, options: &ModelOptions) -> Result<Rows> {
+    let Some(tree_options) = &options.trees else {
+        return exec_err!("tree options missing");
+    };
+    let batches = data.collect().await?;
+    let label = data.label_name().unwrap_or("label");
+    let names = data.feature_names();
+    let mut labels = Vec::new();
+    let mut columns: Vec<Vec<f64>> = vec![Vec::new(); data.width()];
+    let mut hashes = Vec::new();
+    for batch in batches.iter().filter(|b| b.num_rows() > 0) {
+        labels.extend(label_values(batch, label)?);
+        let arrays: Vec<_> = names
+            .iter()
+            .map(|n| batch.column_by_name(n).cloned())
+            .collect::<Option<_>>()
+            .ok_or_else(|| {
+                datafusion::error::DataFusionError::Internal("a feature column is missing".into())
+            })?;
+        let features = FeatureColumns::new(&arrays, &names)?;
+        for (column, values) in columns.iter_mut().zip(features.values_with_nulls()) {
+            column.extend(values);
+        }
+        hashes.extend(row_hashes(options.seed, &arrays)?);
+    }
+    let n = labels.len();
+    if n == 0 {
+        return plan_err!("no training rows");
+    }
+    data.note_rows(n as f64);
+    let fraction = CUT_SAMPLE_ROWS as f64 / n as f64;
+    let cuts = columns
+        .iter()
+        .map(|column| {
+            let sample: Vec<f64> = column
+                .iter()
+                .zip(&hashes)
+                .filter(|(_, h)| fraction >= 1.0 || **h < fraction)
+                .map(|(v, _)| *v)
+                .collect();
+            Cuts::from_sample(sample, tree_options.max_bins - 1)
+        })
+        .collect();
+    let binned = Binned::new(&columns, cuts);
+    let keys = hashes
+        .iter()
+        .map(|h| (h * (1u64 << 53) as f64) as u64)
+        .collect();
+    Ok(Rows {
+        binned,
+        labels,
+        keys,
+    })
+}
+
+/// The label of each row of `batch`, as numbers; NULL and non-finite values
+/// are errors naming the label.
+fn label_values(batch: &RecordBatch, label: &str) -> Result<Vec<f64>> {
+    let Some(array) = batch.column_by_name(label) else {
+        return exec_err!("the training rows have no label column '{label}'");
+    };
+    if !(array.data_type().is_numeric() || *array.data_type() == DataType::Boolean) {
+        return exec_err!("label '{label}' is {}, not a number", array.data_type());
+    }
+    if array.null_count() > 0 {
+        return exec_err!("label '{label}' is NULL in some rows: filter them out");
+    }
+    let values = cast(array, &DataType::Float64)?;
+    let values = values.as_primitive::<Float64Type>().values().to_vec();
+    if values.iter().any(|v| !v.is_finite()) {
+        return exec_err!("label '{label}' has NaN or infinite values");
+    }
+    Ok(values)
+}
+
+/// The margin of each row of `columns`: `base` plus every tree's value.
+pub fn margins(trees: &[Tree], base: f64, columns: &FeatureColumns) -> Vec<f64> {
+    let values = columns.values_with_nulls();
+    (0..columns.rows())
+        .map(|r| {
+            base + trees
+                .iter()
+                .map(|t| t.predict(|f| values[f][r]))
+                .sum::<f64>()
+        })
+        .collect()
+}
+
+/// DESCRIBE MODEL's rows for a forest: how many trees, how deep.
+pub fn describe(trees: &[Tree], base: f64) -> Vec<(&'static str, serde_json::Value)> {
+    let depth = trees.iter().map(Tree::depth).max().unwrap_or(0);
+    let leaves: usize = trees.iter().map(Tree::leaves).sum();
+    vec![
+        ("trees", serde_json::json!(trees.len())),
+        ("max_tree_depth", serde_json::json!(depth)),
+        ("leaves", serde_json::json!(leaves)),
+        ("base_margin", serde_json::json!(base)),
+    ]
+}
