@@ -214,7 +214,8 @@ pub enum DatagenCommand {
     /// The eight TPC-H tables, one folder of Parquet files each.
     #[command(after_help = "Example:\n  ember datagen tpch --scale 1 --out data/tpch --parts 4")]
     Tpch(TpchArgs),
-    /// A seeded HIGGS-shaped set: float features f0.., a 0/1 label, a regression target.
+    /// A seeded HIGGS-shaped set: float features f0.., a 0/1 label, a regression target
+    /// (`--kind nonlinear`: interactions that trees find and a linear model cannot).
     #[command(
         after_help = "Example:\n  ember datagen classification --rows 2000000 --features 28 --out data/higgs --parts 4"
     )]
@@ -238,6 +239,10 @@ pub struct ClassificationArgs {
     /// Seed: the same seed gives the same rows.
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
+    /// How the label depends on the features: 'linear' (a logistic model) or
+    /// 'nonlinear' (interactions of feature pairs, where trees beat a linear model).
+    #[arg(long, default_value = "linear")]
+    pub kind: ember_engine::datagen::DataKind,
 }
 
 #[derive(Debug, Args)]

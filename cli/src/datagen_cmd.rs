@@ -44,6 +44,7 @@ pub fn classification(args: ClassificationArgs) -> Result<()> {
         out: args.out.clone(),
         parts: args.parts,
         seed: args.seed,
+        kind: args.kind,
     };
     let bar = progress::bar(args.rows, "generating classification data");
     let started = Instant::now();

@@ -156,3 +156,83 @@ async fn held_out_quality_matches_xgboost() {
         }
     }
 }
+
+/// Bad tree options and labels: one line naming the option or column, nothing written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn bad_tree_input_is_refused_and_nothing_is_written() {
+    let e = engine(false).await;
+    let ember = &e.ember;
+    let before = ember_tests::walk(e.store.path());
+    let create = |kind: &str, options: &str, query: &str| {
+        format!(
+            "create model bad options (model_type = 'boosted_tree_{kind}', label = 'y'{options}) as {query}"
+        )
+    };
+    let small = "select x0, x1, y from trees_small";
+    for (sql, needle) in [
+        (
+            create("regressor", ", max_depth = 0", small),
+            "max_depth must be a whole number from 1 to 16, not 0",
+        ),
+        (
+            create("regressor", ", max_depth = 17", small),
+            "max_depth must be a whole number from 1 to 16, not 17",
+        ),
+        (
+            create("regressor", ", max_bins = 257", small),
+            "max_bins must be a whole number from 2 to 256",
+        ),
+        (
+            create("regressor", ", learning_rate = 0", small),
+            "learning_rate must be a number > 0",
+        ),
+        (
+            create("regressor", ", learning_rate = -0.1", small),
+            "learning_rate must be a number > 0",
+        ),
+        (
+            create("regressor", ", subsample = 0", small),
+            "subsample must be in (0, 1]",
+        ),
+        (
+            create("regressor", ", subsample = 1.5", small),
+            "subsample must be in (0, 1]",
+        ),
+        (
+            create("regressor", ", colsample_bytree = 2", small),
+            "colsample_bytree must be in (0, 1]",
+        ),
+        (
+            create("regressor", ", num_trees = 5, max_iterations = 5", small),
+            "give num_trees or max_iterations, not both",
+        ),
+        (
+            create("regressor", ", num_clusters = 2", small),
+            "unknown option 'num_clusters' for boosted_tree_regressor",
+        ),
+        (
+            create("regressor", "", "select x0, 'a' as y from trees_small"),
+            "label 'y' is Utf8, not numeric",
+        ),
+        (
+            create("classifier", "", "select x0, 1 as y from trees_small"),
+            "label 'y' has a single class ('1')",
+        ),
+        (
+            create("classifier", "", "select x0, x1 as y from trees_small"),
+            "boosted_tree_classifier is binary, but label 'y' has more than two classes",
+        ),
+    ] {
+        let err = ember.sql(&sql).await.unwrap_err().to_string();
+        assert!(
+            err.contains(needle),
+            "{sql}\n  gave: {err}\n  expected: {needle}"
+        );
+        assert!(!err.contains('\n'), "multi-line error for {sql}: {err}");
+    }
+    assert_eq!(
+        ember_tests::walk(e.store.path()),
+        before,
+        "a failed statement changed the model store"
+    );
+}

@@ -30,6 +30,60 @@ pub struct ClassificationOptions {
     pub out: PathBuf,
     pub parts: usize,
     pub seed: u64,
+    pub kind: DataKind,
+}
+
+/// How the label and target depend on the features.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum DataKind {
+    /// Through a logistic (label) and a linear (target) model of all features:
+    /// logistic regression has the best possible fit.
+    #[default]
+    Linear,
+    /// Through nonlinear terms in pairs of low-level features (sines,
+    /// thresholds, absolute values, products): each class is several regions
+    /// of the feature space, which trees find and a linear model cannot.
+    Nonlinear,
+}
+
+impl std::str::FromStr for DataKind {
+    type Err = String;
+
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "linear" => Ok(DataKind::Linear),
+            "nonlinear" => Ok(DataKind::Nonlinear),
+            other => Err(format!(
+                "kind must be 'linear' or 'nonlinear', not '{other}'"
+            )),
+        }
+    }
+}
+
+/// The score behind a row of the nonlinear kind: a sum over pairs of
+/// low-level features of one term each (a sine, a threshold, an absolute
+/// value, products), scaled to unit size. Each term moves with its features
+/// one at a time as well as together, so greedy splits find them; a linear
+/// model sees only their slopes.
+fn interactions(x: &[f64], low: usize) -> f64 {
+    let pairs = (low / 2).max(1);
+    let mut z = 0.0;
+    for t in 0..pairs {
+        let (a, b) = (x[(2 * t) % low], x[(2 * t + 1) % low]);
+        z += match t % 4 {
+            0 => (2.0 * a).sin() + 0.5 * a * b,
+            1 => {
+                if a > 0.5 {
+                    1.0 + b
+                } else {
+                    -0.5
+                }
+            }
+            2 => (a.abs() - 0.8) + 0.3 * b * b,
+            _ => 0.5 * (a + b) + 0.5 * a * b,
+        };
+    }
+    z * 2.0 / (pairs as f64).sqrt()
 }
 
 /// A small, fast, seeded generator (splitmix64), with Gaussian draws.
@@ -67,6 +121,7 @@ fn truth(seed: u64, d: usize) -> (Vec<f64>, Vec<f64>) {
     (w, v)
 }
 
+#[allow(clippy::too_many_arguments)]
 fn block(
     seed: u64,
     index: u64,
@@ -74,6 +129,7 @@ fn block(
     d: usize,
     w: &[f64],
     v: &[f64],
+    kind: DataKind,
     schema: &SchemaRef,
 ) -> Result<RecordBatch> {
     let mut rng = Rng(splitmix64(seed.wrapping_mul(0x100_0000_01b3) ^ index));
@@ -95,9 +151,18 @@ fn block(
                 _ => (a - b).abs(),
             } + 0.1 * rng.normal();
         }
-        let z: f64 = x.iter().zip(w).map(|(a, b)| a * b).sum::<f64>() - 0.5;
-        labels.push(i64::from(rng.uniform() < sigmoid(z)));
-        targets.push(x.iter().zip(v).map(|(a, b)| a * b).sum::<f64>() + 0.5 * rng.normal());
+        match kind {
+            DataKind::Linear => {
+                let z: f64 = x.iter().zip(w).map(|(a, b)| a * b).sum::<f64>() - 0.5;
+                labels.push(i64::from(rng.uniform() < sigmoid(z)));
+                targets.push(x.iter().zip(v).map(|(a, b)| a * b).sum::<f64>() + 0.5 * rng.normal());
+            }
+            DataKind::Nonlinear => {
+                let z = interactions(&x, low);
+                labels.push(i64::from(rng.uniform() < sigmoid(2.0 * z)));
+                targets.push(z + 0.3 * rng.normal());
+            }
+        }
         for (column, value) in columns.iter_mut().zip(&x) {
             column.push(*value);
         }
@@ -160,7 +225,7 @@ pub fn generate_classification(
                         let (first, last) = (part * blocks / parts, (part + 1) * blocks / parts);
                         let batches = (first..last).map(|b| {
                             let rows = BLOCK.min(options.rows - b * BLOCK) as usize;
-                            block(options.seed, b, rows, d, &w, &v, &schema)
+                            block(options.seed, b, rows, d, &w, &v, options.kind, &schema)
                                 .expect("columns match the schema")
                         });
                         let path = options.out.join(format!("part-{part}.parquet"));
@@ -195,10 +260,10 @@ mod tests {
     fn same_seed_same_block() {
         let schema = classification_schema(5);
         let (w, v) = truth(1, 5);
-        let a = block(1, 3, 100, 5, &w, &v, &schema).unwrap();
-        let b = block(1, 3, 100, 5, &w, &v, &schema).unwrap();
+        let a = block(1, 3, 100, 5, &w, &v, DataKind::Linear, &schema).unwrap();
+        let b = block(1, 3, 100, 5, &w, &v, DataKind::Linear, &schema).unwrap();
         assert_eq!(a, b);
-        let c = block(2, 3, 100, 5, &w, &v, &schema).unwrap();
+        let c = block(2, 3, 100, 5, &w, &v, DataKind::Linear, &schema).unwrap();
         assert_ne!(a, c);
         let labels = a.column(0).as_any().downcast_ref::<Int64Array>().unwrap();
         let ones = labels.values().iter().sum::<i64>();

@@ -3,7 +3,9 @@
 mod classification;
 mod tpch;
 
-pub use classification::{ClassificationOptions, classification_schema, generate_classification};
+pub use classification::{
+    ClassificationOptions, DataKind, classification_schema, generate_classification,
+};
 
 pub use tpch::{
     TPCH_TABLES, TpchOptions, TpchSummary, estimated_rows as estimated_tpch_rows, generate_tpch,
@@ -102,6 +104,7 @@ mod tests {
                 out: out.clone(),
                 parts,
                 seed: 11,
+                kind: Default::default(),
             };
             generate_classification(&options, &|_, _| {}).unwrap();
             assert_eq!(std::fs::read_dir(&out).unwrap().count(), parts);

@@ -32,8 +32,22 @@ impl Objective {
         }
     }
 
-    /// Gradient and Hessian of each row's loss at its margin.
+    /// Gradient and Hessian of each row's loss at its margin, on the
+    /// machine's cores.
     fn gradients(self, margins: &[f64], labels: &[f64], out: &mut [GradPair]) {
+        let chunk = chunk_rows(out.len());
+        std::thread::scope(|scope| {
+            for ((out, margins), labels) in out
+                .chunks_mut(chunk)
+                .zip(margins.chunks(chunk))
+                .zip(labels.chunks(chunk))
+            {
+                scope.spawn(move || self.gradients_of(margins, labels, out));
+            }
+        });
+    }
+
+    fn gradients_of(self, margins: &[f64], labels: &[f64], out: &mut [GradPair]) {
         for ((out, m), y) in out.iter_mut().zip(margins).zip(labels) {
             *out = match self {
                 Objective::SquaredError => [m - y, 1.0],
@@ -45,10 +59,27 @@ impl Objective {
         }
     }
 
-    /// The mean loss at `margins`: squared error, or log-loss.
+    /// The mean loss at `margins`: squared error, or log-loss; summed in
+    /// chunks on the machine's cores, the chunks' sums added in order.
     pub fn loss(self, margins: &[f64], labels: &[f64]) -> f64 {
         let n = labels.len().max(1) as f64;
-        let total: f64 = margins
+        let chunk = chunk_rows(labels.len());
+        let sums: Vec<f64> = std::thread::scope(|scope| {
+            let handles: Vec<_> = margins
+                .chunks(chunk)
+                .zip(labels.chunks(chunk))
+                .map(|(m, y)| scope.spawn(move || self.total_loss(m, y)))
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().expect("a loss thread panicked"))
+                .collect()
+        });
+        sums.iter().sum::<f64>() / n
+    }
+
+    fn total_loss(self, margins: &[f64], labels: &[f64]) -> f64 {
+        margins
             .iter()
             .zip(labels)
             .map(|(m, y)| match self {
@@ -63,9 +94,15 @@ impl Objective {
                     softplus - y * m
                 }
             })
-            .sum();
-        total / n
+            .sum()
     }
+}
+
+/// Rows per chunk to spread `rows` over the machine's cores (at least 64 Ki
+/// rows a chunk: below that a thread costs more than it saves).
+fn chunk_rows(rows: usize) -> usize {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    rows.div_ceil(threads).max(64 * 1024)
 }
 
 /// How the trees are grown and sampled.
@@ -106,11 +143,19 @@ pub fn boost(
         let tree_seed = splitmix64(params.seed ^ splitmix64(round as u64 + 1));
         let sampled = sample_rows(&rows.keys, params.subsample, tree_seed);
         let allowed = sample_features(rows.binned.width, params.colsample_bytree, tree_seed);
-        let tree = grow(&rows.binned, &gradients, sampled, &allowed, &params.grow);
-        for (r, m) in margins.iter_mut().enumerate() {
-            *m += tree.predict_codes(rows.binned.row(r), &rows.binned.missing);
+        let all_rows = sampled.len() == n;
+        let grown = grow(&rows.binned, &gradients, sampled, &allowed, &params.grow);
+        if all_rows {
+            // Every row reached a leaf while the tree grew.
+            grown.add_to(&mut margins);
+        } else {
+            for (r, m) in margins.iter_mut().enumerate() {
+                *m += grown
+                    .tree
+                    .predict_codes(rows.binned.row(r), &rows.binned.missing);
+            }
         }
-        trees.push(tree);
+        trees.push(grown.tree);
         round_done(round + 1, objective.loss(&margins, &rows.labels));
     }
     (base, trees)

@@ -25,7 +25,8 @@ pub struct Binned {
     pub codes: Vec<u8>,
     pub width: usize,
     pub cuts: Vec<Cuts>,
-    /// Where each feature's slots (its bins, then its NULL slot) start in a histogram.
+    /// Where each feature's slots (its bins, then its NULL slot) start in a
+    /// histogram: [`histogram::SLOTS`] a feature.
     pub offsets: Vec<usize>,
     /// Each feature's NULL code.
     pub missing: Vec<u8>,
@@ -44,12 +45,10 @@ impl Binned {
                 codes[r * width + f] = cut.code(*v);
             }
         }
-        let mut offsets = Vec::with_capacity(width);
-        let mut slots = 0;
-        for cut in &cuts {
-            offsets.push(slots);
-            slots += cut.bins() + 1;
-        }
+        // A feature's NULL code comes after its bins: at most 256 codes.
+        debug_assert!(cuts.iter().all(|c| c.bins() < histogram::SLOTS));
+        let offsets = (0..width).map(|f| f * histogram::SLOTS).collect();
+        let slots = width * histogram::SLOTS;
         let missing = cuts.iter().map(|c| c.bins() as u8).collect();
         Self {
             codes,
@@ -123,6 +122,25 @@ struct Open {
     depth: usize,
 }
 
+/// A grown tree, and where its training rows ended: `rows[range]` of each leaf.
+pub struct Grown {
+    pub tree: Tree,
+    pub rows: Vec<u32>,
+    pub leaves: Vec<(usize, Range<usize>)>,
+}
+
+impl Grown {
+    /// Adds each leaf's value to the margins of the rows that reached it.
+    pub fn add_to(&self, margins: &mut [f64]) {
+        for (leaf, range) in &self.leaves {
+            let value = self.tree.nodes[*leaf].value;
+            for &r in &self.rows[range.clone()] {
+                margins[r as usize] += value;
+            }
+        }
+    }
+}
+
 /// Grows a tree over `rows` of `binned` (the sampled ones) with their
 /// `gradients`, splitting only on the features `allowed` marks.
 pub fn grow(
@@ -131,7 +149,7 @@ pub fn grow(
     mut rows: Vec<u32>,
     allowed: &[bool],
     params: &GrowParams,
-) -> Tree {
+) -> Grown {
     let mut tree = Tree::default();
     let mut sum = [0.0, 0.0];
     for &r in &rows {
@@ -153,6 +171,7 @@ pub fn grow(
         depth: 0,
     }];
     let mut scratch = Vec::new();
+    let mut leaves = Vec::new();
     while !level.is_empty() {
         let mut next = Vec::new();
         for open in level {
@@ -161,7 +180,10 @@ pub fn grow(
             let best = (open.depth < params.max_depth)
                 .then(|| best_split(binned, &open.hist, open.sum, allowed, params))
                 .flatten();
-            let Some(best) = best else { continue };
+            let Some(best) = best else {
+                leaves.push((open.node, open.range));
+                continue;
+            };
             let split_at = partition(binned, &mut rows[open.range.clone()], &best, &mut scratch);
             let middle = open.range.start + split_at;
             let (left, right) = (tree.nodes.len(), tree.nodes.len() + 1);
@@ -216,7 +238,7 @@ pub fn grow(
         }
         level = next;
     }
-    tree
+    Grown { tree, rows, leaves }
 }
 
 /// The histogram of `rows`, on as many threads as it is worth.
@@ -227,14 +249,7 @@ fn build(binned: &Binned, gradients: &[GradPair], rows: &[u32]) -> Vec<GradPair>
         .max(1);
     let mut hist = vec![[0.0; 2]; binned.slots];
     if threads == 1 {
-        histogram::accumulate(
-            &binned.codes,
-            binned.width,
-            &binned.offsets,
-            rows,
-            gradients,
-            &mut hist,
-        );
+        histogram::accumulate(&binned.codes, binned.width, rows, gradients, &mut hist);
         return hist;
     }
     let chunk = rows.len().div_ceil(threads);
@@ -244,14 +259,7 @@ fn build(binned: &Binned, gradients: &[GradPair], rows: &[u32]) -> Vec<GradPair>
             .map(|part| {
                 scope.spawn(move || {
                     let mut hist = vec![[0.0; 2]; binned.slots];
-                    histogram::accumulate(
-                        &binned.codes,
-                        binned.width,
-                        &binned.offsets,
-                        part,
-                        gradients,
-                        &mut hist,
-                    );
+                    histogram::accumulate(&binned.codes, binned.width, part, gradients, &mut hist);
                     hist
                 })
             })
@@ -375,4 +383,37 @@ fn partition(
     }
     rows[left..].copy_from_slice(scratch);
     left
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hashing::splitmix64;
+
+    fn binned(rows: usize, width: usize) -> (Binned, Vec<GradPair>) {
+        let columns: Vec<Vec<f64>> = (0..width)
+            .map(|f| {
+                (0..rows)
+                    .map(|r| (splitmix64((r * width + f) as u64) % 1000) as f64)
+                    .collect()
+            })
+            .collect();
+        let cuts = columns
+            .iter()
+            .map(|c| Cuts::from_sample(c.clone(), 255))
+            .collect();
+        let gradients = (0..rows)
+            .map(|r| [(r % 7) as f64 - 3.0, 1.0 + (r % 3) as f64])
+            .collect();
+        (Binned::new(&columns, cuts), gradients)
+    }
+
+    #[test]
+    fn a_histogram_built_on_threads_equals_one_built_on_one() {
+        let (binned, gradients) = binned(5 * ROWS_PER_THREAD, 3);
+        let rows: Vec<u32> = (0..binned.rows() as u32).filter(|r| r % 5 != 0).collect();
+        let mut single = vec![[0.0; 2]; binned.slots];
+        histogram::accumulate(&binned.codes, binned.width, &rows, &gradients, &mut single);
+        assert_eq!(build(&binned, &gradients, &rows), single);
+    }
 }
