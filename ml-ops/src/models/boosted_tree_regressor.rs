@@ -12,7 +12,7 @@ use super::options::GivenOptions;
 use super::training::record;
 use super::trees::{self, Objective};
 use super::{
-    BoundModel, Fitted, LabelKind, MetricsFamily, ModelKind, ModelOptions, ModelParams,
+    BoundModel, Fitted, LabelKind, MetricsFamily, ModelKind, ModelOptions, ModelParams, ModelType,
     PredictOutput, Progress, RoundSpec, TrainingData,
 };
 use crate::kernels::FeatureColumns;
@@ -68,10 +68,7 @@ impl ModelKind for BoostedTreeRegressor {
     ) -> Result<DataType> {
         match output {
             PredictOutput::Value => Ok(DataType::Float64),
-            PredictOutput::Probability => plan_err!(
-                "predict_proba needs a classifier; '{model}' is {}",
-                self.name()
-            ),
+            PredictOutput::Probability => ModelType::no_probability(model, self.name()),
         }
     }
 

@@ -233,6 +233,28 @@ impl ModelType {
         names.join(", ")
     }
 
+    /// The classifiers' names, `a, b or c`, for messages.
+    pub fn classifier_names() -> String {
+        let names: Vec<&str> = super::REGISTRY
+            .iter()
+            .filter(|k| k.label() == LabelKind::Classes)
+            .map(|k| k.name())
+            .collect();
+        match names.split_last() {
+            Some((last, [])) => last.to_string(),
+            Some((last, rest)) => format!("{} or {last}", rest.join(", ")),
+            None => String::new(),
+        }
+    }
+
+    /// The error for `predict_proba` on `model`, a `kind` that is no classifier.
+    pub fn no_probability<T>(model: &str, kind: &str) -> Result<T> {
+        plan_err!(
+            "predict_proba needs a {} model; '{model}' is {kind}",
+            Self::classifier_names()
+        )
+    }
+
     /// Whether the model learns from a label.
     pub fn supervised(self) -> bool {
         self.0.label() != LabelKind::None

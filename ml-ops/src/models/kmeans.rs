@@ -22,7 +22,7 @@ use super::options::GivenOptions;
 use super::training::record;
 use super::{
     BoundModel, Fitted, Iteration, LabelKind, MetricsFamily, ModelKind, ModelOptions, ModelParams,
-    PredictOutput, Progress, RoundSpec, TrainingData,
+    ModelType, PredictOutput, Progress, RoundSpec, TrainingData,
 };
 use crate::kernels::{FeatureBlock, FeatureColumns, for_each_block, kmeans};
 
@@ -107,9 +107,7 @@ impl ModelKind for KMeans {
     ) -> Result<DataType> {
         match output {
             PredictOutput::Value => Ok(DataType::Int64),
-            PredictOutput::Probability => {
-                plan_err!("predict_proba needs a logistic_regression model; '{model}' is kmeans")
-            }
+            PredictOutput::Probability => ModelType::no_probability(model, self.name()),
         }
     }
 

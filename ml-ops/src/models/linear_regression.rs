@@ -15,7 +15,7 @@ use datafusion::common::{Result, plan_err};
 use super::options::GivenOptions;
 use super::training::record;
 use super::{
-    BoundModel, Fitted, LabelKind, MetricsFamily, ModelKind, ModelOptions, ModelParams,
+    BoundModel, Fitted, LabelKind, MetricsFamily, ModelKind, ModelOptions, ModelParams, ModelType,
     PredictOutput, Progress, RoundSpec, TrainingData,
 };
 use crate::kernels::FeatureColumns;
@@ -77,10 +77,7 @@ impl ModelKind for LinearRegression {
     ) -> Result<DataType> {
         match output {
             PredictOutput::Value => Ok(DataType::Float64),
-            PredictOutput::Probability => plan_err!(
-                "predict_proba needs a logistic_regression model; '{model}' is {}",
-                self.name()
-            ),
+            PredictOutput::Probability => ModelType::no_probability(model, self.name()),
         }
     }
 
