@@ -1,11 +1,16 @@
 //! ember's ML operators: kernels, feature functions, estimators and the model store.
 //!
 //! ```text
-//!   kernels/     dense numeric loops over feature blocks (Gram, logistic, k-means)
-//!   functions/   one SQL function a file: feature transforms, predict, training rounds
-//!   models/      one estimator a file, behind one trait; the model.json format
+//!   kernels/     dense numeric loops (Gram, logistic, k-means, gradient histograms)
+//!   hashing/     the stable hash, and the seeded row hash splits and samples use
+//!   models/      one model type a file behind one trait (ModelKind) and their registry;
+//!                training rounds, trees, the model.json format
+//!   functions/   one SQL function a file: feature transforms, predict
 //!   store        versioned, atomically written models on any object store
 //! ```
+//!
+//! Imports point down the list: kernels and hashing import nothing else of
+//! this crate (tests aside), models import them, functions import models.
 //!
 //! This crate knows nothing of planning or distribution. Every process (client,
 //! scheduler, executor) asks [`functions::ember_functions`] for the set of functions
