@@ -337,22 +337,14 @@ impl EmberContext {
     pub async fn execute(&self, statement: EmberStatement) -> Result<StatementOutput> {
         let may_retry = matches!(self.master, Master::Remote { .. }) && only_reads(&statement);
         let relations = broken_parquet::relations(&statement);
-        let result = if may_retry {
-            let retry = self.retry();
-            let mut attempt = 1;
-            loop {
-                let result = self.run(statement.clone()).await;
-                match &result {
-                    Err(e) if retry.again(attempt, e) => {
-                        log::warn!("an executor was lost; running the statement again");
-                        attempt += 1;
-                    }
-                    _ => break result,
-                }
-            }
+        let retry = if may_retry {
+            self.retry()
         } else {
-            self.run(statement).await
+            Retry::never()
         };
+        let result = retry
+            .run("the statement", || self.run(statement.clone()))
+            .await;
         // A scheduler that died mid-query shows as a transport error (h2, broken
         // pipe) that names nothing the user knows; say what happened instead.
         if let (Err(e), Master::Remote { host, port }) = (&result, &self.master)

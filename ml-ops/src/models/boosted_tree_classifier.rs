@@ -8,7 +8,6 @@ use datafusion::arrow::array::{ArrayRef, Float64Array};
 use datafusion::arrow::datatypes::DataType;
 use datafusion::common::{Result, plan_err};
 
-use super::boosted_tree_regressor::{check_trees, fit_boosted};
 use super::options::GivenOptions;
 use super::trees::{self, Objective};
 use super::{
@@ -58,7 +57,7 @@ impl ModelKind for BoostedTreeClassifier {
     }
 
     fn check_params(&self, params: &ModelParams, width: usize) -> std::result::Result<(), String> {
-        check_trees(params, width, Objective::Logistic)
+        trees::check_trees(params, width, Objective::Logistic)
     }
 
     fn output_type(
@@ -93,10 +92,7 @@ impl ModelKind for BoostedTreeClassifier {
     }
 
     fn describe(&self, params: &ModelParams) -> Vec<(&'static str, serde_json::Value)> {
-        match params {
-            ModelParams::Trees { base, trees, .. } => trees::describe(trees, *base),
-            _ => vec![],
-        }
+        trees::describe(params)
     }
 
     async fn fit(
@@ -105,6 +101,6 @@ impl ModelKind for BoostedTreeClassifier {
         options: &ModelOptions,
         progress: &dyn Progress,
     ) -> Result<Fitted> {
-        fit_boosted(self.name(), Objective::Logistic, data, options, progress).await
+        trees::fit_boosted(self.name(), Objective::Logistic, data, options, progress).await
     }
 }

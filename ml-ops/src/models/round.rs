@@ -308,6 +308,24 @@ impl AggregateUDFImpl for TrainRoundFunc {
     }
 }
 
+/// `array` as the numbers a model learns from: numeric or boolean, no NULL,
+/// NaN or infinity; errors name the label `name`.
+pub(crate) fn numeric_labels(array: &ArrayRef, name: &str) -> Result<Float64Array> {
+    if !(array.data_type().is_numeric() || *array.data_type() == DataType::Boolean) {
+        return exec_err!("label '{name}' is {}, not a number", array.data_type());
+    }
+    if array.null_count() > 0 {
+        return exec_err!("label '{name}' is NULL in some rows: filter them out");
+    }
+    let labels = cast(array, &DataType::Float64)?
+        .as_primitive::<Float64Type>()
+        .clone();
+    if labels.values().iter().any(|v| !v.is_finite()) {
+        return exec_err!("label '{name}' has NaN or infinite values");
+    }
+    Ok(labels)
+}
+
 #[derive(Debug)]
 struct RoundAccumulator {
     function: TrainRoundFunc,
@@ -324,18 +342,7 @@ struct RoundAccumulator {
 impl RoundAccumulator {
     fn labels(&self, array: &ArrayRef) -> Result<Float64Array> {
         let name = self.function.label.as_deref().unwrap_or("label");
-        if !(array.data_type().is_numeric() || *array.data_type() == DataType::Boolean) {
-            return exec_err!("label '{name}' is {}, not a number", array.data_type());
-        }
-        if array.null_count() > 0 {
-            return exec_err!("label '{name}' is NULL in some rows: filter them out");
-        }
-        let labels = cast(array, &DataType::Float64)?
-            .as_primitive::<Float64Type>()
-            .clone();
-        if labels.values().iter().any(|v| !v.is_finite()) {
-            return exec_err!("label '{name}' has NaN or infinite values");
-        }
+        let labels = numeric_labels(array, name)?;
         if matches!(self.function.spec, RoundSpec::Logistic { .. })
             && let Some(bad) = labels.values().iter().find(|v| **v != 0.0 && **v != 1.0)
         {

@@ -53,16 +53,16 @@ impl Retry {
         attempt < self.attempts && (self.worth_it)(error)
     }
 
-    /// Collects the frame `make` builds, building and running it again while
-    /// [`Self::again`] says so. `what` names the work in the log.
-    pub async fn collect(
-        &self,
-        what: &str,
-        make: impl Fn() -> Result<DataFrame>,
-    ) -> Result<Vec<RecordBatch>> {
+    /// Runs `work` again while [`Self::again`] says so. `what` names the work
+    /// in the log.
+    pub async fn run<T, F, Fut>(&self, what: &str, mut work: F) -> Result<T>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T>>,
+    {
         let mut attempt = 1;
         loop {
-            match make()?.collect().await {
+            match work().await {
                 Err(e) if self.again(attempt, &e) => {
                     log::warn!("running {what} again: {}", first_line(&e));
                     attempt += 1;
@@ -70,6 +70,18 @@ impl Retry {
                 result => return result,
             }
         }
+    }
+
+    /// Collects the frame `make` builds, building and running it again while
+    /// [`Self::again`] says so.
+    pub async fn collect(
+        &self,
+        what: &str,
+        make: impl Fn() -> Result<DataFrame>,
+    ) -> Result<Vec<RecordBatch>> {
+        let make = &make;
+        self.run(what, move || async move { make()?.collect().await })
+            .await
     }
 }
 

@@ -21,8 +21,9 @@ use datafusion::common::{DataFusionError, Result, exec_err};
 use datafusion::logical_expr::LogicalPlan;
 use datafusion::prelude::{DataFrame, SessionContext};
 use ember_ml_ops::kernels::DeviceChoice;
-use ember_ml_ops::models::{KeepRows, ResidentRows, WorkKind, WorkReport, training_state};
-use ember_ml_ops::models::{TrainRoundFunc, device_name};
+use ember_ml_ops::models::{
+    KeepRows, ResidentRows, TrainRoundFunc, WorkKind, WorkReport, device_name, training_state,
+};
 use futures::future::join_all;
 use tonic::transport::Channel;
 

@@ -11,9 +11,7 @@ mod cuts;
 mod grow;
 mod tree;
 
-use datafusion::arrow::array::{Array, AsArray, RecordBatch};
-use datafusion::arrow::compute::cast;
-use datafusion::arrow::datatypes::{DataType, Float64Type};
+use datafusion::arrow::array::RecordBatch;
 use datafusion::common::{Result, exec_err, plan_err};
 use serde::{Deserialize, Serialize};
 
@@ -23,7 +21,9 @@ pub use grow::{Binned, GrowParams};
 pub use tree::{Node, Split, Tree};
 
 use super::options::GivenOptions;
-use super::{ModelOptions, TrainingData};
+use super::round::numeric_labels;
+use super::training::record;
+use super::{Fitted, ModelOptions, ModelParams, Progress, TrainingData};
 use crate::hashing::row_hashes;
 use crate::kernels::FeatureColumns;
 
@@ -193,24 +193,12 @@ pub async fn binned_rows(data: &TrainingData, options: &ModelOptions) -> Result<
     })
 }
 
-/// The label of each row of `batch`, as numbers; NULL and non-finite values
-/// are errors naming the label.
+/// The label of each row of `batch`, as numbers.
 fn label_values(batch: &RecordBatch, label: &str) -> Result<Vec<f64>> {
     let Some(array) = batch.column_by_name(label) else {
         return exec_err!("the training rows have no label column '{label}'");
     };
-    if !(array.data_type().is_numeric() || *array.data_type() == DataType::Boolean) {
-        return exec_err!("label '{label}' is {}, not a number", array.data_type());
-    }
-    if array.null_count() > 0 {
-        return exec_err!("label '{label}' is NULL in some rows: filter them out");
-    }
-    let values = cast(array, &DataType::Float64)?;
-    let values = values.as_primitive::<Float64Type>().values().to_vec();
-    if values.iter().any(|v| !v.is_finite()) {
-        return exec_err!("label '{label}' has NaN or infinite values");
-    }
-    Ok(values)
+    Ok(numeric_labels(array, label)?.values().to_vec())
 }
 
 /// The margin of each row of `columns`: `base` plus every tree's value. Tree
@@ -227,8 +215,11 @@ pub fn margins(trees: &[Tree], base: f64, columns: &FeatureColumns) -> Vec<f64> 
     margins
 }
 
-/// DESCRIBE MODEL's rows for a forest: how many trees, how deep.
-pub fn describe(trees: &[Tree], base: f64) -> Vec<(&'static str, serde_json::Value)> {
+/// DESCRIBE MODEL's rows for trees: how many, how deep.
+pub fn describe(params: &ModelParams) -> Vec<(&'static str, serde_json::Value)> {
+    let ModelParams::Trees { base, trees, .. } = params else {
+        return vec![];
+    };
     let depth = trees.iter().map(Tree::depth).max().unwrap_or(0);
     let leaves: usize = trees.iter().map(Tree::leaves).sum();
     vec![
@@ -237,4 +228,76 @@ pub fn describe(trees: &[Tree], base: f64) -> Vec<(&'static str, serde_json::Val
         ("leaves", serde_json::json!(leaves)),
         ("base_margin", serde_json::json!(base)),
     ]
+}
+
+/// Boosts trees for `objective` on `data`, recording each round's training loss.
+pub async fn fit_boosted(
+    name: &str,
+    objective: Objective,
+    data: &TrainingData,
+    options: &ModelOptions,
+    progress: &dyn Progress,
+) -> Result<Fitted> {
+    let rows = binned_rows(data, options).await?;
+    if objective == Objective::Logistic
+        && let Some(bad) = rows.labels.iter().find(|y| **y != 0.0 && **y != 1.0)
+    {
+        let label = data.label_name().unwrap_or("label");
+        return plan_err!("label '{label}' must be 0 or 1 (or a boolean) for {name}, found {bad}");
+    }
+    let params = boost_params(options)?;
+    let mut info = Vec::new();
+    let (base, trees) = boost(&rows, objective, &params, |_, loss| {
+        record(data, progress, name, params.trees, &mut info, loss)
+    });
+    Ok(Fitted {
+        params: ModelParams::Trees {
+            objective,
+            base,
+            trees,
+        },
+        training_info: info,
+        converged: true,
+    })
+}
+
+/// Why `params` are not trees for `objective` over `width` features, if so.
+pub fn check_trees(
+    params: &ModelParams,
+    width: usize,
+    objective: Objective,
+) -> std::result::Result<(), String> {
+    let ModelParams::Trees {
+        objective: found,
+        base,
+        trees,
+    } = params
+    else {
+        return Err("parameters do not match the model type".into());
+    };
+    if *found != objective {
+        return Err(format!("trees fit for {found:?}, expected {objective:?}"));
+    }
+    if !base.is_finite() {
+        return Err("the base margin is not a finite number".into());
+    }
+    for (i, tree) in trees.iter().enumerate() {
+        if tree.nodes.is_empty() {
+            return Err(format!("tree {i} has no nodes"));
+        }
+        for node in &tree.nodes {
+            if !node.value.is_finite() {
+                return Err(format!("tree {i} has a value that is not a finite number"));
+            }
+            if let Some(split) = &node.split
+                && (split.feature >= width
+                    || split.left >= tree.nodes.len()
+                    || split.right >= tree.nodes.len()
+                    || split.threshold.is_nan())
+            {
+                return Err(format!("tree {i} has a split outside the model"));
+            }
+        }
+    }
+    Ok(())
 }
