@@ -382,8 +382,8 @@ fn an_executor_killed_between_rounds_costs_time_not_the_model() {
         .map(|i| format!("f{i}"))
         .collect::<Vec<_>>()
         .join(", ");
-    // Newton's method: each of its ~6 rounds takes about a second on a debug
-    // build, and it lands on the same optimum whatever the order of partial sums.
+    // Newton's method: ~6 rounds, and it lands on the same optimum whatever
+    // the order of partial sums.
     let create = format!(
         "create or replace model clf options (model_type = 'logistic_regression', label = 'label') \
          as select label, {features} from higgs"
@@ -423,8 +423,14 @@ fn an_executor_killed_between_rounds_costs_time_not_the_model() {
     let mut repacked = false;
     for _ in 0..2 {
         let packings = kept_trainings(&cluster_dir).len();
-        let (client, holder) = in_training_rounds(&cluster, &cluster_dir, &alive, &faulted_args)
-            .expect("training ended before an executor could be killed, 3 times");
+        let (client, holder) = in_training_rounds(
+            &cluster,
+            &cluster_dir,
+            &alive,
+            &faulted_args,
+            &faulted_store.join("clf").join("training"),
+        )
+        .expect("training ended before an executor could be killed, 3 times");
         let victim = alive.remove(holder);
         // SAFETY: kill(2) on a process this test started; no memory effects.
         unsafe {
@@ -459,13 +465,7 @@ fn an_executor_killed_between_rounds_costs_time_not_the_model() {
     let mut interrupted = false;
     for _ in 0..3 {
         let mut client = Client::start(&cluster, &resumed_args);
-        // A whole checkpoint, not the store's temporary file for one.
-        let written = || {
-            files_under(&checkpoints)
-                .iter()
-                .any(|f| f.ends_with(".json"))
-        };
-        while client.running() && !written() {
+        while client.running() && !checkpoint_written(&checkpoints) {
             std::thread::sleep(Duration::from_millis(2));
         }
         if client.running() {
@@ -504,8 +504,14 @@ fn an_executor_killed_between_rounds_costs_time_not_the_model() {
     let lost_store = store("scheduler-lost");
     let lost_args = args(&lost_store);
     let lost_args: Vec<&str> = lost_args.iter().map(String::as_str).collect();
-    let (client, _) = in_training_rounds(&cluster, &cluster_dir, &alive, &lost_args)
-        .expect("training ended before the scheduler could be killed, 3 times");
+    let (client, _) = in_training_rounds(
+        &cluster,
+        &cluster_dir,
+        &alive,
+        &lost_args,
+        &lost_store.join("clf").join("training"),
+    )
+    .expect("training ended before the scheduler could be killed, 3 times");
     // SAFETY: kill(2) on a process this test started; no memory effects.
     unsafe {
         libc::kill(cluster.pids[0], libc::SIGKILL);
@@ -528,13 +534,15 @@ fn an_executor_killed_between_rounds_costs_time_not_the_model() {
 }
 
 /// Starts `ember sql args` on `cluster` and waits until it is past its keep
-/// job, into the training rounds: the running client and the index in `alive`
-/// of an executor holding rows. `None` when training ended first 3 times.
+/// job and its first round (a checkpoint under `checkpoints`, written after
+/// every iteration): the running client and the index in `alive` of an
+/// executor holding rows. `None` when training ended first 3 times.
 fn in_training_rounds(
     cluster: &ClusterUp,
     cluster_dir: &Path,
     alive: &[(PathBuf, i32)],
     args: &[&str],
+    checkpoints: &Path,
 ) -> Option<(Client, usize)> {
     // Each keep task logs the partition it kept: the first executor to log one
     // holds rows the rounds need.
@@ -557,12 +565,14 @@ fn in_training_rounds(
         let mut client = Client::start(cluster, args);
         let before: Vec<usize> = logs.iter().map(kept_lines).collect();
         let mut holder = None;
-        while client.running() && holder.is_none() {
-            holder = (0..logs.len()).find(|&i| kept_lines(&logs[i]) > before[i]);
+        // A fixed wait here once let a loaded machine reach the last round
+        // before the kill: the first checkpoint marks the rounds' start.
+        while client.running() && (holder.is_none() || !checkpoint_written(checkpoints)) {
+            if holder.is_none() {
+                holder = (0..logs.len()).find(|&i| kept_lines(&logs[i]) > before[i]);
+            }
             std::thread::sleep(Duration::from_millis(2));
         }
-        // Past the keep job, into the rounds.
-        std::thread::sleep(Duration::from_millis(500));
         if client.running() {
             return Some((client, holder.expect("a keep task logged")));
         }
@@ -571,6 +581,12 @@ fn in_training_rounds(
         eprintln!("training ended before it could be interrupted; trying again");
     }
     None
+}
+
+/// Whether a whole checkpoint (not the store's temporary file for one) is
+/// under `dir`.
+fn checkpoint_written(dir: &Path) -> bool {
+    files_under(dir).iter().any(|f| f.ends_with(".json"))
 }
 
 /// The trainings whose rows the executors of the cluster in `dir` logged keeping.
