@@ -3,13 +3,14 @@
 //! ```text
 //!   kernels/     dense numeric loops (Gram, logistic, k-means, gradient histograms)
 //!   hashing/     the stable hash, and the seeded row hash splits and samples use
+//!   metrics      EVALUATE's metrics over predictions in memory
 //!   models/      one model type a file behind one trait (ModelKind) and their registry;
 //!                training rounds, trees, the model.json format
 //!   functions/   one SQL function a file: feature transforms, predict
 //!   store        versioned, atomically written models on any object store
 //! ```
 //!
-//! Imports point down the list: kernels and hashing import nothing else of
+//! Imports point down the list: kernels, hashing and metrics import nothing else of
 //! this crate (tests aside), models import them, functions import models.
 //!
 //! This crate knows nothing of planning or distribution. Every process (client,
@@ -20,5 +21,6 @@ pub mod functions;
 pub mod hashing;
 pub mod kernels;
 pub mod linalg;
+pub mod metrics;
 pub mod models;
 pub mod store;

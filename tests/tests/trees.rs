@@ -140,6 +140,24 @@ async fn held_out_quality_matches_xgboost() {
             ))
             .await
             .unwrap();
+        // The training metrics CREATE MODEL stored (from boosting's margins)
+        // are EVALUATE's over the same rows: the model read back from its JSON
+        // splits rows equal to a threshold as training did (serde_json parsed
+        // a threshold 1 ulp off before its float_roundtrip feature was on).
+        let stored = &model_json(e.store.path(), &format!("big_{kind}"))["metrics"];
+        let evaluated = metrics(
+            ember,
+            &format!("evaluate model big_{kind} on (select {z}, {label} from trees_train)"),
+        )
+        .await;
+        assert!(!evaluated.is_empty());
+        for (name, value) in &evaluated {
+            let kept = stored[name.as_str()].as_f64().unwrap();
+            assert!(
+                (kept - value).abs() <= 1e-9 * value.abs().max(1.0),
+                "{kind} training {name}: stored {kept}, evaluated {value}"
+            );
+        }
         let m = metrics(
             ember,
             &format!("evaluate model big_{kind} on (select {z}, {label} from trees_test)"),

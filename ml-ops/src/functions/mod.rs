@@ -18,7 +18,7 @@ use datafusion::logical_expr::{AggregateUDF, ScalarUDF};
 
 pub use features::FITTED_FEATURE_FUNCTIONS;
 pub use predict::{ModelCatalog, PredictFunc};
-pub use roc_auc::{RocAucFunc, roc_auc};
+pub use roc_auc::RocAucFunc;
 pub use sigmoid::SigmoidFunc;
 
 use crate::hashing::RowHashFunc;

@@ -14,6 +14,8 @@ use datafusion::common::{Result, ScalarValue, exec_err, plan_err};
 use datafusion::logical_expr::function::{AccumulatorArgs, StateFieldsArgs};
 use datafusion::logical_expr::{Accumulator, AggregateUDFImpl, Signature, Volatility};
 
+use crate::metrics::roc_auc;
+
 #[derive(Debug, PartialEq, Eq, Hash)]
 pub struct RocAucFunc {
     signature: Signature,
@@ -77,30 +79,6 @@ fn as_list(values: &[f64]) -> ScalarValue {
     ScalarValue::List(Arc::new(list))
 }
 
-/// The AUC of `scores` for binary `labels` (1 = positive), ties averaged.
-pub fn roc_auc(scores: &[f64], labels: &[f64]) -> Option<f64> {
-    let mut order: Vec<usize> = (0..scores.len()).collect();
-    order.sort_unstable_by(|&a, &b| scores[a].total_cmp(&scores[b]));
-    let positives = labels.iter().filter(|&&l| l == 1.0).count() as f64;
-    let negatives = labels.len() as f64 - positives;
-    if positives == 0.0 || negatives == 0.0 {
-        return None;
-    }
-    let mut rank_sum = 0.0;
-    let mut i = 0;
-    while i < order.len() {
-        let mut j = i;
-        while j + 1 < order.len() && scores[order[j + 1]] == scores[order[i]] {
-            j += 1;
-        }
-        // Ranks i+1 ..= j+1 share their average.
-        let rank = (i + j + 2) as f64 / 2.0;
-        rank_sum += rank * order[i..=j].iter().filter(|&&k| labels[k] == 1.0).count() as f64;
-        i = j + 1;
-    }
-    Some((rank_sum - positives * (positives + 1.0) / 2.0) / (positives * negatives))
-}
-
 impl Accumulator for RocAucAccumulator {
     fn update_batch(&mut self, values: &[ArrayRef]) -> Result<()> {
         let scores = cast(&values[0], &DataType::Float64)?;
@@ -155,22 +133,5 @@ impl Accumulator for RocAucAccumulator {
             );
         }
         Ok(())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn matches_hand_computed_values() {
-        // scikit-learn: roc_auc_score([0, 0, 1, 1], [0.1, 0.4, 0.35, 0.8]) == 0.75
-        assert_eq!(
-            roc_auc(&[0.1, 0.4, 0.35, 0.8], &[0.0, 0.0, 1.0, 1.0]),
-            Some(0.75)
-        );
-        // A tie between a positive and a negative counts half.
-        assert_eq!(roc_auc(&[0.5, 0.5], &[0.0, 1.0]), Some(0.5));
-        assert_eq!(roc_auc(&[0.1, 0.2], &[1.0, 1.0]), None);
     }
 }

@@ -208,6 +208,7 @@ impl ModelKind for KMeans {
             },
             training_info: info,
             converged,
+            training_metrics: None,
         })
     }
 }

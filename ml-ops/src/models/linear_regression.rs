@@ -142,6 +142,7 @@ impl ModelKind for LinearRegression {
             },
             training_info: info,
             converged: true,
+            training_metrics: None,
         })
     }
 }

@@ -198,6 +198,7 @@ impl ModelKind for LogisticRegression {
             },
             training_info: info,
             converged,
+            training_metrics: None,
         })
     }
 }

@@ -60,4 +60,8 @@ pub struct Fitted {
     /// Whether training met its convergence test (false: it stopped at
     /// `max_iterations` first). Exact methods always converge.
     pub converged: bool,
+    /// The metrics over the training rows, in [`MetricsFamily::names`] order,
+    /// when fitting left every row's prediction in memory (trees' margins):
+    /// CREATE MODEL then reads and predicts the rows no second time.
+    pub training_metrics: Option<Vec<Option<f64>>>,
 }

@@ -260,6 +260,7 @@ pub async fn create_model(ml: &MlContext, create: &CreateModel) -> Result<MlOutp
             return Err(e);
         }
     };
+    let training_metrics = fitted.training_metrics;
     let created_at = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
@@ -306,6 +307,18 @@ pub async fn create_model(ml: &MlContext, create: &CreateModel) -> Result<MlOutp
                 "evaluation split",
             )
         }
+        // Fitting left every training row's prediction in memory.
+        DataSplit::None if let Some(values) = training_metrics => (
+            options
+                .model_type
+                .metrics()
+                .names()
+                .iter()
+                .copied()
+                .zip(values)
+                .collect(),
+            "training data",
+        ),
         // k-means metrics are rounds: they run where training's did (in memory,
         // or on the executors' kept rows), not over the files again.
         DataSplit::None if options.model_type.metrics() == MetricsFamily::Clustering => {

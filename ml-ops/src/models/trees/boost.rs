@@ -1,6 +1,7 @@
 //! Gradient boosting: each round fits one tree per output to the gradients and
 //! Hessians of the loss at the current margins (second order, as XGBoost).
 
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use super::grow::{Binned, GrowParams, grow};
@@ -32,19 +33,12 @@ impl Objective {
         }
     }
 
-    /// Gradient and Hessian of each row's loss at its margin, on the
-    /// machine's cores.
+    /// Gradient and Hessian of each row's loss at its margin, on every core.
     fn gradients(self, margins: &[f64], labels: &[f64], out: &mut [GradPair]) {
-        let chunk = chunk_rows(out.len());
-        std::thread::scope(|scope| {
-            for ((out, margins), labels) in out
-                .chunks_mut(chunk)
-                .zip(margins.chunks(chunk))
-                .zip(labels.chunks(chunk))
-            {
-                scope.spawn(move || self.gradients_of(margins, labels, out));
-            }
-        });
+        out.par_chunks_mut(BLOCK_ROWS)
+            .zip(margins.par_chunks(BLOCK_ROWS))
+            .zip(labels.par_chunks(BLOCK_ROWS))
+            .for_each(|((out, margins), labels)| self.gradients_of(margins, labels, out));
     }
 
     fn gradients_of(self, margins: &[f64], labels: &[f64], out: &mut [GradPair]) {
@@ -60,21 +54,14 @@ impl Objective {
     }
 
     /// The mean loss at `margins`: squared error, or log-loss; summed in
-    /// chunks on the machine's cores, the chunks' sums added in order.
+    /// blocks on every core, the blocks' sums added in order.
     pub fn loss(self, margins: &[f64], labels: &[f64]) -> f64 {
         let n = labels.len().max(1) as f64;
-        let chunk = chunk_rows(labels.len());
-        let sums: Vec<f64> = std::thread::scope(|scope| {
-            let handles: Vec<_> = margins
-                .chunks(chunk)
-                .zip(labels.chunks(chunk))
-                .map(|(m, y)| scope.spawn(move || self.total_loss(m, y)))
-                .collect();
-            handles
-                .into_iter()
-                .map(|h| h.join().expect("a loss thread panicked"))
-                .collect()
-        });
+        let sums: Vec<f64> = margins
+            .par_chunks(BLOCK_ROWS)
+            .zip(labels.par_chunks(BLOCK_ROWS))
+            .map(|(m, y)| self.total_loss(m, y))
+            .collect();
         sums.iter().sum::<f64>() / n
     }
 
@@ -98,12 +85,9 @@ impl Objective {
     }
 }
 
-/// Rows per chunk to spread `rows` over the machine's cores (at least 64 Ki
-/// rows a chunk: below that a thread costs more than it saves).
-fn chunk_rows(rows: usize) -> usize {
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    rows.div_ceil(threads).max(64 * 1024)
-}
+/// Rows a block of per-row work holds: fixed, so that sums are added in the
+/// same order on any number of cores.
+const BLOCK_ROWS: usize = 64 * 1024;
 
 /// How the trees are grown and sampled.
 #[derive(Debug, Clone, Copy)]
@@ -125,6 +109,13 @@ pub struct Rows {
     pub keys: Vec<u64>,
 }
 
+/// Boosted trees, and the margin they give each training row.
+pub struct Boosted {
+    pub base: f64,
+    pub trees: Vec<Tree>,
+    pub margins: Vec<f64>,
+}
+
 /// Boosts `params.trees` trees on `rows`; `round_done` hears each round's
 /// training loss.
 pub fn boost(
@@ -132,7 +123,7 @@ pub fn boost(
     objective: Objective,
     params: &BoostParams,
     mut round_done: impl FnMut(usize, f64),
-) -> (f64, Vec<Tree>) {
+) -> Boosted {
     let n = rows.labels.len();
     let base = objective.base_margin(&rows.labels);
     let mut margins = vec![base; n];
@@ -158,7 +149,11 @@ pub fn boost(
         trees.push(grown.tree);
         round_done(round + 1, objective.loss(&margins, &rows.labels));
     }
-    (base, trees)
+    Boosted {
+        base,
+        trees,
+        margins,
+    }
 }
 
 /// The rows a tree sees: each kept with probability `fraction`, by its key.

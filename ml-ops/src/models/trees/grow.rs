@@ -9,6 +9,8 @@
 
 use std::ops::Range;
 
+use rayon::prelude::*;
+
 use super::cuts::Cuts;
 use super::tree::{Node, Split, Tree};
 use crate::kernels::histogram::{self, GradPair};
@@ -16,8 +18,9 @@ use crate::kernels::histogram::{self, GradPair};
 /// Below this gain a split is no split (XGBoost's `kRtEps`).
 const MIN_GAIN: f64 = 1e-6;
 
-/// Rows per thread below which a histogram is built on one thread.
-const ROWS_PER_THREAD: usize = 32 * 1024;
+/// Rows in one block of histogram or partition work. Fixed, not a share of
+/// the cores: a histogram's blocks are added in the same order on any machine.
+const BLOCK_ROWS: usize = 16 * 1024;
 
 /// Training rows binned once: `width` codes per row, row-major.
 #[derive(Debug, Clone)]
@@ -35,16 +38,26 @@ pub struct Binned {
 }
 
 impl Binned {
-    /// Rows binned by `cuts` from column-major `columns` (NaN for NULL).
+    /// Rows binned by `cuts` from column-major `columns` (NaN for NULL), a
+    /// block of rows on each core.
     pub fn new(columns: &[Vec<f64>], cuts: Vec<Cuts>) -> Self {
         let width = columns.len();
         let rows = columns.first().map_or(0, Vec::len);
         let mut codes = vec![0u8; rows * width];
-        for (f, (column, cut)) in columns.iter().zip(&cuts).enumerate() {
-            for (r, v) in column.iter().enumerate() {
-                codes[r * width + f] = cut.code(*v);
-            }
-        }
+        codes
+            .par_chunks_mut(BLOCK_ROWS * width.max(1))
+            .enumerate()
+            .for_each(|(block, codes)| {
+                let first = block * BLOCK_ROWS;
+                for (f, (column, cut)) in columns.iter().zip(&cuts).enumerate() {
+                    for (i, v) in column[first..first + codes.len() / width]
+                        .iter()
+                        .enumerate()
+                    {
+                        codes[i * width + f] = cut.code(*v);
+                    }
+                }
+            });
         // A feature's NULL code comes after its bins: at most 256 codes.
         debug_assert!(cuts.iter().all(|c| c.bins() < histogram::SLOTS));
         let offsets = (0..width).map(|f| f * histogram::SLOTS).collect();
@@ -113,11 +126,12 @@ struct Candidate {
     right: GradPair,
 }
 
-/// A node waiting for its split: its rows are `rows[range]`.
+/// A node waiting for its split: its rows are `rows[range]`; its histogram
+/// is there when the node may still split (it is above `max_depth`).
 struct Open {
     node: usize,
     range: Range<usize>,
-    hist: Vec<GradPair>,
+    hist: Option<Vec<GradPair>>,
     sum: GradPair,
     depth: usize,
 }
@@ -142,7 +156,9 @@ impl Grown {
 }
 
 /// Grows a tree over `rows` of `binned` (the sampled ones) with their
-/// `gradients`, splitting only on the features `allowed` marks.
+/// `gradients`, splitting only on the features `allowed` marks. A level at a
+/// time, each step on every core: the nodes' best splits, their rows'
+/// partitions, then the smaller children's histograms.
 pub fn grow(
     binned: &Binned,
     gradients: &[GradPair],
@@ -151,18 +167,13 @@ pub fn grow(
     params: &GrowParams,
 ) -> Grown {
     let mut tree = Tree::default();
-    let mut sum = [0.0, 0.0];
-    for &r in &rows {
-        let [g, h] = gradients[r as usize];
-        sum[0] += g;
-        sum[1] += h;
-    }
+    let sum = sum_of(gradients, &rows);
     tree.nodes.push(Node {
         value: 0.0,
         cover: sum[1],
         split: None,
     });
-    let hist = build(binned, gradients, &rows);
+    let hist = (params.max_depth > 0).then(|| build(binned, gradients, &rows));
     let mut level = vec![Open {
         node: 0,
         range: 0..rows.len(),
@@ -170,30 +181,60 @@ pub fn grow(
         sum,
         depth: 0,
     }];
-    let mut scratch = Vec::new();
     let mut leaves = Vec::new();
     while !level.is_empty() {
-        let mut next = Vec::new();
-        for open in level {
-            let node = &mut tree.nodes[open.node];
-            node.value = params.weight(open.sum) * params.learning_rate;
-            let best = (open.depth < params.max_depth)
-                .then(|| best_split(binned, &open.hist, open.sum, allowed, params))
-                .flatten();
-            let Some(best) = best else {
-                leaves.push((open.node, open.range));
-                continue;
-            };
-            let split_at = partition(binned, &mut rows[open.range.clone()], &best, &mut scratch);
-            let middle = open.range.start + split_at;
-            let (left, right) = (tree.nodes.len(), tree.nodes.len() + 1);
+        let bests: Vec<Option<Candidate>> = level
+            .par_iter()
+            .map(|open| {
+                let hist = open.hist.as_deref()?;
+                best_split(binned, hist, open.sum, allowed, params)
+            })
+            .collect();
+        let mut splitting = Vec::new();
+        for (open, best) in level.into_iter().zip(bests) {
+            tree.nodes[open.node].value = params.weight(open.sum) * params.learning_rate;
+            match best {
+                Some(best) => splitting.push((open, best)),
+                None => leaves.push((open.node, open.range)),
+            }
+        }
+        let lefts = partition_all(binned, &mut rows, &splitting);
+        let depth = splitting.first().map_or(0, |(open, _)| open.depth + 1);
+        // Children at max_depth are leaves: they need no histogram.
+        let children_split = depth < params.max_depth;
+        let rows = &rows;
+        let hists: Vec<Option<(Vec<GradPair>, Vec<GradPair>)>> = splitting
+            .par_iter_mut()
+            .zip(&lefts)
+            .map(|((open, _), &left)| {
+                if !children_split {
+                    return None;
+                }
+                let middle = open.range.start + left;
+                let (left_rows, right_rows) = (open.range.start..middle, middle..open.range.end);
+                // Build the smaller child's histogram; the larger is the rest.
+                let left_smaller = left_rows.len() <= right_rows.len();
+                let small_rows = if left_smaller { left_rows } else { right_rows };
+                let small = build(binned, gradients, &rows[small_rows]);
+                let mut large = open.hist.take().expect("a splitting node has a histogram");
+                histogram::subtract(&mut large, &small);
+                Some(if left_smaller {
+                    (small, large)
+                } else {
+                    (large, small)
+                })
+            })
+            .collect();
+        let mut next = Vec::with_capacity(2 * splitting.len());
+        for (((open, best), left), hists) in splitting.into_iter().zip(lefts).zip(hists) {
+            let (left_node, right_node) = (tree.nodes.len(), tree.nodes.len() + 1);
             tree.nodes[open.node].split = Some(Split {
                 feature: best.feature,
                 threshold: best.threshold,
                 bin: best.bin,
                 default_left: best.default_left,
-                left,
-                right,
+                left: left_node,
+                right: right_node,
                 gain: best.gain,
             });
             for stats in [best.left, best.right] {
@@ -203,34 +244,18 @@ pub fn grow(
                     split: None,
                 });
             }
-            let left_range = open.range.start..middle;
-            let right_range = middle..open.range.end;
-            // Build the smaller child's histogram; the larger is the rest.
-            let left_smaller = left_range.len() <= right_range.len();
-            let small_range = if left_smaller {
-                left_range.clone()
-            } else {
-                right_range.clone()
-            };
-            let small = build(binned, gradients, &rows[small_range]);
-            let mut large = open.hist;
-            histogram::subtract(&mut large, &small);
-            let (left_hist, right_hist) = if left_smaller {
-                (small, large)
-            } else {
-                (large, small)
-            };
-            let depth = open.depth + 1;
+            let middle = open.range.start + left;
+            let (left_hist, right_hist) = hists.unzip();
             next.push(Open {
-                node: left,
-                range: left_range,
+                node: left_node,
+                range: open.range.start..middle,
                 hist: left_hist,
                 sum: best.left,
                 depth,
             });
             next.push(Open {
-                node: right,
-                range: right_range,
+                node: right_node,
+                range: middle..open.range.end,
                 hist: right_hist,
                 sum: best.right,
                 depth,
@@ -241,37 +266,33 @@ pub fn grow(
     Grown { tree, rows, leaves }
 }
 
-/// The histogram of `rows`, on as many threads as it is worth.
-fn build(binned: &Binned, gradients: &[GradPair], rows: &[u32]) -> Vec<GradPair> {
-    let threads = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .min(rows.len() / ROWS_PER_THREAD)
-        .max(1);
-    let mut hist = vec![[0.0; 2]; binned.slots];
-    if threads == 1 {
-        histogram::accumulate(&binned.codes, binned.width, rows, gradients, &mut hist);
-        return hist;
+/// The gradient and Hessian sums of `rows`.
+fn sum_of(gradients: &[GradPair], rows: &[u32]) -> GradPair {
+    let mut sum = [0.0, 0.0];
+    for &r in rows {
+        let [g, h] = gradients[r as usize];
+        sum[0] += g;
+        sum[1] += h;
     }
-    let chunk = rows.len().div_ceil(threads);
-    let parts: Vec<Vec<GradPair>> = std::thread::scope(|scope| {
-        let handles: Vec<_> = rows
-            .chunks(chunk)
-            .map(|part| {
-                scope.spawn(move || {
-                    let mut hist = vec![[0.0; 2]; binned.slots];
-                    histogram::accumulate(&binned.codes, binned.width, part, gradients, &mut hist);
-                    hist
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().expect("a histogram thread panicked"))
-            .collect()
-    });
-    // Added in chunk order: the same sums for the same rows every time.
-    for part in &parts {
-        histogram::add(&mut hist, part);
+    sum
+}
+
+/// The histogram of `rows`: blocks of [`BLOCK_ROWS`] on every core, added in
+/// block order (the same sums on any number of cores).
+fn build(binned: &Binned, gradients: &[GradPair], rows: &[u32]) -> Vec<GradPair> {
+    let block = |rows: &[u32]| {
+        let mut hist = vec![[0.0; 2]; binned.slots];
+        histogram::accumulate(&binned.codes, binned.width, rows, gradients, &mut hist);
+        hist
+    };
+    if rows.len() <= BLOCK_ROWS {
+        return block(rows);
+    }
+    let parts: Vec<Vec<GradPair>> = rows.par_chunks(BLOCK_ROWS).map(block).collect();
+    let mut parts = parts.into_iter();
+    let mut hist = parts.next().expect("at least one block");
+    for part in parts {
+        histogram::add(&mut hist, &part);
     }
     hist
 }
@@ -353,13 +374,29 @@ fn best_split(
     })
 }
 
-/// Puts the rows going left first (each side in its old order) and returns how many.
-fn partition(
-    binned: &Binned,
-    rows: &mut [u32],
-    split: &Candidate,
-    scratch: &mut Vec<u32>,
-) -> usize {
+/// Partitions the rows of every splitting node (on every core) and returns
+/// how many of each go left.
+fn partition_all(binned: &Binned, rows: &mut [u32], splitting: &[(Open, Candidate)]) -> Vec<usize> {
+    // A level's nodes hold disjoint, ascending ranges of `rows`.
+    let mut slices = Vec::with_capacity(splitting.len());
+    let mut rest = rows;
+    let mut at = 0;
+    for (open, best) in splitting {
+        let (_, tail) = rest.split_at_mut(open.range.start - at);
+        let (slice, tail) = tail.split_at_mut(open.range.len());
+        slices.push((slice, best));
+        rest = tail;
+        at = open.range.end;
+    }
+    slices
+        .into_par_iter()
+        .map(|(slice, best)| partition(binned, slice, best))
+        .collect()
+}
+
+/// Puts the rows going left first (each side in its old order) and returns
+/// how many: blocks of [`BLOCK_ROWS`] split on every core, then gathered.
+fn partition(binned: &Binned, rows: &mut [u32], split: &Candidate) -> usize {
     let f = split.feature;
     let missing = binned.missing[f];
     let goes_left = |r: u32| {
@@ -370,19 +407,24 @@ fn partition(
             i32::from(code) <= split.bin
         }
     };
-    scratch.clear();
-    let mut left = 0;
-    for i in 0..rows.len() {
-        let r = rows[i];
-        if goes_left(r) {
-            rows[left] = r;
-            left += 1;
-        } else {
-            scratch.push(r);
-        }
+    let split_block =
+        |block: &[u32]| -> (Vec<u32>, Vec<u32>) { block.iter().partition(|&&r| goes_left(r)) };
+    let parts: Vec<(Vec<u32>, Vec<u32>)> = if rows.len() <= BLOCK_ROWS {
+        vec![split_block(rows)]
+    } else {
+        rows.par_chunks(BLOCK_ROWS).map(split_block).collect()
+    };
+    let mut at = 0;
+    for (left, _) in &parts {
+        rows[at..at + left.len()].copy_from_slice(left);
+        at += left.len();
     }
-    rows[left..].copy_from_slice(scratch);
-    left
+    let lefts = at;
+    for (_, right) in &parts {
+        rows[at..at + right.len()].copy_from_slice(right);
+        at += right.len();
+    }
+    lefts
 }
 
 #[cfg(test)]
@@ -409,11 +451,32 @@ mod tests {
     }
 
     #[test]
-    fn a_histogram_built_on_threads_equals_one_built_on_one() {
-        let (binned, gradients) = binned(5 * ROWS_PER_THREAD, 3);
+    fn a_histogram_built_in_blocks_equals_one_built_at_once() {
+        let (binned, gradients) = binned(5 * BLOCK_ROWS, 3);
         let rows: Vec<u32> = (0..binned.rows() as u32).filter(|r| r % 5 != 0).collect();
         let mut single = vec![[0.0; 2]; binned.slots];
         histogram::accumulate(&binned.codes, binned.width, &rows, &gradients, &mut single);
         assert_eq!(build(&binned, &gradients, &rows), single);
+    }
+
+    #[test]
+    fn a_partition_in_blocks_keeps_each_side_in_order() {
+        let (binned, _) = binned(3 * BLOCK_ROWS + 7, 2);
+        let split = Candidate {
+            gain: 1.0,
+            feature: 1,
+            bin: 100,
+            threshold: 0.0,
+            default_left: false,
+            left: [0.0; 2],
+            right: [0.0; 2],
+        };
+        let mut rows: Vec<u32> = (0..binned.rows() as u32).rev().collect();
+        let (left, right): (Vec<u32>, Vec<u32>) = rows
+            .iter()
+            .partition(|&&r| binned.codes[r as usize * 2 + 1] <= 100);
+        let lefts = partition(&binned, &mut rows, &split);
+        assert_eq!(lefts, left.len());
+        assert_eq!(rows, [left, right].concat());
     }
 }

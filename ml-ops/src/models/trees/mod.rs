@@ -13,9 +13,10 @@ mod tree;
 
 use datafusion::arrow::array::RecordBatch;
 use datafusion::common::{Result, exec_err, plan_err};
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-pub use boost::{BoostParams, Objective, Rows, boost};
+pub use boost::{BoostParams, Boosted, Objective, Rows, boost};
 pub use cuts::Cuts;
 pub use grow::{Binned, GrowParams};
 pub use tree::{Node, Split, Tree};
@@ -26,6 +27,8 @@ use super::training::record;
 use super::{Fitted, ModelOptions, ModelParams, Progress, TrainingData};
 use crate::hashing::row_hashes;
 use crate::kernels::FeatureColumns;
+use crate::kernels::logistic::sigmoid;
+use crate::metrics;
 
 /// Rows whose values the bin cuts are taken from, at most (a seeded hash
 /// picks them, so they are the same on any partitioning). On a nonlinear set
@@ -168,19 +171,8 @@ pub async fn binned_rows(data: &TrainingData, options: &ModelOptions) -> Result<
             .collect();
         Cuts::from_sample(sample, tree_options.max_bins - 1)
     };
-    // Features are cut on the machine's cores, each a sort of its sample.
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let per_thread = columns.len().div_ceil(threads).max(1);
-    let cuts: Vec<Cuts> = std::thread::scope(|scope| {
-        let handles: Vec<_> = columns
-            .chunks(per_thread)
-            .map(|part| scope.spawn(move || part.iter().map(cut).collect::<Vec<_>>()))
-            .collect();
-        handles
-            .into_iter()
-            .flat_map(|h| h.join().expect("a cutting thread panicked"))
-            .collect()
-    });
+    // Features are cut on every core, each a sort of its sample.
+    let cuts: Vec<Cuts> = columns.par_iter().map(cut).collect();
     let binned = Binned::new(&columns, cuts);
     let keys = hashes
         .iter()
@@ -247,17 +239,31 @@ pub async fn fit_boosted(
     }
     let params = boost_params(options)?;
     let mut info = Vec::new();
-    let (base, trees) = boost(&rows, objective, &params, |_, loss| {
+    let boosted = boost(&rows, objective, &params, |_, loss| {
         record(data, progress, name, params.trees, &mut info, loss)
     });
+    let training_metrics = match objective {
+        Objective::SquaredError => metrics::regression(&boosted.margins, &rows.labels),
+        Objective::Logistic => {
+            // As `predict` and `predict_proba` decide.
+            let classes: Vec<f64> = boosted
+                .margins
+                .iter()
+                .map(|z| f64::from(u8::from(*z > 0.0)))
+                .collect();
+            let probabilities: Vec<f64> = boosted.margins.iter().map(|z| sigmoid(*z)).collect();
+            metrics::classification(&classes, &probabilities, &rows.labels)
+        }
+    };
     Ok(Fitted {
         params: ModelParams::Trees {
             objective,
-            base,
-            trees,
+            base: boosted.base,
+            trees: boosted.trees,
         },
         training_info: info,
         converged: true,
+        training_metrics: Some(training_metrics),
     })
 }
 
@@ -300,4 +306,86 @@ pub fn check_trees(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use datafusion::arrow::array::{ArrayRef, Float64Array};
+
+    use super::*;
+    use crate::hashing::splitmix64;
+
+    /// Boosting's margins of the training rows (from leaf row ranges and bin
+    /// codes) are what `predict` gives those rows from their values.
+    #[test]
+    fn training_margins_are_predicts() {
+        let (rows, width) = (40_000, 5);
+        let columns: Vec<Vec<f64>> = (0..width)
+            .map(|f| {
+                (0..rows)
+                    .map(|r| {
+                        let h = splitmix64((r * width + f) as u64);
+                        if h % 50 == 0 {
+                            f64::NAN
+                        } else {
+                            (h % 100_000) as f64 / 7.0
+                        }
+                    })
+                    .collect()
+            })
+            .collect();
+        let labels: Vec<f64> = (0..rows)
+            .map(|r| columns[0][r].max(0.0).sqrt() + columns[1][r] % 3.0)
+            .map(|y| if y.is_nan() { 1.0 } else { y })
+            .collect();
+        let cuts = columns
+            .iter()
+            .map(|c| Cuts::from_sample(c.clone(), 255))
+            .collect();
+        let training = Rows {
+            binned: Binned::new(&columns, cuts),
+            labels,
+            keys: (0..rows as u64).map(splitmix64).collect(),
+        };
+        for subsample in [1.0, 0.7] {
+            let params = BoostParams {
+                trees: 20,
+                grow: GrowParams {
+                    max_depth: 6,
+                    l2: 1.0,
+                    min_split_loss: 0.0,
+                    min_child_weight: 1.0,
+                    learning_rate: 0.3,
+                },
+                subsample,
+                colsample_bytree: 1.0,
+                seed: 7,
+            };
+            let boosted = boost(&training, Objective::SquaredError, &params, |_, _| {});
+            let arrays: Vec<ArrayRef> = columns
+                .iter()
+                .map(|c| {
+                    Arc::new(
+                        c.iter()
+                            .map(|v| (!v.is_nan()).then_some(*v))
+                            .collect::<Float64Array>(),
+                    ) as ArrayRef
+                })
+                .collect();
+            let names: Vec<String> = (0..width).map(|f| format!("f{f}")).collect();
+            let predicted = margins(
+                &boosted.trees,
+                boosted.base,
+                &FeatureColumns::new(&arrays, &names).unwrap(),
+            );
+            for (r, (a, b)) in boosted.margins.iter().zip(&predicted).enumerate() {
+                assert!(
+                    (a - b).abs() <= 1e-9 * b.abs().max(1.0),
+                    "row {r}: trained {a}, predicted {b}"
+                );
+            }
+        }
+    }
 }

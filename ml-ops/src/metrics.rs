@@ -1,0 +1,118 @@
+//! Model metrics over predictions held in memory, as EVALUATE MODEL defines
+//! them (sql's `evaluate.rs` computes the same as distributed aggregates):
+//! scikit-learn's definitions, in [`MetricsFamily::names`] order.
+//!
+//! [`MetricsFamily::names`]: crate::models::MetricsFamily::names
+
+/// `rmse`, `mae` and `r2` of `predictions` against `labels`.
+pub fn regression(predictions: &[f64], labels: &[f64]) -> Vec<Option<f64>> {
+    let n = labels.len() as f64;
+    let (mut sse, mut sae) = (0.0, 0.0);
+    for (p, y) in predictions.iter().zip(labels) {
+        sse += (p - y) * (p - y);
+        sae += (p - y).abs();
+    }
+    let mean = labels.iter().sum::<f64>() / n;
+    let total: f64 = labels.iter().map(|y| (y - mean) * (y - mean)).sum();
+    // scikit-learn: a constant target scores 1 when fitted exactly, else 0.
+    let r2 = if total == 0.0 {
+        if sse == 0.0 { 1.0 } else { 0.0 }
+    } else {
+        1.0 - sse / total
+    };
+    vec![Some((sse / n).sqrt()), Some(sae / n), Some(r2)]
+}
+
+/// `accuracy`, `precision`, `recall`, `f1` (class 1 positive, 0 when
+/// undefined), `log_loss` (probabilities clipped to [ε, 1−ε]) and `roc_auc`
+/// of predicted `classes` (0/1) and `probabilities` of class 1 against 0/1
+/// `labels`.
+pub fn classification(classes: &[f64], probabilities: &[f64], labels: &[f64]) -> Vec<Option<f64>> {
+    let n = labels.len() as f64;
+    let (mut correct, mut tp, mut predicted, mut positive, mut log_loss) =
+        (0.0, 0.0, 0.0, 0.0, 0.0);
+    for ((c, p), y) in classes.iter().zip(probabilities).zip(labels) {
+        correct += f64::from(u8::from(c == y));
+        tp += c * y;
+        predicted += c;
+        positive += y;
+        let q = p.clamp(f64::EPSILON, 1.0 - f64::EPSILON);
+        log_loss -= y * q.ln() + (1.0 - y) * (1.0 - q).ln();
+    }
+    let ratio = |num: f64, den: f64| if den == 0.0 { 0.0 } else { num / den };
+    vec![
+        Some(correct / n),
+        Some(ratio(tp, predicted)),
+        Some(ratio(tp, positive)),
+        Some(ratio(2.0 * tp, predicted + positive)),
+        Some(log_loss / n),
+        roc_auc(probabilities, labels),
+    ]
+}
+
+/// The AUC of `scores` for binary `labels` (1 = positive), ties averaged.
+pub fn roc_auc(scores: &[f64], labels: &[f64]) -> Option<f64> {
+    let mut order: Vec<usize> = (0..scores.len()).collect();
+    order.sort_unstable_by(|&a, &b| scores[a].total_cmp(&scores[b]));
+    let positives = labels.iter().filter(|&&l| l == 1.0).count() as f64;
+    let negatives = labels.len() as f64 - positives;
+    if positives == 0.0 || negatives == 0.0 {
+        return None;
+    }
+    let mut rank_sum = 0.0;
+    let mut i = 0;
+    while i < order.len() {
+        let mut j = i;
+        while j + 1 < order.len() && scores[order[j + 1]] == scores[order[i]] {
+            j += 1;
+        }
+        // Ranks i+1 ..= j+1 share their average.
+        let rank = (i + j + 2) as f64 / 2.0;
+        rank_sum += rank * order[i..=j].iter().filter(|&&k| labels[k] == 1.0).count() as f64;
+        i = j + 1;
+    }
+    Some((rank_sum - positives * (positives + 1.0) / 2.0) / (positives * negatives))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn regression_metrics_match_their_closed_forms() {
+        let m = regression(&[1.0, 2.0, 4.0], &[1.0, 3.0, 5.0]);
+        // Errors 0, 1, 1; labels' mean 3, total sum of squares 8.
+        assert_eq!(m[0], Some((2.0f64 / 3.0).sqrt()));
+        assert_eq!(m[1], Some(2.0 / 3.0));
+        assert_eq!(m[2], Some(1.0 - 2.0 / 8.0));
+    }
+
+    #[test]
+    fn classification_metrics_match_their_closed_forms() {
+        let m = classification(
+            &[1.0, 0.0, 1.0, 0.0],
+            &[0.9, 0.2, 0.6, 0.4],
+            &[1.0, 0.0, 0.0, 1.0],
+        );
+        assert_eq!(m[0], Some(0.5));
+        assert_eq!(m[1], Some(0.5));
+        assert_eq!(m[2], Some(0.5));
+        assert_eq!(m[3], Some(0.5));
+        let log_loss = -(0.9f64.ln() + 0.8f64.ln() + 0.4f64.ln() + 0.4f64.ln()) / 4.0;
+        assert!((m[4].unwrap() - log_loss).abs() < 1e-15);
+        // Positives 0.9, 0.4; negatives 0.2, 0.6: 3 of 4 pairs ordered.
+        assert_eq!(m[5], Some(0.75));
+    }
+
+    #[test]
+    fn roc_auc_matches_hand_computed_values() {
+        // scikit-learn: roc_auc_score([0, 0, 1, 1], [0.1, 0.4, 0.35, 0.8]) == 0.75
+        assert_eq!(
+            roc_auc(&[0.1, 0.4, 0.35, 0.8], &[0.0, 0.0, 1.0, 1.0]),
+            Some(0.75)
+        );
+        // A tie between a positive and a negative counts half.
+        assert_eq!(roc_auc(&[0.5, 0.5], &[0.0, 1.0]), Some(0.5));
+        assert_eq!(roc_auc(&[0.1, 0.2], &[1.0, 1.0]), None);
+    }
+}
