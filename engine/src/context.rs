@@ -26,9 +26,9 @@ use ember_ml_ops::functions::{ModelCatalog, predict_functions};
 use ember_ml_ops::models::{KeepRows, Progress, Retry, SilentProgress};
 use ember_ml_ops::store::ModelStore;
 use ember_sql::ml::{
-    MlContext, MlOutput, TrainingInfoFunc, TrainingRoundsFunc, bind_models, create_model,
-    describe_model, drop_model, evaluate_model, expand_model_tables, explain_create_model,
-    load_referenced_models, show_models,
+    FeatureImportanceFunc, MlContext, MlOutput, TrainingInfoFunc, TrainingRoundsFunc, bind_models,
+    create_model, describe_model, drop_model, evaluate_model, expand_model_tables,
+    explain_create_model, export_model, load_referenced_models, show_models,
 };
 use ember_sql::{EmberStatement, parse_statements};
 
@@ -144,7 +144,8 @@ pub struct EmberContext {
     progress: Arc<dyn Progress>,
 }
 
-/// Gives `ctx` the `predict` functions, `training_info` and `training_rounds` over `catalog`.
+/// Gives `ctx` the `predict` functions, `training_info`, `training_rounds` and
+/// `feature_importance` over `catalog`.
 fn install_model_functions(ctx: &SessionContext, catalog: &ModelCatalog) {
     for function in predict_functions(catalog.clone()) {
         ctx.register_udf(function.as_ref().clone());
@@ -156,6 +157,10 @@ fn install_model_functions(ctx: &SessionContext, catalog: &ModelCatalog) {
     ctx.register_udtf(
         "training_rounds",
         Arc::new(TrainingRoundsFunc::new(catalog.clone())),
+    );
+    ctx.register_udtf(
+        "feature_importance",
+        Arc::new(FeatureImportanceFunc::new(catalog.clone())),
     );
 }
 
@@ -416,6 +421,13 @@ impl EmberContext {
             } => Ok(drop_model(&self.ml(), &name, if_exists, version)
                 .await?
                 .into()),
+            EmberStatement::ExportModel {
+                name,
+                version,
+                path,
+            } => Ok(export_model(&self.ml(), &name, version, &path)
+                .await?
+                .into()),
         }
     }
 }
@@ -436,7 +448,7 @@ fn only_reads(statement: &EmberStatement) -> bool {
         | EmberStatement::EvaluateModel { .. }
         | EmberStatement::ShowModels
         | EmberStatement::DescribeModel { .. } => true,
-        EmberStatement::DropModel { .. } => false,
+        EmberStatement::DropModel { .. } | EmberStatement::ExportModel { .. } => false,
     }
 }
 

@@ -51,6 +51,12 @@ pub enum EmberStatement {
         if_exists: bool,
         version: Option<u64>,
     },
+    /// `EXPORT MODEL name [VERSION n] TO 'path'`.
+    ExportModel {
+        name: String,
+        version: Option<u64>,
+        path: String,
+    },
 }
 
 impl fmt::Display for CreateModel {
@@ -106,6 +112,16 @@ impl fmt::Display for EmberStatement {
                     version_text(*version)
                 )
             }
+            EmberStatement::ExportModel {
+                name,
+                version,
+                path,
+            } => write!(
+                f,
+                "EXPORT MODEL {name}{} TO '{}'",
+                version_text(*version),
+                path.replace('\'', "''")
+            ),
         }
     }
 }
@@ -226,6 +242,19 @@ fn ember_statement(p: &mut DFParser) -> Result<Option<EmberStatement>, ParserErr
         let name = p.parser.parse_identifier()?.value;
         let version = version_clause(p)?;
         return Ok(Some(EmberStatement::DescribeModel { name, version }));
+    }
+    if word_at(p, 0, "export") && word_at(p, 1, "model") {
+        p.parser.next_token();
+        p.parser.next_token();
+        let name = p.parser.parse_identifier()?.value;
+        let version = version_clause(p)?;
+        p.parser.expect_keyword(Keyword::TO)?;
+        let path = p.parser.parse_literal_string()?;
+        return Ok(Some(EmberStatement::ExportModel {
+            name,
+            version,
+            path,
+        }));
     }
     if word_at(p, 0, "drop") && word_at(p, 1, "model") {
         p.parser.next_token();
@@ -446,6 +475,23 @@ mod tests {
                 version: None
             }
         );
+        let exports = parse_statements(
+            "export model m to 'out/m.json'; EXPORT MODEL m VERSION 2 TO 's3://b/it''s.json'",
+            "generic",
+        )
+        .unwrap();
+        assert_eq!(
+            exports[1],
+            EmberStatement::ExportModel {
+                name: "m".into(),
+                version: Some(2),
+                path: "s3://b/it's.json".into()
+            }
+        );
+        for statement in &exports {
+            let again = parse_statements(&statement.to_string(), "generic").unwrap();
+            assert_eq!(&again[0], statement);
+        }
         let versioned = parse_statements(
             "describe model m version 2; drop model if exists m version 3",
             "generic",

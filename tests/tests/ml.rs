@@ -120,6 +120,23 @@ async fn check_against_scikit_learn(cluster: bool) {
     let mut expected = floats(&r["linear"]["ridge_coefficients"]);
     expected.push(r["linear"]["ridge_intercept"].as_f64().unwrap());
     assert_close("ridge", &params(ember, "ridge").await, &expected, 1e-8);
+    // feature_importance: |coefficient| per feature, in the model's order.
+    let importance = to_text(
+        &ember
+            .sql_one("select feature, importance, coefficient from feature_importance('ridge')")
+            .await
+            .unwrap(),
+    );
+    assert_eq!(importance.rows.len(), expected.len() - 1);
+    for (row, c) in importance.rows.iter().zip(&expected) {
+        let [magnitude, signed] = [&row[1], &row[2]].map(|v| v.parse::<f64>().unwrap());
+        assert_close(
+            &format!("importance of {}", row[0]),
+            &[magnitude, signed],
+            &[c.abs(), *c],
+            1e-8,
+        );
+    }
 
     ember.sql(&logistic_sql("cancer")).await.unwrap();
     let mut expected = floats(&r["logistic"]["coefficients"]);

@@ -198,6 +198,18 @@ fn converged_unknown() -> bool {
 }
 
 impl Model {
+    /// The name of each feature column: a feature `v` of width 3 has
+    /// columns `v[0]`, `v[1]`, `v[2]`.
+    pub fn feature_columns(&self) -> Vec<String> {
+        self.features
+            .iter()
+            .flat_map(|f| match f.width {
+                1 => vec![f.name.clone()],
+                w => (0..w).map(|i| format!("{}[{i}]", f.name)).collect(),
+            })
+            .collect()
+    }
+
     /// Parses and checks a `model.json`.
     pub fn from_json(bytes: &[u8]) -> Result<Self> {
         let model: Model = serde_json::from_slice(bytes).map_err(|e| {

@@ -14,7 +14,7 @@ use datafusion::common::{Result, plan_err};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::options::GivenOptions;
-use super::{Fitted, ModelOptions, ModelParams, Progress, RoundSpec, TrainingData};
+use super::{Fitted, Model, ModelOptions, ModelParams, Progress, RoundSpec, TrainingData};
 use crate::kernels::FeatureColumns;
 
 /// What a model type learns from.
@@ -202,6 +202,41 @@ pub trait ModelKind: Send + Sync + 'static {
 
     /// The (property, value) rows DESCRIBE MODEL shows for `params`, as JSON values.
     fn describe(&self, params: &ModelParams) -> Vec<(&'static str, serde_json::Value)>;
+
+    /// What `feature_importance` shows for `params` over `width` feature
+    /// columns; `None` for a type without a notion of it.
+    fn importance(&self, _params: &ModelParams, _width: usize) -> Option<Importance> {
+        None
+    }
+
+    /// What EXPORT MODEL writes for `model`: unless a type has a format of
+    /// its own (trees: XGBoost's), the type, the feature columns, the classes
+    /// and the parameters as model.json holds them.
+    fn export(&self, model: &Model) -> Result<serde_json::Value> {
+        let mut out = serde_json::json!({
+            "model_type": self.name(),
+            "features": model.feature_columns(),
+        });
+        if !model.classes.is_empty() {
+            out["classes"] = serde_json::json!(model.classes);
+        }
+        if let serde_json::Value::Object(params) = serde_json::to_value(&model.params)
+            .map_err(|e| datafusion::error::DataFusionError::Internal(e.to_string()))?
+        {
+            for (key, value) in params {
+                out[key] = value;
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// `feature_importance`'s measures: their names, and one row of them per
+/// feature column (NULL where a measure is undefined, as a mean of nothing).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Importance {
+    pub measures: &'static [&'static str],
+    pub rows: Vec<Vec<Option<f64>>>,
 }
 
 /// A registered model type. Stored and sent as its name.

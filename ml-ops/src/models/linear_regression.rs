@@ -15,8 +15,8 @@ use datafusion::common::{Result, plan_err};
 use super::options::GivenOptions;
 use super::training::record;
 use super::{
-    BoundModel, Fitted, LabelKind, MetricsFamily, ModelKind, ModelOptions, ModelParams, ModelType,
-    PredictOutput, Progress, RoundSpec, TrainingData,
+    BoundModel, Fitted, Importance, LabelKind, MetricsFamily, ModelKind, ModelOptions, ModelParams,
+    ModelType, PredictOutput, Progress, RoundSpec, TrainingData,
 };
 use crate::kernels::FeatureColumns;
 use crate::kernels::gram::symmetrize;
@@ -102,6 +102,10 @@ impl ModelKind for LinearRegression {
         describe_linear(params)
     }
 
+    fn importance(&self, params: &ModelParams, _width: usize) -> Option<Importance> {
+        linear_importance(params)
+    }
+
     async fn fit(
         &self,
         data: &TrainingData,
@@ -148,6 +152,21 @@ impl ModelKind for LinearRegression {
 }
 
 /// DESCRIBE MODEL's rows for linear parameters.
+/// A linear model's importance per feature: |coefficient|, and the
+/// coefficient (on the features as given: scale them to compare).
+pub(super) fn linear_importance(params: &ModelParams) -> Option<Importance> {
+    let ModelParams::Linear { coefficients, .. } = params else {
+        return None;
+    };
+    Some(Importance {
+        measures: &["importance", "coefficient"],
+        rows: coefficients
+            .iter()
+            .map(|c| vec![Some(c.abs()), Some(*c)])
+            .collect(),
+    })
+}
+
 pub(super) fn describe_linear(params: &ModelParams) -> Vec<(&'static str, serde_json::Value)> {
     match params {
         ModelParams::Linear {

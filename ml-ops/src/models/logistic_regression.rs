@@ -20,12 +20,12 @@ use datafusion::common::{Result, plan_err};
 use serde::{Deserialize, Serialize};
 
 use super::checkpoint::exact;
-use super::linear_regression::describe_linear;
+use super::linear_regression::{describe_linear, linear_importance};
 use super::options::GivenOptions;
 use super::training::record;
 use super::{
-    BoundModel, Fitted, Iteration, LabelKind, MetricsFamily, ModelKind, ModelOptions, ModelParams,
-    NEWTON_MAX_WIDTH, Optimizer, PredictOutput, Progress, RoundSpec, TrainingData,
+    BoundModel, Fitted, Importance, Iteration, LabelKind, MetricsFamily, ModelKind, ModelOptions,
+    ModelParams, NEWTON_MAX_WIDTH, Optimizer, PredictOutput, Progress, RoundSpec, TrainingData,
     binary_output_type,
 };
 use crate::kernels::FeatureColumns;
@@ -172,6 +172,10 @@ impl ModelKind for LogisticRegression {
 
     fn describe(&self, params: &ModelParams) -> Vec<(&'static str, serde_json::Value)> {
         describe_linear(params)
+    }
+
+    fn importance(&self, params: &ModelParams, _width: usize) -> Option<Importance> {
+        linear_importance(params)
     }
 
     async fn fit(

@@ -7,11 +7,10 @@
 //! ```
 //!
 //! Each model type is one file implementing [`ModelKind`]: its options, its
-//! training, how `predict` applies it and what DESCRIBE MODEL shows. The
+//! training, how `predict` applies it and what DESCRIBE MODEL shows (the four
+//! tree types, which differ in two choices only, share `tree_models.rs`). The
 //! [`REGISTRY`] lists them; a [`ModelType`] is a handle to one.
 
-mod boosted_tree_classifier;
-mod boosted_tree_regressor;
 mod checkpoint;
 mod format;
 mod kind;
@@ -22,6 +21,7 @@ mod options;
 mod resident;
 mod round;
 mod training;
+mod tree_models;
 pub mod trees;
 
 pub use checkpoint::Checkpoint;
@@ -30,7 +30,8 @@ pub use format::{
     WorkKind, WorkReport,
 };
 pub use kind::{
-    BoundModel, LabelKind, MetricsFamily, ModelKind, ModelType, PredictOutput, binary_output_type,
+    BoundModel, Importance, LabelKind, MetricsFamily, ModelKind, ModelType, PredictOutput,
+    binary_output_type,
 };
 pub use options::{
     DataSplit, GivenOptions, MAX_ITERATIONS_SETTING, ModelOptions, NEWTON_MAX_WIDTH, Optimizer,
@@ -48,8 +49,10 @@ static REGISTRY: &[&dyn ModelKind] = &[
     &linear_regression::LinearRegression,
     &logistic_regression::LogisticRegression,
     &kmeans::KMeans,
-    &boosted_tree_regressor::BoostedTreeRegressor,
-    &boosted_tree_classifier::BoostedTreeClassifier,
+    &tree_models::BOOSTED_TREE_REGRESSOR,
+    &tree_models::BOOSTED_TREE_CLASSIFIER,
+    &tree_models::RANDOM_FOREST_REGRESSOR,
+    &tree_models::RANDOM_FOREST_CLASSIFIER,
 ];
 
 /// What training produced.

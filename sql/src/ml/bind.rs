@@ -28,6 +28,7 @@ const MODEL_FUNCTIONS: &[&str] = &[
     "predict_proba",
     "training_info",
     "training_rounds",
+    "feature_importance",
 ];
 
 /// Collects the model names given as the first argument of model functions.

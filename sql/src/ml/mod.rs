@@ -5,6 +5,8 @@
 mod bind;
 mod create_model;
 mod evaluate;
+mod export;
+mod feature_importance;
 mod features;
 mod fit_transform;
 mod inspect;
@@ -27,6 +29,8 @@ use ember_ml_ops::store::ModelStore;
 pub use bind::{bind_models, load_referenced_models};
 pub use create_model::{create_model, explain_create_model};
 pub use evaluate::evaluate_model;
+pub use export::export_model;
+pub use feature_importance::FeatureImportanceFunc;
 pub use inspect::{describe_model, drop_model, show_models};
 pub use table_functions::expand_model_tables;
 pub use training_info::{TrainingInfoFunc, TrainingRoundsFunc};

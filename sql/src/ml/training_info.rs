@@ -12,7 +12,7 @@ use ember_ml_ops::models::Model;
 
 /// The model a table function's only argument names, from the catalog loaded
 /// for the statement.
-fn named_model(
+pub(super) fn named_model(
     catalog: &ModelCatalog,
     function: &str,
     args: &TableFunctionArgs,
@@ -34,7 +34,7 @@ fn named_model(
 
 /// A table of `rows` with columns `names`: a VALUES plan, inlined into the
 /// query, so that it serialises to a cluster.
-fn values_table(names: &[&str], rows: Vec<Vec<Expr>>) -> Result<Arc<dyn TableProvider>> {
+pub(super) fn values_table(names: &[&str], rows: Vec<Vec<Expr>>) -> Result<Arc<dyn TableProvider>> {
     let columns = names
         .iter()
         .enumerate()

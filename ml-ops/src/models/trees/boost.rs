@@ -5,8 +5,8 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use super::grow::{Binned, GrowParams, grow};
+use super::sampling::{sample_features, sample_rows, tree_seed};
 use super::tree::Tree;
-use crate::hashing::splitmix64;
 use crate::kernels::histogram::GradPair;
 use crate::kernels::logistic::sigmoid;
 
@@ -87,7 +87,7 @@ impl Objective {
 
 /// Rows a block of per-row work holds: fixed, so that sums are added in the
 /// same order on any number of cores.
-const BLOCK_ROWS: usize = 64 * 1024;
+pub(super) const BLOCK_ROWS: usize = 64 * 1024;
 
 /// How the trees are grown and sampled.
 #[derive(Debug, Clone, Copy)]
@@ -131,21 +131,16 @@ pub fn boost(
     let mut trees = Vec::with_capacity(params.trees);
     for round in 0..params.trees {
         objective.gradients(&margins, &rows.labels, &mut gradients);
-        let tree_seed = splitmix64(params.seed ^ splitmix64(round as u64 + 1));
-        let sampled = sample_rows(&rows.keys, params.subsample, tree_seed);
-        let allowed = sample_features(rows.binned.width, params.colsample_bytree, tree_seed);
-        let all_rows = sampled.len() == n;
-        let grown = grow(&rows.binned, &gradients, sampled, &allowed, &params.grow);
-        if all_rows {
-            // Every row reached a leaf while the tree grew.
-            grown.add_to(&mut margins);
-        } else {
-            for (r, m) in margins.iter_mut().enumerate() {
-                *m += grown
-                    .tree
-                    .predict_codes(rows.binned.row(r), &rows.binned.missing);
-            }
-        }
+        let seed = tree_seed(params.seed, round);
+        let sampled = sample_rows(&rows.keys, params.subsample, seed);
+        let every = vec![true; rows.binned.width];
+        let allowed = sample_features(&every, params.colsample_bytree, seed);
+        let grow_params = GrowParams {
+            seed,
+            ..params.grow
+        };
+        let grown = grow(&rows.binned, &gradients, sampled, &allowed, &grow_params);
+        grown.add_to(&rows.binned, &mut margins);
         trees.push(grown.tree);
         round_done(round + 1, objective.loss(&margins, &rows.labels));
     }
@@ -154,31 +149,4 @@ pub fn boost(
         trees,
         margins,
     }
-}
-
-/// The rows a tree sees: each kept with probability `fraction`, by its key.
-fn sample_rows(keys: &[u64], fraction: f64, seed: u64) -> Vec<u32> {
-    if fraction >= 1.0 {
-        return (0..keys.len() as u32).collect();
-    }
-    let below = (fraction * u64::MAX as f64) as u64;
-    (0..keys.len() as u32)
-        .filter(|&r| splitmix64(keys[r as usize] ^ seed) < below)
-        .collect()
-}
-
-/// The features a tree may split on: the `fraction` with the smallest seeded
-/// hash of their index (at least one).
-fn sample_features(width: usize, fraction: f64, seed: u64) -> Vec<bool> {
-    if fraction >= 1.0 {
-        return vec![true; width];
-    }
-    let keep = ((fraction * width as f64).round() as usize).clamp(1, width);
-    let mut order: Vec<usize> = (0..width).collect();
-    order.sort_by_key(|&f| splitmix64(seed ^ (f as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15)));
-    let mut allowed = vec![false; width];
-    for &f in &order[..keep] {
-        allowed[f] = true;
-    }
-    allowed
 }

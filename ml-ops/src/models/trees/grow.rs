@@ -12,7 +12,9 @@ use std::ops::Range;
 use rayon::prelude::*;
 
 use super::cuts::Cuts;
+use super::sampling::sample_features;
 use super::tree::{Node, Split, Tree};
+use crate::hashing::splitmix64;
 use crate::kernels::histogram::{self, GradPair};
 
 /// Below this gain a split is no split (XGBoost's `kRtEps`).
@@ -26,6 +28,9 @@ const BLOCK_ROWS: usize = 16 * 1024;
 #[derive(Debug, Clone)]
 pub struct Binned {
     pub codes: Vec<u8>,
+    /// The same codes feature by feature (`rows` codes a feature): a split
+    /// partitions its rows by one feature's codes, read close together.
+    pub by_feature: Vec<u8>,
     pub width: usize,
     pub cuts: Vec<Cuts>,
     /// Where each feature's slots (its bins, then its NULL slot) start in a
@@ -58,6 +63,15 @@ impl Binned {
                     }
                 }
             });
+        let mut by_feature = vec![0u8; rows * width];
+        by_feature
+            .par_chunks_mut(rows.max(1))
+            .enumerate()
+            .for_each(|(f, column)| {
+                for (r, code) in column.iter_mut().enumerate() {
+                    *code = codes[r * width + f];
+                }
+            });
         // A feature's NULL code comes after its bins: at most 256 codes.
         debug_assert!(cuts.iter().all(|c| c.bins() < histogram::SLOTS));
         let offsets = (0..width).map(|f| f * histogram::SLOTS).collect();
@@ -65,6 +79,7 @@ impl Binned {
         let missing = cuts.iter().map(|c| c.bins() as u8).collect();
         Self {
             codes,
+            by_feature,
             width,
             cuts,
             offsets,
@@ -94,6 +109,10 @@ pub struct GrowParams {
     /// The least Hessian sum a child may have.
     pub min_child_weight: f64,
     pub learning_rate: f64,
+    /// Fraction of the tree's features each node may split on (1: all).
+    pub colsample_bynode: f64,
+    /// The tree's seed: which features each node samples.
+    pub seed: u64,
 }
 
 impl GrowParams {
@@ -144,14 +163,28 @@ pub struct Grown {
 }
 
 impl Grown {
-    /// Adds each leaf's value to the margins of the rows that reached it.
-    pub fn add_to(&self, margins: &mut [f64]) {
-        for (leaf, range) in &self.leaves {
-            let value = self.tree.nodes[*leaf].value;
-            for &r in &self.rows[range.clone()] {
-                margins[r as usize] += value;
+    /// Adds the tree's value for every row of `binned` to its margin: from
+    /// the leaves' rows when the tree grew on every row, else by applying
+    /// the tree to each row's codes (on every core).
+    pub fn add_to(&self, binned: &Binned, margins: &mut [f64]) {
+        if self.rows.len() == margins.len() {
+            for (leaf, range) in &self.leaves {
+                let value = self.tree.nodes[*leaf].value;
+                for &r in &self.rows[range.clone()] {
+                    margins[r as usize] += value;
+                }
             }
+            return;
         }
+        margins
+            .par_chunks_mut(BLOCK_ROWS)
+            .enumerate()
+            .for_each(|(block, margins)| {
+                for (i, m) in margins.iter_mut().enumerate() {
+                    let r = block * BLOCK_ROWS + i;
+                    *m += self.tree.predict_codes(binned.row(r), &binned.missing);
+                }
+            });
     }
 }
 
@@ -187,6 +220,14 @@ pub fn grow(
             .par_iter()
             .map(|open| {
                 let hist = open.hist.as_deref()?;
+                let sampled;
+                let allowed = if params.colsample_bynode < 1.0 {
+                    let seed = splitmix64(params.seed ^ open.node as u64);
+                    sampled = sample_features(allowed, params.colsample_bynode, seed);
+                    &sampled[..]
+                } else {
+                    allowed
+                };
                 best_split(binned, hist, open.sum, allowed, params)
             })
             .collect();
@@ -399,16 +440,30 @@ fn partition_all(binned: &Binned, rows: &mut [u32], splitting: &[(Open, Candidat
 fn partition(binned: &Binned, rows: &mut [u32], split: &Candidate) -> usize {
     let f = split.feature;
     let missing = binned.missing[f];
+    let rows_all = binned.rows();
+    let column = &binned.by_feature[f * rows_all..(f + 1) * rows_all];
     let goes_left = |r: u32| {
-        let code = binned.codes[r as usize * binned.width + f];
+        let code = column[r as usize];
         if code == missing {
             split.default_left
         } else {
             i32::from(code) <= split.bin
         }
     };
-    let split_block =
-        |block: &[u32]| -> (Vec<u32>, Vec<u32>) { block.iter().partition(|&&r| goes_left(r)) };
+    let split_block = |block: &[u32]| -> (Vec<u32>, Vec<u32>) {
+        let (mut left, mut right) = (
+            Vec::with_capacity(block.len()),
+            Vec::with_capacity(block.len()),
+        );
+        for &r in block {
+            if goes_left(r) {
+                left.push(r);
+            } else {
+                right.push(r);
+            }
+        }
+        (left, right)
+    };
     let parts: Vec<(Vec<u32>, Vec<u32>)> = if rows.len() <= BLOCK_ROWS {
         vec![split_block(rows)]
     } else {
@@ -430,7 +485,6 @@ fn partition(binned: &Binned, rows: &mut [u32], split: &Candidate) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::hashing::splitmix64;
 
     fn binned(rows: usize, width: usize) -> (Binned, Vec<GradPair>) {
         let columns: Vec<Vec<f64>> = (0..width)

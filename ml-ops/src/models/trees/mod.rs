@@ -1,5 +1,5 @@
 //! What the tree model types share: their options, reading and binning the
-//! training rows, boosting, and applying a forest of trees.
+//! training rows, boosting or bagging trees, and applying trees.
 //!
 //! ```text
 //!   rows --seeded hash sample--> Cuts per feature --bin once--> 1-byte codes
@@ -8,27 +8,32 @@
 
 mod boost;
 mod cuts;
+mod forest;
 mod grow;
+mod options;
+mod sampling;
 mod tree;
+mod xgboost_json;
 
 use datafusion::arrow::array::RecordBatch;
 use datafusion::common::{Result, exec_err, plan_err};
 use rayon::prelude::*;
-use serde::{Deserialize, Serialize};
 
 pub use boost::{BoostParams, Boosted, Objective, Rows, boost};
 pub use cuts::Cuts;
+pub use forest::forest;
 pub use grow::{Binned, GrowParams};
+pub use options::{
+    BOOSTED_OPTIONS, FOREST_MAX_DEPTH, FOREST_OPTIONS, TreeOptions, boost_params, parse_boosted,
+    parse_forest,
+};
 pub use tree::{Node, Split, Tree};
+pub use xgboost_json::{Combine, xgboost_model};
 
-use super::options::GivenOptions;
 use super::round::numeric_labels;
-use super::training::record;
-use super::{Fitted, ModelOptions, ModelParams, Progress, TrainingData};
+use super::{Importance, ModelOptions, ModelParams, TrainingData};
 use crate::hashing::row_hashes;
 use crate::kernels::FeatureColumns;
-use crate::kernels::logistic::sigmoid;
-use crate::metrics;
 
 /// Rows whose values the bin cuts are taken from, at most (a seeded hash
 /// picks them, so they are the same on any partitioning). On a nonlinear set
@@ -36,101 +41,8 @@ use crate::metrics;
 /// below the same on exact quantiles: the sample is large.
 const CUT_SAMPLE_ROWS: usize = 1 << 20;
 
-/// The options of tree models, with defaults filled in.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct TreeOptions {
-    pub max_depth: usize,
-    pub learning_rate: f64,
-    pub min_split_loss: f64,
-    pub min_child_weight: f64,
-    pub max_bins: usize,
-    pub subsample: f64,
-    pub colsample_bytree: f64,
-}
-
-/// Options the boosted tree types take beyond the common ones.
-pub const BOOSTED_OPTIONS: &[&str] = &[
-    "num_trees",
-    "max_depth",
-    "learning_rate",
-    "l2",
-    "min_split_loss",
-    "min_child_weight",
-    "max_bins",
-    "subsample",
-    "colsample_bytree",
-];
-
-/// Reads the boosted tree options into `options`.
-pub fn parse_boosted(given: &GivenOptions, options: &mut ModelOptions) -> Result<()> {
-    match (
-        given.integer("num_trees", 1, 100_000)?,
-        given.has("max_iterations"),
-    ) {
-        (Some(_), true) => {
-            return plan_err!(
-                "give num_trees or max_iterations, not both: each is the number of boosting rounds"
-            );
-        }
-        (Some(trees), false) => options.max_iterations = trees as usize,
-        (None, _) => {}
-    }
-    options.l2 = given.non_negative("l2")?.unwrap_or(1.0);
-    let max_depth = match given.number("max_depth")? {
-        None => 6,
-        Some(d) if d.fract() == 0.0 && (1.0..=16.0).contains(&d) => d as usize,
-        Some(d) => return plan_err!("max_depth must be a whole number from 1 to 16, not {d}"),
-    };
-    let learning_rate = given.number("learning_rate")?.unwrap_or(0.3);
-    if !(learning_rate > 0.0 && learning_rate.is_finite()) {
-        return plan_err!("learning_rate must be a number > 0, not {learning_rate}");
-    }
-    let max_bins = match given.number("max_bins")? {
-        None => 256,
-        Some(b) if b.fract() == 0.0 && (2.0..=256.0).contains(&b) => b as usize,
-        Some(b) => return plan_err!("max_bins must be a whole number from 2 to 256, not {b}"),
-    };
-    let fraction = |key: &str| -> Result<f64> {
-        match given.number(key)? {
-            None => Ok(1.0),
-            Some(v) if v > 0.0 && v <= 1.0 => Ok(v),
-            Some(v) => plan_err!("{key} must be in (0, 1], not {v}"),
-        }
-    };
-    options.trees = Some(TreeOptions {
-        max_depth,
-        learning_rate,
-        min_split_loss: given.non_negative("min_split_loss")?.unwrap_or(0.0),
-        min_child_weight: given.non_negative("min_child_weight")?.unwrap_or(1.0),
-        max_bins,
-        subsample: fraction("subsample")?,
-        colsample_bytree: fraction("colsample_bytree")?,
-    });
-    Ok(())
-}
-
-/// What boosting needs from the options.
-pub fn boost_params(options: &ModelOptions) -> Result<BoostParams> {
-    let Some(trees) = &options.trees else {
-        return exec_err!("tree options missing");
-    };
-    Ok(BoostParams {
-        trees: options.max_iterations,
-        grow: GrowParams {
-            max_depth: trees.max_depth,
-            l2: options.l2,
-            min_split_loss: trees.min_split_loss,
-            min_child_weight: trees.min_child_weight,
-            learning_rate: trees.learning_rate,
-        },
-        subsample: trees.subsample,
-        colsample_bytree: trees.colsample_bytree,
-        seed: options.seed,
-    })
-}
-
 /// The training rows of `data`, binned: cuts from a seeded sample of the
-/// rows, every row coded once.
+/// rows, every row coded once, the rows in an order of their own.
 pub async fn binned_rows(data: &TrainingData, options: &ModelOptions) -> Result<Rows> {
     let Some(tree_options) = &options.trees else {
         return exec_err!("tree options missing");
@@ -154,13 +66,26 @@ pub async fn binned_rows(data: &TrainingData, options: &ModelOptions) -> Result<
         for (column, values) in columns.iter_mut().zip(features.values_with_nulls()) {
             column.extend(values);
         }
-        hashes.extend(row_hashes(options.seed, &arrays)?);
+        let mut hashed = arrays;
+        hashed.extend(batch.column_by_name(label).cloned());
+        hashes.extend(row_hashes(options.seed, &hashed)?);
     }
     let n = labels.len();
     if n == 0 {
         return plan_err!("no training rows");
     }
     data.note_rows(n as f64);
+    // The rows in the order of their hashes (of every value, the label's
+    // too), not of their arrival: every sum then adds the same numbers in
+    // the same order, and the trees are the same bit for bit however the rows
+    // were partitioned. Rows with equal hashes are equal rows (but for a
+    // 53-bit collision), so their order changes nothing.
+    let mut order: Vec<usize> = (0..n).collect();
+    order.par_sort_unstable_by(|&a, &b| hashes[a].total_cmp(&hashes[b]));
+    let reorder = |values: &[f64]| -> Vec<f64> { order.iter().map(|&r| values[r]).collect() };
+    let labels = reorder(&labels);
+    let hashes = reorder(&hashes);
+    let columns: Vec<Vec<f64>> = columns.par_iter().map(|c| reorder(c)).collect();
     let fraction = CUT_SAMPLE_ROWS as f64 / n as f64;
     let cut = |column: &Vec<f64>| {
         let sample: Vec<f64> = column
@@ -222,48 +147,39 @@ pub fn describe(params: &ModelParams) -> Vec<(&'static str, serde_json::Value)> 
     ]
 }
 
-/// Boosts trees for `objective` on `data`, recording each round's training loss.
-pub async fn fit_boosted(
-    name: &str,
-    objective: Objective,
-    data: &TrainingData,
-    options: &ModelOptions,
-    progress: &dyn Progress,
-) -> Result<Fitted> {
-    let rows = binned_rows(data, options).await?;
-    if objective == Objective::Logistic
-        && let Some(bad) = rows.labels.iter().find(|y| **y != 0.0 && **y != 1.0)
-    {
-        let label = data.label_name().unwrap_or("label");
-        return plan_err!("label '{label}' must be 0 or 1 (or a boolean) for {name}, found {bad}");
-    }
-    let params = boost_params(options)?;
-    let mut info = Vec::new();
-    let boosted = boost(&rows, objective, &params, |_, loss| {
-        record(data, progress, name, params.trees, &mut info, loss)
-    });
-    let training_metrics = match objective {
-        Objective::SquaredError => metrics::regression(&boosted.margins, &rows.labels),
-        Objective::Logistic => {
-            // As `predict` and `predict_proba` decide.
-            let classes: Vec<f64> = boosted
-                .margins
-                .iter()
-                .map(|z| f64::from(u8::from(*z > 0.0)))
-                .collect();
-            let probabilities: Vec<f64> = boosted.margins.iter().map(|z| sigmoid(*z)).collect();
-            metrics::classification(&classes, &probabilities, &rows.labels)
-        }
+/// The trees' importance per feature column, as XGBoost's `get_score`
+/// defines it: `weight` the splits on the feature, `total_gain` and
+/// `total_cover` the sums of those splits' gains and Hessian sums (cover),
+/// `gain` and `cover` their means (NULL without a split).
+pub fn importance(params: &ModelParams, width: usize) -> Option<Importance> {
+    let ModelParams::Trees { trees, .. } = params else {
+        return None;
     };
-    Ok(Fitted {
-        params: ModelParams::Trees {
-            objective,
-            base: boosted.base,
-            trees: boosted.trees,
-        },
-        training_info: info,
-        converged: true,
-        training_metrics: Some(training_metrics),
+    let mut sums = vec![[0.0; 3]; width];
+    for node in trees.iter().flat_map(|t| &t.nodes) {
+        if let Some(split) = &node.split
+            && let Some(sum) = sums.get_mut(split.feature)
+        {
+            sum[0] += 1.0;
+            sum[1] += split.gain;
+            sum[2] += node.cover;
+        }
+    }
+    let mean = |total: f64, weight: f64| (weight > 0.0).then(|| total / weight);
+    Some(Importance {
+        measures: &["weight", "gain", "cover", "total_gain", "total_cover"],
+        rows: sums
+            .into_iter()
+            .map(|[weight, gain, cover]| {
+                vec![
+                    Some(weight),
+                    mean(gain, weight),
+                    mean(cover, weight),
+                    Some(gain),
+                    Some(cover),
+                ]
+            })
+            .collect(),
     })
 }
 
@@ -358,6 +274,8 @@ mod tests {
                     min_split_loss: 0.0,
                     min_child_weight: 1.0,
                     learning_rate: 0.3,
+                    colsample_bynode: 1.0,
+                    seed: 7,
                 },
                 subsample,
                 colsample_bytree: 1.0,

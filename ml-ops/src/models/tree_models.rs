@@ -1,0 +1,291 @@
+//! The tree model types: boosted trees (as XGBoost's `hist`) and random
+//! forests, each a regressor or a binary classifier. One kind serves the
+//! four: they share options, binning, growing and applying trees (`trees/`),
+//! and differ in how trees combine (boosting or bagging) and what a margin
+//! means (a value, log-odds, or a class-1 probability).
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use datafusion::arrow::array::{ArrayRef, Float64Array};
+use datafusion::arrow::datatypes::DataType;
+use datafusion::common::{Result, plan_err};
+
+use super::options::GivenOptions;
+use super::training::record;
+use super::trees::{self, Combine, Objective};
+use super::{
+    BoundModel, Fitted, Importance, LabelKind, MetricsFamily, Model, ModelKind, ModelOptions,
+    ModelParams, ModelType, PredictOutput, Progress, RoundSpec, TrainingData, binary_output_type,
+};
+use crate::kernels::FeatureColumns;
+use crate::kernels::logistic::sigmoid;
+use crate::metrics;
+
+/// How a model's trees combine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ensemble {
+    /// Each tree fit to the gradients the trees before it leave; summed.
+    Boosted,
+    /// Trees grown independently on bootstrap samples; averaged.
+    Forest,
+}
+
+/// What the trees predict.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Task {
+    Regression,
+    /// Binary: class 1 or 0.
+    Classification,
+}
+
+pub struct TreeModel {
+    name: &'static str,
+    ensemble: Ensemble,
+    task: Task,
+}
+
+pub static BOOSTED_TREE_REGRESSOR: TreeModel = TreeModel {
+    name: "boosted_tree_regressor",
+    ensemble: Ensemble::Boosted,
+    task: Task::Regression,
+};
+
+pub static BOOSTED_TREE_CLASSIFIER: TreeModel = TreeModel {
+    name: "boosted_tree_classifier",
+    ensemble: Ensemble::Boosted,
+    task: Task::Classification,
+};
+
+pub static RANDOM_FOREST_REGRESSOR: TreeModel = TreeModel {
+    name: "random_forest_regressor",
+    ensemble: Ensemble::Forest,
+    task: Task::Regression,
+};
+
+pub static RANDOM_FOREST_CLASSIFIER: TreeModel = TreeModel {
+    name: "random_forest_classifier",
+    ensemble: Ensemble::Forest,
+    task: Task::Classification,
+};
+
+impl TreeModel {
+    /// The loss the trees are fit to: a forest fits least squares to the
+    /// label, 0/1 for a classifier (see `trees/forest.rs`).
+    fn objective(&self) -> Objective {
+        match (self.ensemble, self.task) {
+            (Ensemble::Boosted, Task::Classification) => Objective::Logistic,
+            _ => Objective::SquaredError,
+        }
+    }
+
+    /// A classifier's class-1 probability at margin `z`.
+    fn probability(&self, z: f64) -> f64 {
+        match self.ensemble {
+            Ensemble::Boosted => sigmoid(z),
+            Ensemble::Forest => z.clamp(0.0, 1.0),
+        }
+    }
+
+    /// Whether a classifier predicts class 1 at margin `z` (probability above
+    /// ½; on the margin itself for log-odds, free of rounding).
+    fn class_one(&self, z: f64) -> bool {
+        match self.ensemble {
+            Ensemble::Boosted => z > 0.0,
+            Ensemble::Forest => z > 0.5,
+        }
+    }
+
+    /// The fraction of features a node samples unless `colsample_bynode`
+    /// says: all for boosting; for forests, Spark's `auto` (√width for a
+    /// classifier, a third for a regressor).
+    fn bynode_default(&self, width: usize) -> f64 {
+        let width = width.max(1) as f64;
+        match (self.ensemble, self.task) {
+            (Ensemble::Boosted, _) => 1.0,
+            (Ensemble::Forest, Task::Classification) => width.sqrt().ceil() / width,
+            (Ensemble::Forest, Task::Regression) => (width / 3.0).ceil() / width,
+        }
+    }
+}
+
+#[async_trait]
+impl ModelKind for TreeModel {
+    fn name(&self) -> &'static str {
+        self.name
+    }
+
+    fn label(&self) -> LabelKind {
+        match self.task {
+            Task::Regression => LabelKind::Number,
+            Task::Classification => LabelKind::Classes,
+        }
+    }
+
+    fn metrics(&self) -> MetricsFamily {
+        match self.task {
+            Task::Regression => MetricsFamily::Regression,
+            Task::Classification => MetricsFamily::Classification,
+        }
+    }
+
+    fn own_options(&self) -> &'static [&'static str] {
+        match self.ensemble {
+            Ensemble::Boosted => trees::BOOSTED_OPTIONS,
+            Ensemble::Forest => trees::FOREST_OPTIONS,
+        }
+    }
+
+    fn parse_options(&self, given: &GivenOptions, options: &mut ModelOptions) -> Result<()> {
+        match self.ensemble {
+            Ensemble::Boosted => trees::parse_boosted(given, options),
+            Ensemble::Forest => trees::parse_forest(given, options),
+        }
+    }
+
+    /// Trees (`num_trees`).
+    fn default_iterations(&self) -> usize {
+        100
+    }
+
+    /// The rows are read once and the trees grown where they are held.
+    fn first_round(&self, _width: usize, _options: &ModelOptions) -> Option<RoundSpec> {
+        None
+    }
+
+    /// The rows are read once; every tree works on them in memory.
+    fn iterative(&self) -> bool {
+        false
+    }
+
+    fn check_params(&self, params: &ModelParams, width: usize) -> std::result::Result<(), String> {
+        trees::check_trees(params, width, self.objective())
+    }
+
+    fn output_type(
+        &self,
+        output: PredictOutput,
+        model: &str,
+        label_type: Option<&str>,
+    ) -> Result<DataType> {
+        match self.task {
+            Task::Classification => Ok(binary_output_type(output, label_type)),
+            Task::Regression => match output {
+                PredictOutput::Value => Ok(DataType::Float64),
+                PredictOutput::Probability => ModelType::no_probability(model, self.name),
+            },
+        }
+    }
+
+    fn predict(
+        &self,
+        model: &BoundModel,
+        output: PredictOutput,
+        columns: &FeatureColumns,
+    ) -> Result<ArrayRef> {
+        let ModelParams::Trees { base, trees, .. } = &model.params else {
+            return plan_err!("model '{}' has no trees", model.name);
+        };
+        let z = trees::margins(trees, *base, columns);
+        Ok(match (self.task, output) {
+            (Task::Regression, _) => Arc::new(Float64Array::from(z)),
+            (Task::Classification, PredictOutput::Probability) => Arc::new(
+                z.into_iter()
+                    .map(|z| self.probability(z))
+                    .collect::<Float64Array>(),
+            ),
+            (Task::Classification, PredictOutput::Value) => {
+                model.classes_of(z.into_iter().map(|z| self.class_one(z)))
+            }
+        })
+    }
+
+    /// A NULL feature takes the default direction training learned.
+    fn takes_nulls(&self) -> bool {
+        true
+    }
+
+    fn describe(&self, params: &ModelParams) -> Vec<(&'static str, serde_json::Value)> {
+        trees::describe(params)
+    }
+
+    fn importance(&self, params: &ModelParams, width: usize) -> Option<Importance> {
+        trees::importance(params, width)
+    }
+
+    /// XGBoost's JSON model format: XGBoost loads it and predicts ember's
+    /// margins (a forest classifier's margin is its probability: it exports
+    /// as a `reg:squarederror` forest).
+    fn export(&self, model: &Model) -> Result<serde_json::Value> {
+        let ModelParams::Trees {
+            objective,
+            base,
+            trees,
+        } = &model.params
+        else {
+            return plan_err!("model '{}' has no trees", model.name);
+        };
+        let combine = match self.ensemble {
+            Ensemble::Boosted => Combine::Boosted,
+            Ensemble::Forest => Combine::Forest,
+        };
+        Ok(trees::xgboost_model(
+            *objective,
+            *base,
+            trees,
+            &model.feature_columns(),
+            combine,
+        ))
+    }
+
+    /// Bins the rows once, grows the trees, recording the training loss after
+    /// each, and measures the training rows from the margins growing left.
+    async fn fit(
+        &self,
+        data: &TrainingData,
+        options: &ModelOptions,
+        progress: &dyn Progress,
+    ) -> Result<Fitted> {
+        let rows = trees::binned_rows(data, options).await?;
+        if self.task == Task::Classification
+            && let Some(bad) = rows.labels.iter().find(|y| **y != 0.0 && **y != 1.0)
+        {
+            let label = data.label_name().unwrap_or("label");
+            return plan_err!(
+                "label '{label}' must be 0 or 1 (or a boolean) for {}, found {bad}",
+                self.name
+            );
+        }
+        let params = trees::boost_params(options, self.bynode_default(rows.binned.width))?;
+        let mut info = Vec::new();
+        let tree_done = |_, loss| record(data, progress, self.name, params.trees, &mut info, loss);
+        let grown = match self.ensemble {
+            Ensemble::Boosted => trees::boost(&rows, self.objective(), &params, tree_done),
+            Ensemble::Forest => trees::forest(&rows, &params, tree_done),
+        };
+        let training_metrics = match self.task {
+            Task::Regression => metrics::regression(&grown.margins, &rows.labels),
+            Task::Classification => {
+                // As `predict` and `predict_proba` decide.
+                let classes: Vec<f64> = grown
+                    .margins
+                    .iter()
+                    .map(|z| f64::from(u8::from(self.class_one(*z))))
+                    .collect();
+                let probabilities: Vec<f64> =
+                    grown.margins.iter().map(|z| self.probability(*z)).collect();
+                metrics::classification(&classes, &probabilities, &rows.labels)
+            }
+        };
+        Ok(Fitted {
+            params: ModelParams::Trees {
+                objective: self.objective(),
+                base: grown.base,
+                trees: grown.trees,
+            },
+            training_info: info,
+            converged: true,
+            training_metrics: Some(training_metrics),
+        })
+    }
+}
