@@ -5,6 +5,7 @@
 
 use datafusion::common::{DataFusionError, Result, plan_err};
 use datafusion::datasource::listing::ListingTableUrl;
+use object_store::ObjectStoreExt;
 
 use super::{MlContext, MlOutput};
 
