@@ -270,6 +270,75 @@ async fn forests_match_scikit_learn_held_out() {
     }
 }
 
+/// `early_stop` with rows held out: training_info has the held-out loss of
+/// every tree, boosting stops `early_stop` trees after the lowest and keeps
+/// the trees up to it; the metrics stored are EVALUATE's over the held-out
+/// rows (measured in memory as the trees grew).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn early_stopping_keeps_the_trees_up_to_the_lowest_held_out_loss() {
+    let e = engine(false).await;
+    let ember = &e.ember;
+    let z: Vec<String> = (0..10).map(|i| format!("z{i}")).collect();
+    let z = z.join(", ");
+    for (kind, label, rounds) in [
+        ("boosted_tree_regressor", "y", Some(5)),
+        ("boosted_tree_classifier", "c", Some(5)),
+        ("random_forest_classifier", "c", None),
+    ] {
+        let name = format!("es_{kind}");
+        let early_stop = rounds.map_or(String::new(), |r| format!(", early_stop = {r}"));
+        // Deep trees at a high rate overfit soon: the held-out loss turns up.
+        ember
+            .sql(&format!(
+                "create model {name} options (model_type = '{kind}', label = '{label}', \
+                 data_split = 'random', eval_fraction = 0.2, num_trees = 200, max_depth = 8{early_stop}) \
+                 as select {z}, {label} from trees_train"
+            ))
+            .await
+            .unwrap();
+        let info = to_text(
+            &ember
+                .sql_one(&format!(
+                    "select iteration, eval_loss from training_info('{name}') order by iteration"
+                ))
+                .await
+                .unwrap(),
+        );
+        let losses: Vec<f64> = info.rows.iter().map(|r| r[1].parse().unwrap()).collect();
+        let model = model_json(e.store.path(), &name);
+        let kept = model["params"]["trees"].as_array().unwrap().len();
+        match rounds {
+            Some(rounds) => {
+                let (best, lowest) =
+                    losses
+                        .iter()
+                        .enumerate()
+                        .fold(
+                            (0, f64::INFINITY),
+                            |b, (i, l)| if *l < b.1 { (i + 1, *l) } else { b },
+                        );
+                assert!(losses.len() < 200, "{kind}: never stopped: {losses:?}");
+                assert_eq!(losses.len(), best + rounds, "{kind}: {losses:?}");
+                assert_eq!(
+                    kept, best,
+                    "{kind} keeps the trees up to the lowest ({lowest})"
+                );
+            }
+            None => assert_eq!((losses.len(), kept), (200, 200)),
+        }
+        let stored = &model["metrics"];
+        assert_eq!(model["metrics_on"], "evaluation split");
+        let evaluated = metrics(ember, &format!("evaluate model {name}")).await;
+        for (metric, value) in &evaluated {
+            let kept = stored[metric.as_str()].as_f64().unwrap();
+            assert!(
+                (kept - value).abs() <= 1e-9 * value.abs().max(1.0),
+                "{kind} held-out {metric}: stored {kept}, evaluated {value}"
+            );
+        }
+    }
+}
+
 /// Every tree type trained embedded and on 2 executors: the same model, bit
 /// for bit (rows are put in an order of their own before binning).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -390,6 +459,18 @@ async fn bad_tree_input_is_refused_and_nothing_is_written() {
                 "select x0, x1 as y from trees_small",
             ),
             "random_forest_classifier is binary, but label 'y' has more than two classes",
+        ),
+        (
+            create("regressor", ", early_stop = 5", small),
+            "early_stop needs data_split = 'random'",
+        ),
+        (
+            create(
+                "random_forest_regressor",
+                ", data_split = 'random', early_stop = 5",
+                small,
+            ),
+            "unknown option 'early_stop' for random_forest_regressor",
         ),
         (
             "export model nosuch to 'x.json'".to_string(),

@@ -41,6 +41,10 @@ pub struct Iteration {
     pub loss: f64,
     /// Seconds since training started.
     pub elapsed_seconds: f64,
+    /// The loss on the held-out rows after this iteration, where training
+    /// measures it (tree models with `data_split = 'random'`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub eval_loss: Option<f64>,
 }
 
 /// What one executor did in one piece of a training's distributed work.

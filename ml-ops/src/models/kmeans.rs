@@ -209,6 +209,7 @@ impl ModelKind for KMeans {
             training_info: info,
             converged,
             training_metrics: None,
+            evaluation_metrics: None,
         })
     }
 }

@@ -147,6 +147,7 @@ impl ModelKind for LinearRegression {
             training_info: info,
             converged: true,
             training_metrics: None,
+            evaluation_metrics: None,
         })
     }
 }

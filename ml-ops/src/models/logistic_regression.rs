@@ -203,6 +203,7 @@ impl ModelKind for LogisticRegression {
             training_info: info,
             converged,
             training_metrics: None,
+            evaluation_metrics: None,
         })
     }
 }

@@ -67,4 +67,7 @@ pub struct Fitted {
     /// when fitting left every row's prediction in memory (trees' margins):
     /// CREATE MODEL then reads and predicts the rows no second time.
     pub training_metrics: Option<Vec<Option<f64>>>,
+    /// The same over the held-out rows, when fitting left their predictions
+    /// in memory too.
+    pub evaluation_metrics: Option<Vec<Option<f64>>>,
 }

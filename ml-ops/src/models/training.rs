@@ -147,6 +147,9 @@ pub struct TrainingData {
     started: Instant,
     /// Where the state is kept after every iteration, if anywhere.
     checkpoint: Option<Checkpoint>,
+    /// The held-out rows (the columns of `plan`), for model types that
+    /// measure them while training.
+    evaluation: Option<LogicalPlan>,
     /// Iterations and seconds of an interrupted run this one goes on from.
     resumed: Mutex<Option<(usize, f64)>>,
     /// When a round whose job failed runs again.
@@ -176,6 +179,7 @@ impl TrainingData {
             rounds: Mutex::new(Vec::new()),
             started: Instant::now(),
             checkpoint: None,
+            evaluation: None,
             resumed: Mutex::new(None),
             retry: Retry::never(),
         }
@@ -208,6 +212,27 @@ impl TrainingData {
     pub fn with_kept_rows(mut self, rows: Arc<dyn ResidentRows>) -> Self {
         self.kept = Some(rows);
         self
+    }
+
+    /// The held-out rows, read by `plan` (the columns of the training rows).
+    pub fn with_evaluation(mut self, plan: LogicalPlan) -> Self {
+        self.evaluation = Some(plan);
+        self
+    }
+
+    /// The held-out rows, read once; `None` when none are held out.
+    pub async fn collect_evaluation(&self) -> Result<Option<Vec<RecordBatch>>> {
+        let Some(plan) = &self.evaluation else {
+            return Ok(None);
+        };
+        let batches = self
+            .retry
+            .collect("reading the held-out rows", || {
+                Ok(DataFrame::new(training_state(&self.ctx), plan.clone()))
+            })
+            .await?;
+        self.passes.fetch_add(1, Ordering::Relaxed);
+        Ok(Some(batches))
     }
 
     /// Keeps the training's state in `checkpoint` after every iteration, and
@@ -532,12 +557,26 @@ pub(crate) fn record(
     info: &mut Vec<super::Iteration>,
     loss: f64,
 ) {
+    record_with_eval(data, progress, model_type, max, info, loss, None);
+}
+
+/// [`record`], with the loss on the held-out rows when training measures it.
+pub(crate) fn record_with_eval(
+    data: &TrainingData,
+    progress: &dyn Progress,
+    model_type: &str,
+    max: usize,
+    info: &mut Vec<super::Iteration>,
+    loss: f64,
+    eval_loss: Option<f64>,
+) {
     let iteration = info.len() + 1;
     data.iterations.store(iteration, Ordering::Relaxed);
     info.push(super::Iteration {
         iteration,
         loss,
         elapsed_seconds: data.elapsed_seconds(),
+        eval_loss,
     });
     progress.iteration(model_type, iteration, max, loss);
 }

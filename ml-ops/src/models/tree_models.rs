@@ -12,7 +12,7 @@ use datafusion::arrow::datatypes::DataType;
 use datafusion::common::{Result, plan_err};
 
 use super::options::GivenOptions;
-use super::training::record;
+use super::training::record_with_eval;
 use super::trees::{self, Combine, Objective};
 use super::{
     BoundModel, Fitted, Importance, LabelKind, MetricsFamily, Model, ModelKind, ModelOptions,
@@ -93,6 +93,23 @@ impl TreeModel {
         match self.ensemble {
             Ensemble::Boosted => z > 0.0,
             Ensemble::Forest => z > 0.5,
+        }
+    }
+
+    /// The metrics of rows with `margins` and `labels`, as `predict` and
+    /// `predict_proba` decide for them.
+    fn metrics_of(&self, margins: &[f64], labels: &[f64]) -> Vec<Option<f64>> {
+        match self.task {
+            Task::Regression => metrics::regression(margins, labels),
+            Task::Classification => {
+                let classes: Vec<f64> = margins
+                    .iter()
+                    .map(|z| f64::from(u8::from(self.class_one(*z))))
+                    .collect();
+                let probabilities: Vec<f64> =
+                    margins.iter().map(|z| self.probability(*z)).collect();
+                metrics::classification(&classes, &probabilities, labels)
+            }
         }
     }
 
@@ -256,27 +273,35 @@ impl ModelKind for TreeModel {
                 self.name
             );
         }
+        let held_out = trees::held_out_rows(data, &rows.binned.cuts, options).await?;
         let params = trees::boost_params(options, self.bynode_default(rows.binned.width))?;
         let mut info = Vec::new();
-        let tree_done = |_, loss| record(data, progress, self.name, params.trees, &mut info, loss);
+        let tree_done = |_, loss, held_out_loss| {
+            record_with_eval(
+                data,
+                progress,
+                self.name,
+                params.trees,
+                &mut info,
+                loss,
+                held_out_loss,
+            )
+        };
         let grown = match self.ensemble {
-            Ensemble::Boosted => trees::boost(&rows, self.objective(), &params, tree_done),
-            Ensemble::Forest => trees::forest(&rows, &params, tree_done),
+            Ensemble::Boosted => trees::boost(
+                &rows,
+                held_out.as_ref(),
+                self.objective(),
+                &params,
+                tree_done,
+            ),
+            Ensemble::Forest => trees::forest(&rows, held_out.as_ref(), &params, tree_done),
         };
-        let training_metrics = match self.task {
-            Task::Regression => metrics::regression(&grown.margins, &rows.labels),
-            Task::Classification => {
-                // As `predict` and `predict_proba` decide.
-                let classes: Vec<f64> = grown
-                    .margins
-                    .iter()
-                    .map(|z| f64::from(u8::from(self.class_one(*z))))
-                    .collect();
-                let probabilities: Vec<f64> =
-                    grown.margins.iter().map(|z| self.probability(*z)).collect();
-                metrics::classification(&classes, &probabilities, &rows.labels)
-            }
-        };
+        let training_metrics = self.metrics_of(&grown.margins, &rows.labels);
+        let evaluation_metrics = held_out
+            .as_ref()
+            .zip(grown.held_out_margins.as_ref())
+            .map(|(h, margins)| self.metrics_of(margins, &h.labels));
         Ok(Fitted {
             params: ModelParams::Trees {
                 objective: self.objective(),
@@ -286,6 +311,7 @@ impl ModelKind for TreeModel {
             training_info: info,
             converged: true,
             training_metrics: Some(training_metrics),
+            evaluation_metrics,
         })
     }
 }

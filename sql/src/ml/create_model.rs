@@ -41,6 +41,9 @@ struct Prepared {
     label_type: Option<String>,
     /// label (when supervised) and features of the training rows.
     plan: LogicalPlan,
+    /// The same of the held-out rows, for types that read their rows once
+    /// (they measure the held-out rows as they train).
+    evaluation: Option<LogicalPlan>,
     /// What the user should know before training starts.
     notes: Vec<String>,
 }
@@ -138,6 +141,16 @@ async fn prepare(ml: &MlContext, create: &CreateModel) -> Result<Prepared> {
         select.join(", ")
     );
     let plan = state.create_logical_plan(&features_sql).await?;
+    let evaluation = if options.data_split == DataSplit::Random && !options.model_type.iterative() {
+        let held_out = rows_sql(&query, &query_columns, &options, Rows::Evaluation);
+        let sql = format!(
+            "SELECT {} FROM ({held_out}) AS __ember_rows",
+            select.join(", ")
+        );
+        Some(state.create_logical_plan(&sql).await?)
+    } else {
+        None
+    };
     let names: Vec<String> = if transform.is_empty() {
         inputs.iter().map(|i| i.name.clone()).collect()
     } else {
@@ -155,6 +168,7 @@ async fn prepare(ml: &MlContext, create: &CreateModel) -> Result<Prepared> {
         classes,
         label_type,
         plan,
+        evaluation,
         notes,
     })
 }
@@ -222,6 +236,9 @@ pub async fn create_model(ml: &MlContext, create: &CreateModel) -> Result<MlOutp
     .with_device(device, cached)
     .with_batch_rows(batch_rows)
     .with_retry(ml.retry.clone());
+    if let Some(evaluation) = &prepared.evaluation {
+        data = data.with_evaluation(evaluation.clone());
+    }
     let checkpoint = if iterative {
         let transform: Vec<&str> = prepared.transform.iter().map(|t| t.sql.as_str()).collect();
         let key = training_key(
@@ -261,6 +278,7 @@ pub async fn create_model(ml: &MlContext, create: &CreateModel) -> Result<MlOutp
         }
     };
     let training_metrics = fitted.training_metrics;
+    let evaluation_metrics = fitted.evaluation_metrics;
     let created_at = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
@@ -295,6 +313,18 @@ pub async fn create_model(ml: &MlContext, create: &CreateModel) -> Result<MlOutp
     };
     model.check()?;
     let (metrics, on) = match options.data_split {
+        // Fitting left every held-out row's prediction in memory.
+        DataSplit::Random if let Some(values) = evaluation_metrics => (
+            options
+                .model_type
+                .metrics()
+                .names()
+                .iter()
+                .copied()
+                .zip(values)
+                .collect(),
+            "evaluation split",
+        ),
         DataSplit::Random => {
             let rows = rows_sql(
                 &model.query,

@@ -1,4 +1,5 @@
-//! `training_info('model')`: a table of the model's iterations and losses;
+//! `training_info('model')`: a table of the model's iterations and losses
+//! (`eval_loss`: on the held-out rows, where training measured it, else NULL);
 //! `training_rounds('model')`: what each executor did in each round.
 
 use std::sync::Arc;
@@ -64,12 +65,19 @@ impl TableFunctionImpl for TrainingInfoFunc {
         let rows: Vec<Vec<Expr>> = model
             .training_info
             .iter()
-            .map(|i| vec![lit(i.iteration as i64), lit(i.loss), lit(i.elapsed_seconds)])
+            .map(|i| {
+                vec![
+                    lit(i.iteration as i64),
+                    lit(i.loss),
+                    lit(i.elapsed_seconds),
+                    lit(ScalarValue::Float64(i.eval_loss)),
+                ]
+            })
             .collect();
         if rows.is_empty() {
             return plan_err!("model '{}' has no training iterations recorded", model.name);
         }
-        values_table(&["iteration", "loss", "elapsed_seconds"], rows)
+        values_table(&["iteration", "loss", "elapsed_seconds", "eval_loss"], rows)
     }
 }
 

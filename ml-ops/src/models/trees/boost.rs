@@ -4,7 +4,7 @@
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use super::grow::{Binned, GrowParams, grow};
+use super::grow::{Binned, GrowParams, add_tree, grow};
 use super::sampling::{sample_features, sample_rows, tree_seed};
 use super::tree::Tree;
 use crate::kernels::histogram::GradPair;
@@ -99,6 +99,8 @@ pub struct BoostParams {
     /// Fraction of features each tree may split on (1: all).
     pub colsample_bytree: f64,
     pub seed: u64,
+    /// Stop after this many trees without a lower held-out loss.
+    pub early_stop: Option<usize>,
 }
 
 /// Rows binned for training, with their labels and a key per row that
@@ -109,26 +111,65 @@ pub struct Rows {
     pub keys: Vec<u64>,
 }
 
-/// Boosted trees, and the margin they give each training row.
+/// Rows held out of training, binned with the training rows' cuts.
+pub struct HeldOut {
+    pub binned: Binned,
+    pub labels: Vec<f64>,
+}
+
+/// Trees, and the margin they give each training row (and held-out row).
 pub struct Boosted {
     pub base: f64,
     pub trees: Vec<Tree>,
     pub margins: Vec<f64>,
+    pub held_out_margins: Option<Vec<f64>>,
+}
+
+/// The loss on held-out rows as trees are added, and the count of trees
+/// with the lowest.
+struct Watch<'a> {
+    rows: &'a HeldOut,
+    margins: Vec<f64>,
+    best: (usize, f64),
+}
+
+impl<'a> Watch<'a> {
+    fn new(rows: &'a HeldOut, base: f64) -> Self {
+        Self {
+            rows,
+            margins: vec![base; rows.labels.len()],
+            best: (0, f64::INFINITY),
+        }
+    }
+
+    /// Adds `tree` (times `scale`) and returns the held-out loss.
+    fn add(&mut self, tree: &Tree, scale: f64, objective: Objective, trees: usize) -> f64 {
+        add_tree(tree, &self.rows.binned, &mut self.margins, scale);
+        let loss = objective.loss(&self.margins, &self.rows.labels);
+        if loss < self.best.1 {
+            self.best = (trees, loss);
+        }
+        loss
+    }
 }
 
 /// Boosts `params.trees` trees on `rows`; `round_done` hears each round's
-/// training loss.
+/// training loss and, with `held_out` rows, their loss. With
+/// `params.early_stop`, boosting stops that many trees after the lowest
+/// held-out loss and keeps the trees up to it.
 pub fn boost(
     rows: &Rows,
+    held_out: Option<&HeldOut>,
     objective: Objective,
     params: &BoostParams,
-    mut round_done: impl FnMut(usize, f64),
+    mut round_done: impl FnMut(usize, f64, Option<f64>),
 ) -> Boosted {
     let n = rows.labels.len();
     let base = objective.base_margin(&rows.labels);
     let mut margins = vec![base; n];
     let mut gradients = vec![[0.0, 0.0]; n];
     let mut trees = Vec::with_capacity(params.trees);
+    let mut watch = held_out.map(|h| Watch::new(h, base));
     for round in 0..params.trees {
         objective.gradients(&margins, &rows.labels, &mut gradients);
         let seed = tree_seed(params.seed, round);
@@ -142,11 +183,34 @@ pub fn boost(
         let grown = grow(&rows.binned, &gradients, sampled, &allowed, &grow_params);
         grown.add_to(&rows.binned, &mut margins);
         trees.push(grown.tree);
-        round_done(round + 1, objective.loss(&margins, &rows.labels));
+        let held_out_loss = watch
+            .as_mut()
+            .map(|w| w.add(&trees[round], 1.0, objective, round + 1));
+        round_done(
+            round + 1,
+            objective.loss(&margins, &rows.labels),
+            held_out_loss,
+        );
+        if let (Some(rounds), Some(w)) = (params.early_stop, &watch)
+            && round + 1 >= w.best.0 + rounds
+        {
+            break;
+        }
+    }
+    if params.early_stop.is_some()
+        && let Some(w) = &mut watch
+    {
+        // Keep the trees up to the lowest held-out loss; take the others'
+        // values back out of the margins.
+        for tree in trees.drain(w.best.0..) {
+            add_tree(&tree, &rows.binned, &mut margins, -1.0);
+            add_tree(&tree, &w.rows.binned, &mut w.margins, -1.0);
+        }
     }
     Boosted {
         base,
         trees,
         margins,
+        held_out_margins: watch.map(|w| w.margins),
     }
 }

@@ -12,13 +12,18 @@
 
 use rayon::prelude::*;
 
-use super::boost::{BLOCK_ROWS, BoostParams, Boosted, Objective, Rows};
-use super::grow::{GrowParams, grow};
+use super::boost::{BLOCK_ROWS, BoostParams, Boosted, HeldOut, Objective, Rows};
+use super::grow::{GrowParams, add_tree, grow};
 use super::sampling::{bootstrap, tree_seed};
 
 /// Grows `params.trees` trees on `rows`; `tree_done` hears the training loss
-/// of the forest of the trees so far.
-pub fn forest(rows: &Rows, params: &BoostParams, mut tree_done: impl FnMut(usize, f64)) -> Boosted {
+/// of the forest of the trees so far, and its loss on the `held_out` rows.
+pub fn forest(
+    rows: &Rows,
+    held_out: Option<&HeldOut>,
+    params: &BoostParams,
+    mut tree_done: impl FnMut(usize, f64, Option<f64>),
+) -> Boosted {
     let objective = Objective::SquaredError;
     let base = objective.base_margin(&rows.labels);
     let unit_pairs: Vec<_> = rows.labels.par_iter().map(|y| [base - y, 1.0]).collect();
@@ -29,6 +34,8 @@ pub fn forest(rows: &Rows, params: &BoostParams, mut tree_done: impl FnMut(usize
     let mut sums = vec![0.0; rows.labels.len()];
     let mut margins = vec![base; rows.labels.len()];
     let mut trees = Vec::with_capacity(params.trees);
+    let mut held_out_sums = held_out.map(|h| vec![0.0; h.labels.len()]);
+    let mut held_out_margins = held_out.map(|h| vec![base; h.labels.len()]);
     for index in 0..params.trees {
         let seed = tree_seed(params.seed, index);
         let (sample, gradients) = bootstrap(&rows.keys, &unit_pairs, params.subsample, seed);
@@ -39,22 +46,40 @@ pub fn forest(rows: &Rows, params: &BoostParams, mut tree_done: impl FnMut(usize
         };
         let grown = grow(&rows.binned, &gradients, sample, &every, &grow_params);
         grown.add_to(&rows.binned, &mut sums);
-        trees.push(grown.tree);
         // The forest of the trees so far: their mean, not their sum's share.
-        let scale = params.trees as f64 / trees.len() as f64;
-        margins
-            .par_chunks_mut(BLOCK_ROWS)
-            .zip(sums.par_chunks(BLOCK_ROWS))
-            .for_each(|(m, s)| {
-                for (m, s) in m.iter_mut().zip(s) {
-                    *m = base + scale * s;
-                }
-            });
-        tree_done(trees.len(), objective.loss(&margins, &rows.labels));
+        let scale = params.trees as f64 / (trees.len() + 1) as f64;
+        average(&mut margins, &sums, base, scale);
+        let held_out_loss = match (held_out, &mut held_out_sums, &mut held_out_margins) {
+            (Some(h), Some(sums), Some(margins)) => {
+                add_tree(&grown.tree, &h.binned, sums, 1.0);
+                average(margins, sums, base, scale);
+                Some(objective.loss(margins, &h.labels))
+            }
+            _ => None,
+        };
+        trees.push(grown.tree);
+        tree_done(
+            trees.len(),
+            objective.loss(&margins, &rows.labels),
+            held_out_loss,
+        );
     }
     Boosted {
         base,
         trees,
         margins,
+        held_out_margins,
     }
+}
+
+/// `margins` = `base` + `scale` × `sums`, on every core.
+fn average(margins: &mut [f64], sums: &[f64], base: f64, scale: f64) {
+    margins
+        .par_chunks_mut(BLOCK_ROWS)
+        .zip(sums.par_chunks(BLOCK_ROWS))
+        .for_each(|(m, s)| {
+            for (m, s) in m.iter_mut().zip(s) {
+                *m = base + scale * s;
+            }
+        });
 }

@@ -176,16 +176,22 @@ impl Grown {
             }
             return;
         }
-        margins
-            .par_chunks_mut(BLOCK_ROWS)
-            .enumerate()
-            .for_each(|(block, margins)| {
-                for (i, m) in margins.iter_mut().enumerate() {
-                    let r = block * BLOCK_ROWS + i;
-                    *m += self.tree.predict_codes(binned.row(r), &binned.missing);
-                }
-            });
+        add_tree(&self.tree, binned, margins, 1.0);
     }
+}
+
+/// Adds `scale` times `tree`'s value for each row of `binned` to its margin,
+/// applying the tree to the row's codes (on every core).
+pub fn add_tree(tree: &Tree, binned: &Binned, margins: &mut [f64], scale: f64) {
+    margins
+        .par_chunks_mut(BLOCK_ROWS)
+        .enumerate()
+        .for_each(|(block, margins)| {
+            for (i, m) in margins.iter_mut().enumerate() {
+                let r = block * BLOCK_ROWS + i;
+                *m += scale * tree.predict_codes(binned.row(r), &binned.missing);
+            }
+        });
 }
 
 /// Grows a tree over `rows` of `binned` (the sampled ones) with their

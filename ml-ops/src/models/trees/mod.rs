@@ -19,7 +19,7 @@ use datafusion::arrow::array::RecordBatch;
 use datafusion::common::{Result, exec_err, plan_err};
 use rayon::prelude::*;
 
-pub use boost::{BoostParams, Boosted, Objective, Rows, boost};
+pub use boost::{BoostParams, Boosted, HeldOut, Objective, Rows, boost};
 pub use cuts::Cuts;
 pub use forest::forest;
 pub use grow::{Binned, GrowParams};
@@ -48,44 +48,12 @@ pub async fn binned_rows(data: &TrainingData, options: &ModelOptions) -> Result<
         return exec_err!("tree options missing");
     };
     let batches = data.collect().await?;
-    let label = data.label_name().unwrap_or("label");
-    let names = data.feature_names();
-    let mut labels = Vec::new();
-    let mut columns: Vec<Vec<f64>> = vec![Vec::new(); data.width()];
-    let mut hashes = Vec::new();
-    for batch in batches.iter().filter(|b| b.num_rows() > 0) {
-        labels.extend(label_values(batch, label)?);
-        let arrays: Vec<_> = names
-            .iter()
-            .map(|n| batch.column_by_name(n).cloned())
-            .collect::<Option<_>>()
-            .ok_or_else(|| {
-                datafusion::error::DataFusionError::Internal("a feature column is missing".into())
-            })?;
-        let features = FeatureColumns::new(&arrays, &names)?;
-        for (column, values) in columns.iter_mut().zip(features.values_with_nulls()) {
-            column.extend(values);
-        }
-        let mut hashed = arrays;
-        hashed.extend(batch.column_by_name(label).cloned());
-        hashes.extend(row_hashes(options.seed, &hashed)?);
-    }
+    let (labels, columns, hashes) = ordered_rows(data, &batches, options.seed)?;
     let n = labels.len();
     if n == 0 {
         return plan_err!("no training rows");
     }
     data.note_rows(n as f64);
-    // The rows in the order of their hashes (of every value, the label's
-    // too), not of their arrival: every sum then adds the same numbers in
-    // the same order, and the trees are the same bit for bit however the rows
-    // were partitioned. Rows with equal hashes are equal rows (but for a
-    // 53-bit collision), so their order changes nothing.
-    let mut order: Vec<usize> = (0..n).collect();
-    order.par_sort_unstable_by(|&a, &b| hashes[a].total_cmp(&hashes[b]));
-    let reorder = |values: &[f64]| -> Vec<f64> { order.iter().map(|&r| values[r]).collect() };
-    let labels = reorder(&labels);
-    let hashes = reorder(&hashes);
-    let columns: Vec<Vec<f64>> = columns.par_iter().map(|c| reorder(c)).collect();
     let fraction = CUT_SAMPLE_ROWS as f64 / n as f64;
     let cut = |column: &Vec<f64>| {
         let sample: Vec<f64> = column
@@ -108,6 +76,65 @@ pub async fn binned_rows(data: &TrainingData, options: &ModelOptions) -> Result<
         labels,
         keys,
     })
+}
+
+/// The held-out rows of `data`, binned with `cuts` (the training rows'), when
+/// rows are held out.
+pub async fn held_out_rows(
+    data: &TrainingData,
+    cuts: &[Cuts],
+    options: &ModelOptions,
+) -> Result<Option<HeldOut>> {
+    let Some(batches) = data.collect_evaluation().await? else {
+        return Ok(None);
+    };
+    let (labels, columns, _) = ordered_rows(data, &batches, options.seed)?;
+    if labels.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(HeldOut {
+        binned: Binned::new(&columns, cuts.to_vec()),
+        labels,
+    }))
+}
+
+/// Labels, feature columns and row hashes.
+type OrderedRows = (Vec<f64>, Vec<Vec<f64>>, Vec<f64>);
+
+/// The labels, feature columns (NaN for NULL) and row hashes of `batches`,
+/// rows in the order of their hashes (of every value, the label's too), not
+/// of their arrival: every sum then adds the same numbers in the same order,
+/// and the trees are the same bit for bit however the rows were partitioned.
+/// Rows with equal hashes are equal rows (but for a 53-bit collision), so
+/// their order changes nothing.
+fn ordered_rows(data: &TrainingData, batches: &[RecordBatch], seed: u64) -> Result<OrderedRows> {
+    let label = data.label_name().unwrap_or("label");
+    let names = data.feature_names();
+    let mut labels = Vec::new();
+    let mut columns: Vec<Vec<f64>> = vec![Vec::new(); data.width()];
+    let mut hashes = Vec::new();
+    for batch in batches.iter().filter(|b| b.num_rows() > 0) {
+        labels.extend(label_values(batch, label)?);
+        let arrays: Vec<_> = names
+            .iter()
+            .map(|n| batch.column_by_name(n).cloned())
+            .collect::<Option<_>>()
+            .ok_or_else(|| {
+                datafusion::error::DataFusionError::Internal("a feature column is missing".into())
+            })?;
+        let features = FeatureColumns::new(&arrays, &names)?;
+        for (column, values) in columns.iter_mut().zip(features.values_with_nulls()) {
+            column.extend(values);
+        }
+        let mut hashed = arrays;
+        hashed.extend(batch.column_by_name(label).cloned());
+        hashes.extend(row_hashes(seed, &hashed)?);
+    }
+    let mut order: Vec<usize> = (0..labels.len()).collect();
+    order.par_sort_unstable_by(|&a, &b| hashes[a].total_cmp(&hashes[b]));
+    let reorder = |values: &[f64]| -> Vec<f64> { order.iter().map(|&r| values[r]).collect() };
+    let columns = columns.par_iter().map(|c| reorder(c)).collect();
+    Ok((reorder(&labels), columns, reorder(&hashes)))
 }
 
 /// The label of each row of `batch`, as numbers.
@@ -280,8 +307,15 @@ mod tests {
                 subsample,
                 colsample_bytree: 1.0,
                 seed: 7,
+                early_stop: None,
             };
-            let boosted = boost(&training, Objective::SquaredError, &params, |_, _| {});
+            let boosted = boost(
+                &training,
+                None,
+                Objective::SquaredError,
+                &params,
+                |_, _, _| {},
+            );
             let arrays: Vec<ArrayRef> = columns
                 .iter()
                 .map(|c| {

@@ -5,8 +5,8 @@ use serde::{Deserialize, Serialize};
 
 use super::boost::BoostParams;
 use super::grow::GrowParams;
-use crate::models::ModelOptions;
 use crate::models::options::GivenOptions;
+use crate::models::{DataSplit, ModelOptions};
 
 /// The options of tree models, with defaults filled in.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -24,6 +24,10 @@ pub struct TreeOptions {
     /// classifier and a third for a regressor (Spark's `auto`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub colsample_bynode: Option<f64>,
+    /// Boosting stops after this many trees without a lower loss on the
+    /// held-out rows, and keeps the trees up to the lowest.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub early_stop: Option<usize>,
 }
 
 /// Options the boosted tree types take beyond the common ones.
@@ -38,6 +42,7 @@ pub const BOOSTED_OPTIONS: &[&str] = &[
     "subsample",
     "colsample_bytree",
     "colsample_bynode",
+    "early_stop",
 ];
 
 /// Options the random forest types take beyond the common ones.
@@ -62,7 +67,17 @@ pub fn parse_boosted(given: &GivenOptions, options: &mut ModelOptions) -> Result
     if !(learning_rate > 0.0 && learning_rate.is_finite()) {
         return plan_err!("learning_rate must be a number > 0, not {learning_rate}");
     }
-    parse_trees(given, options, 6, 1.0, learning_rate)
+    parse_trees(given, options, 6, 1.0, learning_rate)?;
+    let early_stop = given.integer("early_stop", 1, 100_000)?.map(|n| n as usize);
+    if early_stop.is_some() && options.data_split != DataSplit::Random {
+        return plan_err!(
+            "early_stop needs data_split = 'random': it counts trees without a lower loss on the held-out rows"
+        );
+    }
+    if let Some(trees) = &mut options.trees {
+        trees.early_stop = early_stop;
+    }
+    Ok(())
 }
 
 /// Reads the random forest options into `options`.
@@ -117,6 +132,7 @@ fn parse_trees(
         subsample: fraction("subsample")?.unwrap_or(1.0),
         colsample_bytree: fraction("colsample_bytree")?.unwrap_or(1.0),
         colsample_bynode: fraction("colsample_bynode")?,
+        early_stop: None,
     });
     Ok(())
 }
@@ -141,5 +157,6 @@ pub fn boost_params(options: &ModelOptions, bynode_default: f64) -> Result<Boost
         subsample: trees.subsample,
         colsample_bytree: trees.colsample_bytree,
         seed: options.seed,
+        early_stop: trees.early_stop,
     })
 }
