@@ -65,6 +65,42 @@ impl Objective {
         sums.iter().sum::<f64>() / n
     }
 
+    /// [`Self::gradients`] at `margins`, returning [`Self::loss`] there: one
+    /// pass, one exponential a row.
+    fn gradients_and_loss(self, margins: &[f64], labels: &[f64], out: &mut [GradPair]) -> f64 {
+        let n = labels.len().max(1) as f64;
+        let sums: Vec<f64> = out
+            .par_chunks_mut(BLOCK_ROWS)
+            .zip(margins.par_chunks(BLOCK_ROWS))
+            .zip(labels.par_chunks(BLOCK_ROWS))
+            .map(|((out, margins), labels)| {
+                let mut total = 0.0;
+                for ((out, &m), &y) in out.iter_mut().zip(margins).zip(labels) {
+                    total += match self {
+                        Objective::SquaredError => {
+                            *out = [m - y, 1.0];
+                            (m - y) * (m - y)
+                        }
+                        Objective::Logistic => {
+                            // As `sigmoid` and `total_loss`, sharing e^-|m|.
+                            let (p, softplus) = if m >= 0.0 {
+                                let e = (-m).exp();
+                                (1.0 / (1.0 + e), m + e.ln_1p())
+                            } else {
+                                let e = m.exp();
+                                (e / (1.0 + e), e.ln_1p())
+                            };
+                            *out = [p - y, (p * (1.0 - p)).max(1e-16)];
+                            softplus - y * m
+                        }
+                    };
+                }
+                total
+            })
+            .collect();
+        sums.iter().sum::<f64>() / n
+    }
+
     fn total_loss(self, margins: &[f64], labels: &[f64]) -> f64 {
         margins
             .iter()
@@ -170,8 +206,8 @@ pub fn boost(
     let mut gradients = vec![[0.0, 0.0]; n];
     let mut trees = Vec::with_capacity(params.trees);
     let mut watch = held_out.map(|h| Watch::new(h, base));
+    objective.gradients(&margins, &rows.labels, &mut gradients);
     for round in 0..params.trees {
-        objective.gradients(&margins, &rows.labels, &mut gradients);
         let seed = tree_seed(params.seed, round);
         let sampled = sample_rows(&rows.keys, params.subsample, seed);
         let every = vec![true; rows.binned.width];
@@ -186,11 +222,10 @@ pub fn boost(
         let held_out_loss = watch
             .as_mut()
             .map(|w| w.add(&trees[round], 1.0, objective, round + 1));
-        round_done(
-            round + 1,
-            objective.loss(&margins, &rows.labels),
-            held_out_loss,
-        );
+        // The next tree's gradients (the last tree's go unused) and this
+        // one's loss, in one pass.
+        let loss = objective.gradients_and_loss(&margins, &rows.labels, &mut gradients);
+        round_done(round + 1, loss, held_out_loss);
         if let (Some(rounds), Some(w)) = (params.early_stop, &watch)
             && round + 1 >= w.best.0 + rounds
         {

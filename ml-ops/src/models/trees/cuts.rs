@@ -21,7 +21,13 @@ impl Cuts {
     /// Cuts for `sample` (any order; NaN ignored) into at most `bins` bins.
     pub fn from_sample(mut sample: Vec<f64>, bins: usize) -> Self {
         sample.retain(|v| !v.is_nan());
-        sample.sort_unstable_by(f64::total_cmp);
+        // As integers in f64's total order: a plain integer sort is faster
+        // than one through a comparison function.
+        let mut keys: Vec<i64> = sample.iter().map(|v| total_order(*v)).collect();
+        keys.sort_unstable();
+        for (v, k) in sample.iter_mut().zip(&keys) {
+            *v = from_total_order(*k);
+        }
         let (Some(&first), Some(&last)) = (sample.first(), sample.last()) else {
             // No values: one bin that holds anything.
             return Self {
@@ -59,12 +65,54 @@ impl Cuts {
     /// The code of `value`: its bin, or [`Self::bins`] for NULL/NaN. Values
     /// above the last cut fall in the last bin, below the first in bin 0.
     pub fn code(&self, value: f64) -> u8 {
-        if value.is_nan() {
-            return self.bins() as u8;
-        }
-        let bin = self.values.partition_point(|c| *c <= value);
-        bin.min(self.bins() - 1) as u8
+        self.coder().code(value)
     }
+
+    /// A coder for many values: the cuts padded to a fixed length, searched
+    /// without branches (binning every row is the first cost of training).
+    pub fn coder(&self) -> Coder {
+        let mut padded = [f64::INFINITY; CODER_SLOTS];
+        padded[..self.values.len()].copy_from_slice(&self.values);
+        Coder {
+            padded,
+            bins: self.bins(),
+        }
+    }
+}
+
+/// Cuts a [`Coder`] holds: at most 255 bins of values.
+const CODER_SLOTS: usize = 255;
+
+/// [`Cuts::code`] for many values.
+pub struct Coder {
+    padded: [f64; CODER_SLOTS],
+    bins: usize,
+}
+
+impl Coder {
+    pub fn code(&self, value: f64) -> u8 {
+        if value.is_nan() {
+            return self.bins as u8;
+        }
+        // How many cuts are <= value: steps of 128, 64, ..., 1 (255 in all).
+        let mut at = 0;
+        let mut step = 128;
+        while step > 0 {
+            at += usize::from(self.padded[at + step - 1] <= value) * step;
+            step /= 2;
+        }
+        at.min(self.bins - 1) as u8
+    }
+}
+
+/// `v`'s bits as an integer ordered as `f64::total_cmp` orders values.
+fn total_order(v: f64) -> i64 {
+    let bits = v.to_bits() as i64;
+    bits ^ (((bits >> 63) as u64) >> 1) as i64
+}
+
+fn from_total_order(key: i64) -> f64 {
+    f64::from_bits((key ^ (((key >> 63) as u64) >> 1) as i64) as u64)
 }
 
 #[cfg(test)]
@@ -79,6 +127,37 @@ mod tests {
             [1.0, 2.0, 3.0, 0.0, 9.0, f64::NAN].map(|v| cuts.code(v)),
             [0, 1, 2, 0, 2, 3]
         );
+    }
+
+    #[test]
+    fn the_coder_codes_as_a_search_of_the_cuts() {
+        let sample: Vec<f64> = (0..5000)
+            .map(|i| ((i * 7919) % 3001) as f64 - 1500.5)
+            .collect();
+        for bins in [1, 2, 3, 17, 255] {
+            let cuts = Cuts::from_sample(sample.clone(), bins);
+            let coder = cuts.coder();
+            for v in sample.iter().copied().chain([
+                f64::NEG_INFINITY,
+                f64::INFINITY,
+                f64::NAN,
+                -0.0,
+                1e300,
+            ]) {
+                let searched = if v.is_nan() {
+                    cuts.bins()
+                } else {
+                    cuts.values
+                        .partition_point(|c| *c <= v)
+                        .min(cuts.bins() - 1)
+                };
+                assert_eq!(usize::from(coder.code(v)), searched, "{v} in {bins} bins");
+            }
+        }
+        for v in [-2.5, -0.0, 0.0, 1e-300, 7.0, f64::MAX] {
+            assert_eq!(from_total_order(total_order(v)).to_bits(), v.to_bits());
+        }
+        assert!(total_order(-1.0) < total_order(-0.5) && total_order(-0.0) < total_order(0.0));
     }
 
     #[test]

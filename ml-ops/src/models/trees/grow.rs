@@ -22,7 +22,7 @@ const MIN_GAIN: f64 = 1e-6;
 
 /// Rows in one block of histogram or partition work. Fixed, not a share of
 /// the cores: a histogram's blocks are added in the same order on any machine.
-const BLOCK_ROWS: usize = 16 * 1024;
+const BLOCK_ROWS: usize = 64 * 1024;
 
 /// Training rows binned once: `width` codes per row, row-major.
 #[derive(Debug, Clone)]
@@ -49,12 +49,13 @@ impl Binned {
         let width = columns.len();
         let rows = columns.first().map_or(0, Vec::len);
         let mut codes = vec![0u8; rows * width];
+        let coders: Vec<_> = cuts.iter().map(Cuts::coder).collect();
         codes
             .par_chunks_mut(BLOCK_ROWS * width.max(1))
             .enumerate()
             .for_each(|(block, codes)| {
                 let first = block * BLOCK_ROWS;
-                for (f, (column, cut)) in columns.iter().zip(&cuts).enumerate() {
+                for (f, (column, cut)) in columns.iter().zip(&coders).enumerate() {
                     for (i, v) in column[first..first + codes.len() / width]
                         .iter()
                         .enumerate()
