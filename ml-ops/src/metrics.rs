@@ -14,6 +14,12 @@ pub fn regression(predictions: &[f64], labels: &[f64]) -> Vec<Option<f64>> {
     }
     let mean = labels.iter().sum::<f64>() / n;
     let total: f64 = labels.iter().map(|y| (y - mean) * (y - mean)).sum();
+    regression_of_sums(n, sse, sae, total)
+}
+
+/// `rmse`, `mae` and `r2` from their sums over `n` rows: squared and absolute
+/// errors, and the labels' squared deviations from their mean.
+pub fn regression_of_sums(n: f64, sse: f64, sae: f64, total: f64) -> Vec<Option<f64>> {
     // scikit-learn: a constant target scores 1 when fitted exactly, else 0.
     let r2 = if total == 0.0 {
         if sse == 0.0 { 1.0 } else { 0.0 }
@@ -39,14 +45,42 @@ pub fn classification(classes: &[f64], probabilities: &[f64], labels: &[f64]) ->
         let q = p.clamp(f64::EPSILON, 1.0 - f64::EPSILON);
         log_loss -= y * q.ln() + (1.0 - y) * (1.0 - q).ln();
     }
+    let counts = ClassCounts {
+        rows: n,
+        correct,
+        true_positive: tp,
+        predicted,
+        positive,
+    };
+    classification_of_sums(&counts, log_loss, roc_auc(probabilities, labels))
+}
+
+/// What a binary classifier got right over some rows.
+pub struct ClassCounts {
+    pub rows: f64,
+    pub correct: f64,
+    pub true_positive: f64,
+    /// Rows predicted class 1.
+    pub predicted: f64,
+    /// Rows whose label is class 1.
+    pub positive: f64,
+}
+
+/// The classification metrics from `counts`, the summed log-loss and the AUC.
+pub fn classification_of_sums(
+    counts: &ClassCounts,
+    log_loss: f64,
+    roc_auc: Option<f64>,
+) -> Vec<Option<f64>> {
     let ratio = |num: f64, den: f64| if den == 0.0 { 0.0 } else { num / den };
+    let c = counts;
     vec![
-        Some(correct / n),
-        Some(ratio(tp, predicted)),
-        Some(ratio(tp, positive)),
-        Some(ratio(2.0 * tp, predicted + positive)),
-        Some(log_loss / n),
-        roc_auc(probabilities, labels),
+        Some(c.correct / c.rows),
+        Some(ratio(c.true_positive, c.predicted)),
+        Some(ratio(c.true_positive, c.positive)),
+        Some(ratio(2.0 * c.true_positive, c.predicted + c.positive)),
+        Some(log_loss / c.rows),
+        roc_auc,
     ]
 }
 

@@ -87,6 +87,26 @@ fn assert_same_importance(kind: &str, ours: &TextTable, xgb: &Value) {
     }
 }
 
+/// The metrics CREATE MODEL stored for `name` (from the predictions it held
+/// in memory) against EVALUATE's over the same rows (`evaluate`).
+async fn assert_stored_metrics_are_evaluates(
+    ember: &EmberContext,
+    store: &Path,
+    name: &str,
+    evaluate: &str,
+) {
+    let stored = &model_json(store, name)["metrics"];
+    let evaluated = metrics(ember, evaluate).await;
+    assert!(!evaluated.is_empty());
+    for (metric, value) in &evaluated {
+        let kept = stored[metric.as_str()].as_f64().unwrap();
+        assert!(
+            (kept - value).abs() <= 1e-9 * value.abs().max(1.0),
+            "{name} {metric}: stored {kept}, evaluated {value}"
+        );
+    }
+}
+
 async fn sorted_column(ember: &EmberContext, sql: &str) -> Vec<f64> {
     let text = to_text(&ember.sql_one(sql).await.unwrap());
     let mut values: Vec<f64> = text.rows.iter().map(|r| r[0].parse().unwrap()).collect();
@@ -184,20 +204,13 @@ async fn held_out_quality_matches_xgboost() {
         // are EVALUATE's over the same rows: the model read back from its JSON
         // splits rows equal to a threshold as training did (serde_json parsed
         // a threshold 1 ulp off before its float_roundtrip feature was on).
-        let stored = &model_json(e.store.path(), &format!("big_{kind}"))["metrics"];
-        let evaluated = metrics(
+        assert_stored_metrics_are_evaluates(
             ember,
+            e.store.path(),
+            &format!("big_{kind}"),
             &format!("evaluate model big_{kind} on (select {z}, {label} from trees_train)"),
         )
         .await;
-        assert!(!evaluated.is_empty());
-        for (name, value) in &evaluated {
-            let kept = stored[name.as_str()].as_f64().unwrap();
-            assert!(
-                (kept - value).abs() <= 1e-9 * value.abs().max(1.0),
-                "{kind} training {name}: stored {kept}, evaluated {value}"
-            );
-        }
         let m = metrics(
             ember,
             &format!("evaluate model big_{kind} on (select {z}, {label} from trees_test)"),
@@ -234,19 +247,13 @@ async fn forests_match_scikit_learn_held_out() {
             ))
             .await
             .unwrap();
-        let stored = &model_json(e.store.path(), &name)["metrics"];
-        let evaluated = metrics(
+        assert_stored_metrics_are_evaluates(
             ember,
+            e.store.path(),
+            &name,
             &format!("evaluate model {name} on (select {z}, {label} from trees_train)"),
         )
         .await;
-        for (metric, value) in &evaluated {
-            let kept = stored[metric.as_str()].as_f64().unwrap();
-            assert!(
-                (kept - value).abs() <= 1e-9 * value.abs().max(1.0),
-                "{kind} training {metric}: stored {kept}, evaluated {value}"
-            );
-        }
         let m = metrics(
             ember,
             &format!("evaluate model {name} on (select {z}, {label} from trees_test)"),
@@ -326,16 +333,14 @@ async fn early_stopping_keeps_the_trees_up_to_the_lowest_held_out_loss() {
             }
             None => assert_eq!((losses.len(), kept), (200, 200)),
         }
-        let stored = &model["metrics"];
         assert_eq!(model["metrics_on"], "evaluation split");
-        let evaluated = metrics(ember, &format!("evaluate model {name}")).await;
-        for (metric, value) in &evaluated {
-            let kept = stored[metric.as_str()].as_f64().unwrap();
-            assert!(
-                (kept - value).abs() <= 1e-9 * value.abs().max(1.0),
-                "{kind} held-out {metric}: stored {kept}, evaluated {value}"
-            );
-        }
+        assert_stored_metrics_are_evaluates(
+            ember,
+            e.store.path(),
+            &name,
+            &format!("evaluate model {name}"),
+        )
+        .await;
     }
 }
 

@@ -52,6 +52,11 @@ impl MetricsFamily {
             MetricsFamily::Clustering => &["inertia", "davies_bouldin"],
         }
     }
+
+    /// `values` (in [`Self::names`] order) with their names.
+    pub fn named(self, values: Vec<Option<f64>>) -> Vec<(&'static str, Option<f64>)> {
+        self.names().iter().copied().zip(values).collect()
+    }
 }
 
 /// Which of the prediction functions is asked.

@@ -246,13 +246,14 @@ impl ModelKind for TreeModel {
             Ensemble::Boosted => Combine::Boosted,
             Ensemble::Forest => Combine::Forest,
         };
-        Ok(trees::xgboost_model(
-            *objective,
-            *base,
-            trees,
-            &model.feature_columns(),
-            combine,
-        ))
+        let mut exported =
+            trees::xgboost_model(*objective, *base, trees, &model.feature_columns(), combine);
+        if !model.classes.is_empty() {
+            // XGBoost's attributes are text: the label's classes, 0 then 1.
+            exported["learner"]["attributes"]["classes"] =
+                serde_json::Value::String(serde_json::json!(model.classes).to_string());
+        }
+        Ok(exported)
     }
 
     /// Bins the rows once, grows the trees, recording the training loss after

@@ -315,14 +315,7 @@ pub async fn create_model(ml: &MlContext, create: &CreateModel) -> Result<MlOutp
     let (metrics, on) = match options.data_split {
         // Fitting left every held-out row's prediction in memory.
         DataSplit::Random if let Some(values) = evaluation_metrics => (
-            options
-                .model_type
-                .metrics()
-                .names()
-                .iter()
-                .copied()
-                .zip(values)
-                .collect(),
+            options.model_type.metrics().named(values),
             "evaluation split",
         ),
         DataSplit::Random => {
@@ -338,30 +331,14 @@ pub async fn create_model(ml: &MlContext, create: &CreateModel) -> Result<MlOutp
             )
         }
         // Fitting left every training row's prediction in memory.
-        DataSplit::None if let Some(values) = training_metrics => (
-            options
-                .model_type
-                .metrics()
-                .names()
-                .iter()
-                .copied()
-                .zip(values)
-                .collect(),
-            "training data",
-        ),
+        DataSplit::None if let Some(values) = training_metrics => {
+            (options.model_type.metrics().named(values), "training data")
+        }
         // k-means metrics are rounds: they run where training's did (in memory,
         // or on the executors' kept rows), not over the files again.
         DataSplit::None if options.model_type.metrics() == MetricsFamily::Clustering => {
             let (values, _) = kmeans_metrics_over(&model, &data).await?;
-            (
-                MetricsFamily::Clustering
-                    .names()
-                    .iter()
-                    .copied()
-                    .zip(values)
-                    .collect(),
-                "training data",
-            )
+            (MetricsFamily::Clustering.named(values), "training data")
         }
         // The training rows are in memory already, transformed: measure them there.
         DataSplit::None if cached => (

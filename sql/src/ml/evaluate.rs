@@ -16,6 +16,7 @@ use datafusion::arrow::datatypes::{DataType, Field, Schema};
 use datafusion::common::{Result, plan_err};
 use datafusion::prelude::DataFrame;
 use ember_ml_ops::kernels::DeviceChoice;
+use ember_ml_ops::metrics::{self, ClassCounts};
 use ember_ml_ops::models::{MetricsFamily, Model, ModelParams, RoundSpec, TrainingData};
 
 use super::bind::{bind_models, insert};
@@ -104,15 +105,8 @@ pub async fn compute_metrics(ml: &MlContext, model: &Model, rows: &str) -> Resul
                 v[4].unwrap_or(0.0),
                 v[5].unwrap_or(0.0),
             );
-            let total = var * n;
-            // scikit-learn: a constant target scores 1 when fitted exactly, else 0.
-            let r2 = if total == 0.0 {
-                if sse == 0.0 { 1.0 } else { 0.0 }
-            } else {
-                1.0 - sse / total
-            };
             (
-                vec![Some((sse / n).sqrt()), Some(sae / n), Some(r2)],
+                metrics::regression_of_sums(n, sse, sae, var * n),
                 counts(&v),
             )
         }
@@ -139,16 +133,15 @@ pub async fn compute_metrics(ml: &MlContext, model: &Model, rows: &str) -> Resul
             let n = counted(model, &v)?;
             let [correct, tp, predicted, positive, log_loss] =
                 [v[3], v[4], v[5], v[6], v[7]].map(|x| x.unwrap_or(0.0));
-            let roc_auc = v[8];
+            let counts_of_classes = ClassCounts {
+                rows: n,
+                correct,
+                true_positive: tp,
+                predicted,
+                positive,
+            };
             (
-                vec![
-                    Some(correct / n),
-                    Some(ratio(tp, predicted)),
-                    Some(ratio(tp, positive)),
-                    Some(ratio(2.0 * tp, predicted + positive)),
-                    Some(log_loss / n),
-                    roc_auc,
-                ],
+                metrics::classification_of_sums(&counts_of_classes, log_loss, v[8]),
                 counts(&v),
             )
         }
@@ -159,7 +152,7 @@ pub async fn compute_metrics(ml: &MlContext, model: &Model, rows: &str) -> Resul
     };
     let (rows, null_labels, null_predictions) = counts;
     Ok(Metrics {
-        values: family.names().iter().copied().zip(values).collect(),
+        values: family.named(values),
         rows,
         null_labels,
         null_predictions,

@@ -270,7 +270,7 @@ mod tests {
                 (0..rows)
                     .map(|r| {
                         let h = splitmix64((r * width + f) as u64);
-                        if h % 50 == 0 {
+                        if h.is_multiple_of(50) {
                             f64::NAN
                         } else {
                             (h % 100_000) as f64 / 7.0
