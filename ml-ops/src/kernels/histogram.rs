@@ -10,6 +10,10 @@
 /// One bin's sums: gradient, Hessian.
 pub type GradPair = [f64; 2];
 
+/// One row's gradient and Hessian, in float32 as XGBoost keeps them: half the
+/// bytes the histogram loop gathers. Histograms sum them in float64.
+pub type RowGradient = [f32; 2];
+
 /// Slots per feature in a histogram: one per possible code.
 pub const SLOTS: usize = 256;
 
@@ -19,14 +23,14 @@ pub fn accumulate(
     codes: &[u8],
     width: usize,
     rows: &[u32],
-    gradients: &[GradPair],
+    gradients: &[RowGradient],
     hist: &mut [GradPair],
 ) {
     let (features, _) = hist.as_chunks_mut::<SLOTS>();
     debug_assert_eq!(features.len(), width);
     for &r in rows {
         let r = r as usize;
-        let [g, h] = gradients[r];
+        let [g, h] = gradients[r].map(f64::from);
         let row = &codes[r * width..(r + 1) * width];
         for (code, slots) in row.iter().zip(features.iter_mut()) {
             let bin = &mut slots[*code as usize];
@@ -61,7 +65,7 @@ mod tests {
     fn each_row_lands_in_its_bin_of_every_feature() {
         // Two features; three rows.
         let codes = [0u8, 1, 2, 0, 2, 1];
-        let gradients = [[1.0, 0.5], [2.0, 1.0], [4.0, 2.0]];
+        let gradients: [RowGradient; 3] = [[1.0, 0.5], [2.0, 1.0], [4.0, 2.0]];
         let mut hist = vec![[0.0; 2]; 2 * SLOTS];
         accumulate(&codes, 2, &[0, 2], &gradients, &mut hist);
         let mut expected = vec![[0.0; 2]; 2 * SLOTS];

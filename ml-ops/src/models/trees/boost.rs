@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use super::grow::{Binned, GrowParams, add_tree, grow};
 use super::sampling::{sample_features, sample_rows, tree_seed};
 use super::tree::Tree;
-use crate::kernels::histogram::GradPair;
+use crate::kernels::histogram::RowGradient;
 use crate::kernels::logistic::sigmoid;
 
 /// The loss trees are fit to.
@@ -34,20 +34,20 @@ impl Objective {
     }
 
     /// Gradient and Hessian of each row's loss at its margin, on every core.
-    fn gradients(self, margins: &[f64], labels: &[f64], out: &mut [GradPair]) {
+    fn gradients(self, margins: &[f64], labels: &[f64], out: &mut [RowGradient]) {
         out.par_chunks_mut(BLOCK_ROWS)
             .zip(margins.par_chunks(BLOCK_ROWS))
             .zip(labels.par_chunks(BLOCK_ROWS))
             .for_each(|((out, margins), labels)| self.gradients_of(margins, labels, out));
     }
 
-    fn gradients_of(self, margins: &[f64], labels: &[f64], out: &mut [GradPair]) {
+    fn gradients_of(self, margins: &[f64], labels: &[f64], out: &mut [RowGradient]) {
         for ((out, m), y) in out.iter_mut().zip(margins).zip(labels) {
             *out = match self {
-                Objective::SquaredError => [m - y, 1.0],
+                Objective::SquaredError => [(m - y) as f32, 1.0],
                 Objective::Logistic => {
                     let p = sigmoid(*m);
-                    [p - y, (p * (1.0 - p)).max(1e-16)]
+                    [(p - y) as f32, (p * (1.0 - p)).max(1e-16) as f32]
                 }
             };
         }
@@ -67,7 +67,7 @@ impl Objective {
 
     /// [`Self::gradients`] at `margins`, returning [`Self::loss`] there: one
     /// pass, one exponential a row.
-    fn gradients_and_loss(self, margins: &[f64], labels: &[f64], out: &mut [GradPair]) -> f64 {
+    fn gradients_and_loss(self, margins: &[f64], labels: &[f64], out: &mut [RowGradient]) -> f64 {
         let n = labels.len().max(1) as f64;
         let sums: Vec<f64> = out
             .par_chunks_mut(BLOCK_ROWS)
@@ -78,7 +78,7 @@ impl Objective {
                 for ((out, &m), &y) in out.iter_mut().zip(margins).zip(labels) {
                     total += match self {
                         Objective::SquaredError => {
-                            *out = [m - y, 1.0];
+                            *out = [(m - y) as f32, 1.0];
                             (m - y) * (m - y)
                         }
                         Objective::Logistic => {
@@ -90,7 +90,7 @@ impl Objective {
                                 let e = m.exp();
                                 (e / (1.0 + e), e.ln_1p())
                             };
-                            *out = [p - y, (p * (1.0 - p)).max(1e-16)];
+                            *out = [(p - y) as f32, (p * (1.0 - p)).max(1e-16) as f32];
                             softplus - y * m
                         }
                     };
@@ -203,7 +203,7 @@ pub fn boost(
     let n = rows.labels.len();
     let base = objective.base_margin(&rows.labels);
     let mut margins = vec![base; n];
-    let mut gradients = vec![[0.0, 0.0]; n];
+    let mut gradients = vec![[0.0f32, 0.0]; n];
     let mut trees = Vec::with_capacity(params.trees);
     let mut watch = held_out.map(|h| Watch::new(h, base));
     objective.gradients(&margins, &rows.labels, &mut gradients);

@@ -26,7 +26,11 @@ pub fn forest(
 ) -> Boosted {
     let objective = Objective::SquaredError;
     let base = objective.base_margin(&rows.labels);
-    let unit_pairs: Vec<_> = rows.labels.par_iter().map(|y| [base - y, 1.0]).collect();
+    let unit_pairs: Vec<_> = rows
+        .labels
+        .par_iter()
+        .map(|y| [(base - y) as f32, 1.0f32])
+        .collect();
     let every = vec![true; rows.binned.width];
     // Each tree's values are divided by their number: the trees' sum is
     // their mean, and a forest applies as boosted trees do.

@@ -15,7 +15,7 @@ use super::cuts::Cuts;
 use super::sampling::sample_features;
 use super::tree::{Node, Split, Tree};
 use crate::hashing::splitmix64;
-use crate::kernels::histogram::{self, GradPair};
+use crate::kernels::histogram::{self, GradPair, RowGradient};
 
 /// Below this gain a split is no split (XGBoost's `kRtEps`).
 const MIN_GAIN: f64 = 1e-6;
@@ -201,7 +201,7 @@ pub fn add_tree(tree: &Tree, binned: &Binned, margins: &mut [f64], scale: f64) {
 /// partitions, then the smaller children's histograms.
 pub fn grow(
     binned: &Binned,
-    gradients: &[GradPair],
+    gradients: &[RowGradient],
     mut rows: Vec<u32>,
     allowed: &[bool],
     params: &GrowParams,
@@ -315,19 +315,19 @@ pub fn grow(
 }
 
 /// The gradient and Hessian sums of `rows`.
-fn sum_of(gradients: &[GradPair], rows: &[u32]) -> GradPair {
+fn sum_of(gradients: &[RowGradient], rows: &[u32]) -> GradPair {
     let mut sum = [0.0, 0.0];
     for &r in rows {
         let [g, h] = gradients[r as usize];
-        sum[0] += g;
-        sum[1] += h;
+        sum[0] += f64::from(g);
+        sum[1] += f64::from(h);
     }
     sum
 }
 
 /// The histogram of `rows`: blocks of [`BLOCK_ROWS`] on every core, added in
 /// block order (the same sums on any number of cores).
-fn build(binned: &Binned, gradients: &[GradPair], rows: &[u32]) -> Vec<GradPair> {
+fn build(binned: &Binned, gradients: &[RowGradient], rows: &[u32]) -> Vec<GradPair> {
     let block = |rows: &[u32]| {
         let mut hist = vec![[0.0; 2]; binned.slots];
         histogram::accumulate(&binned.codes, binned.width, rows, gradients, &mut hist);
@@ -493,7 +493,7 @@ fn partition(binned: &Binned, rows: &mut [u32], split: &Candidate) -> usize {
 mod tests {
     use super::*;
 
-    fn binned(rows: usize, width: usize) -> (Binned, Vec<GradPair>) {
+    fn binned(rows: usize, width: usize) -> (Binned, Vec<RowGradient>) {
         let columns: Vec<Vec<f64>> = (0..width)
             .map(|f| {
                 (0..rows)
@@ -506,7 +506,7 @@ mod tests {
             .map(|c| Cuts::from_sample(c.clone(), 255))
             .collect();
         let gradients = (0..rows)
-            .map(|r| [(r % 7) as f64 - 3.0, 1.0 + (r % 3) as f64])
+            .map(|r| [(r % 7) as f32 - 3.0, 1.0 + (r % 3) as f32])
             .collect();
         (Binned::new(&columns, cuts), gradients)
     }

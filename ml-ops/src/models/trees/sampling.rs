@@ -5,7 +5,7 @@
 use rayon::prelude::*;
 
 use crate::hashing::splitmix64;
-use crate::kernels::histogram::GradPair;
+use crate::kernels::histogram::RowGradient;
 
 /// The seed of tree `index` of a model seeded `seed`.
 pub fn tree_seed(seed: u64, index: usize) -> u64 {
@@ -51,15 +51,15 @@ pub fn sample_features(allowed: &[bool], fraction: f64, seed: u64) -> Vec<bool> 
 /// once, and every row's weighted pair (zero for the rest).
 pub fn bootstrap(
     keys: &[u64],
-    unit_pairs: &[GradPair],
+    unit_pairs: &[RowGradient],
     rate: f64,
     seed: u64,
-) -> (Vec<u32>, Vec<GradPair>) {
-    let weighted: Vec<GradPair> = keys
+) -> (Vec<u32>, Vec<RowGradient>) {
+    let weighted: Vec<RowGradient> = keys
         .par_iter()
         .zip(unit_pairs)
         .map(|(key, [g, h])| {
-            let count = poisson(rate, unit(splitmix64(key ^ seed)));
+            let count = poisson(rate, unit(splitmix64(key ^ seed))) as f32;
             [count * g, count * h]
         })
         .collect();
@@ -94,7 +94,7 @@ mod tests {
         // P(0) = e^-1 ≈ 0.368; mean 1, variance 1.
         let taken = rows.len() as f64 / n as f64;
         assert!((taken - (1.0 - (-1.0f64).exp())).abs() < 0.005, "{taken}");
-        let counts: Vec<f64> = weighted.iter().map(|w| w[1]).collect();
+        let counts: Vec<f64> = weighted.iter().map(|w| f64::from(w[1])).collect();
         let mean = counts.iter().sum::<f64>() / n as f64;
         let var = counts.iter().map(|c| (c - mean) * (c - mean)).sum::<f64>() / n as f64;
         assert!(
