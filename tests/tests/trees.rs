@@ -116,6 +116,9 @@ async fn sorted_column(ember: &EmberContext, sql: &str) -> Vec<f64> {
 
 const SMALL_FEATURES: &str = "x0, x1, x2, x3, x4, x5";
 
+/// The features of the nonlinear set (`trees_train`, `trees_test`).
+const Z_FEATURES: &str = "z0, z1, z2, z3, z4, z5, z6, z7, z8, z9";
+
 async fn small_trees_equal_xgboost(cluster: bool) {
     let r = reference();
     let e = engine(cluster).await;
@@ -190,8 +193,7 @@ async fn held_out_quality_matches_xgboost() {
     let r = reference();
     let e = engine(false).await;
     let ember = &e.ember;
-    let z: Vec<String> = (0..10).map(|i| format!("z{i}")).collect();
-    let z = z.join(", ");
+    let z = Z_FEATURES;
     for (kind, label) in [("regressor", "y"), ("classifier", "c")] {
         ember
             .sql(&format!(
@@ -236,8 +238,7 @@ async fn forests_match_scikit_learn_held_out() {
     let r = reference();
     let e = engine(false).await;
     let ember = &e.ember;
-    let z: Vec<String> = (0..10).map(|i| format!("z{i}")).collect();
-    let z = z.join(", ");
+    let z = Z_FEATURES;
     for (kind, label) in [("regressor", "y"), ("classifier", "c")] {
         let name = format!("forest_{kind}");
         ember
@@ -285,8 +286,7 @@ async fn forests_match_scikit_learn_held_out() {
 async fn early_stopping_keeps_the_trees_up_to_the_lowest_held_out_loss() {
     let e = engine(false).await;
     let ember = &e.ember;
-    let z: Vec<String> = (0..10).map(|i| format!("z{i}")).collect();
-    let z = z.join(", ");
+    let z = Z_FEATURES;
     for (kind, label, rounds) in [
         ("boosted_tree_regressor", "y", Some(5)),
         ("boosted_tree_classifier", "c", Some(5)),
@@ -348,8 +348,7 @@ async fn early_stopping_keeps_the_trees_up_to_the_lowest_held_out_loss() {
 /// for bit (rows are put in an order of their own before binning).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_same_trees_embedded_and_on_two_executors() {
-    let z: Vec<String> = (0..10).map(|i| format!("z{i}")).collect();
-    let z = z.join(", ");
+    let z = Z_FEATURES;
     let mut models = Vec::new();
     for cluster in [false, true] {
         let e = engine(cluster).await;
