@@ -61,7 +61,10 @@ Examples:
   ember sql --data-dir data/tpch          # interactive prompt; \\q quits
 
 Machine learning: CREATE MODEL, EVALUATE MODEL, SHOW MODELS, DESCRIBE MODEL, DROP MODEL,
-predict('model', ...) and training_info('model'); SET ember.ml.device = 'auto' | 'cpu' |
+EXPORT MODEL m TO 'm.json' (trees: XGBoost's JSON), predict('model', ...), training_info('model')
+and feature_importance('model'). Model types: linear_regression, logistic_regression, kmeans,
+boosted_tree_regressor, boosted_tree_classifier, random_forest_regressor,
+random_forest_classifier. SET ember.ml.device = 'auto' | 'cpu' |
 'cuda' chooses where training kernels run (see the README).")]
 pub struct SqlArgs {
     /// SQL to run (repeatable).

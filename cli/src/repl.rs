@@ -60,10 +60,11 @@ Statements end with ';' and may span lines. Besides all of DataFusion's SQL
       label = '...', ...) AS SELECT ...
   EVALUATE MODEL m [ON (SELECT ...)]
   SHOW MODELS | DESCRIBE MODEL m [VERSION n] | DROP MODEL [IF EXISTS] m [VERSION n]
+  EXPORT MODEL m [VERSION n] TO 'path.json'   (trees: XGBoost's JSON model format)
   EXPLAIN CREATE MODEL ...
   predict('m', inputs...), predict_proba('m', inputs...)   ('m@2': version 2)
   SELECT * FROM show_models() | describe_model('m' [, n]) | evaluate('m' [, 'query'])
-      | training_info('m')
+      | training_info('m') | feature_importance('m')
   feature functions: standard_scale, min_max_scale, impute, one_hot, bucketize,
       quantile_bucketize, feature_hash, polynomial_expand (SHOW FUNCTIONS lists all)
 ";

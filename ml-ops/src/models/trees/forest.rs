@@ -38,8 +38,8 @@ pub fn forest(
     let mut sums = vec![0.0; rows.labels.len()];
     let mut margins = vec![base; rows.labels.len()];
     let mut trees = Vec::with_capacity(params.trees);
-    let mut held_out_sums = held_out.map(|h| vec![0.0; h.labels.len()]);
-    let mut held_out_margins = held_out.map(|h| vec![base; h.labels.len()]);
+    // The held-out rows, their trees' sums and their margins.
+    let mut held = held_out.map(|h| (h, vec![0.0; h.labels.len()], vec![base; h.labels.len()]));
     for index in 0..params.trees {
         let seed = tree_seed(params.seed, index);
         let (sample, gradients) = bootstrap(&rows.keys, &unit_pairs, params.subsample, seed);
@@ -53,14 +53,11 @@ pub fn forest(
         // The forest of the trees so far: their mean, not their sum's share.
         let scale = params.trees as f64 / (trees.len() + 1) as f64;
         average(&mut margins, &sums, base, scale);
-        let held_out_loss = match (held_out, &mut held_out_sums, &mut held_out_margins) {
-            (Some(h), Some(sums), Some(margins)) => {
-                add_tree(&grown.tree, &h.binned, sums, 1.0);
-                average(margins, sums, base, scale);
-                Some(objective.loss(margins, &h.labels))
-            }
-            _ => None,
-        };
+        let held_out_loss = held.as_mut().map(|(h, sums, margins)| {
+            add_tree(&grown.tree, &h.binned, sums, 1.0);
+            average(margins, sums, base, scale);
+            objective.loss(margins, &h.labels)
+        });
         trees.push(grown.tree);
         tree_done(
             trees.len(),
@@ -72,7 +69,7 @@ pub fn forest(
         base,
         trees,
         margins,
-        held_out_margins,
+        held_out_margins: held.map(|(_, _, margins)| margins),
     }
 }
 
