@@ -332,7 +332,18 @@ async fn an_interrupted_training_goes_on_where_it_stopped() {
         if interrupted {
             // The client goes: its statement, and the training with it, is dropped.
             drop(training);
-            let again = ember.sql_one(&statement).await.unwrap();
+            // The training may have finished and stored its model between the
+            // checkpoint being seen and the drop: that run proves nothing either.
+            let again = match ember.sql_one(&statement).await {
+                Err(e) if e.to_string().contains("already exists") => {
+                    assert!(
+                        tried.len() < 5,
+                        "every training ended before it could be interrupted: {tried:?}"
+                    );
+                    continue;
+                }
+                again => again.unwrap(),
+            };
             assert!(
                 again
                     .notes
