@@ -63,8 +63,9 @@ Statements end with ';' and may span lines. Besides all of DataFusion's SQL
   EXPORT MODEL m [VERSION n] TO 'path.json'   (trees: XGBoost's JSON model format)
   EXPLAIN CREATE MODEL ...
   predict('m', inputs...), predict_proba('m', inputs...)   ('m@2': version 2)
+      predict_probabilities('m', inputs...): every class with its probability
   SELECT * FROM show_models() | describe_model('m' [, n]) | evaluate('m' [, 'query'])
-      | training_info('m') | feature_importance('m')
+      | confusion_matrix('m' [, 'query']) | training_info('m') | feature_importance('m')
   feature functions: standard_scale, min_max_scale, impute, one_hot, bucketize,
       quantile_bucketize, feature_hash, polynomial_expand (SHOW FUNCTIONS lists all)
 ";

@@ -7,6 +7,7 @@ mod fuzz;
 mod join_order;
 mod kept_rows;
 mod ml;
+mod multiclass;
 mod predict;
 mod regularization;
 mod slt;

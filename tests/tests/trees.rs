@@ -17,14 +17,14 @@ fn reference() -> Value {
 }
 
 /// The newest `model.json` of `name` in the store at `store`.
-fn model_json(store: &Path, name: &str) -> Value {
+pub(crate) fn model_json(store: &Path, name: &str) -> Value {
     let text = std::fs::read_to_string(store.join(name).join("v1/model.json")).unwrap();
     serde_json::from_str(&text).unwrap()
 }
 
 /// ember's tree (`nodes`) and XGBoost's, node for node: the same splits, and
 /// leaf values within float32 rounding.
-fn assert_same_tree(what: &str, ours: &Value, xgb: &Value) {
+pub(crate) fn assert_same_tree(what: &str, ours: &Value, xgb: &Value) {
     let ours = ours["nodes"].as_array().unwrap();
     let xgb = xgb.as_array().unwrap();
     assert_eq!(ours.len(), xgb.len(), "{what}: node counts differ");
@@ -89,7 +89,7 @@ fn assert_same_importance(kind: &str, ours: &TextTable, xgb: &Value) {
 
 /// The metrics CREATE MODEL stored for `name` (from the predictions it held
 /// in memory) against EVALUATE's over the same rows (`evaluate`).
-async fn assert_stored_metrics_are_evaluates(
+pub(crate) async fn assert_stored_metrics_are_evaluates(
     ember: &EmberContext,
     store: &Path,
     name: &str,
@@ -107,7 +107,7 @@ async fn assert_stored_metrics_are_evaluates(
     }
 }
 
-async fn sorted_column(ember: &EmberContext, sql: &str) -> Vec<f64> {
+pub(crate) async fn sorted_column(ember: &EmberContext, sql: &str) -> Vec<f64> {
     let text = to_text(&ember.sql_one(sql).await.unwrap());
     let mut values: Vec<f64> = text.rows.iter().map(|r| r[0].parse().unwrap()).collect();
     values.sort_by(f64::total_cmp);
@@ -441,8 +441,8 @@ async fn bad_tree_input_is_refused_and_nothing_is_written() {
             "label 'y' has a single class ('1')",
         ),
         (
-            create("classifier", "", "select x0, x1 as y from trees_small"),
-            "boosted_tree_classifier is binary, but label 'y' has more than two classes",
+            create("classifier", "", "select x0, y from trees_small"),
+            "label 'y' has more than 1000 classes ('-4.08",
         ),
         (
             create("random_forest_regressor", ", learning_rate = 0.1", small),
@@ -462,7 +462,8 @@ async fn bad_tree_input_is_refused_and_nothing_is_written() {
                 "",
                 "select x0, x1 as y from trees_small",
             ),
-            "random_forest_classifier is binary, but label 'y' has more than two classes",
+            "random_forest_classifier is binary, but label 'y' has 40 classes ('0.0', '1.0', '2.0', ...): \
+             logistic_regression or boosted_tree_classifier learn more",
         ),
         (
             create("regressor", ", early_stop = 5", small),
@@ -504,7 +505,7 @@ async fn bad_tree_input_is_refused_and_nothing_is_written() {
 const REQUIRE_XGBOOST: &str = "EMBER_REQUIRE_XGBOOST";
 
 /// Whether `python3` can import XGBoost.
-fn xgboost_available() -> bool {
+pub(crate) fn xgboost_available() -> bool {
     let found = std::process::Command::new("python3")
         .args(["-c", "import numpy, xgboost"])
         .output()

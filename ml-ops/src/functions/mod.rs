@@ -7,6 +7,7 @@
 //! [`encode_udaf`]/[`decode_udaf`], which ember's plan codecs call.
 
 pub mod features;
+mod multiclass_metrics;
 mod predict;
 mod roc_auc;
 mod sigmoid;
@@ -17,6 +18,7 @@ use datafusion::common::Result;
 use datafusion::logical_expr::{AggregateUDF, ScalarUDF};
 
 pub use features::FITTED_FEATURE_FUNCTIONS;
+pub use multiclass_metrics::MulticlassMetricsFunc;
 pub use predict::{ModelCatalog, PredictFunc};
 pub use roc_auc::RocAucFunc;
 pub use sigmoid::SigmoidFunc;
@@ -52,21 +54,29 @@ pub fn ember_functions() -> EmberFunctions {
     scalar.extend(predict_functions(ModelCatalog::default()));
     EmberFunctions {
         scalar,
-        aggregate: vec![Arc::new(AggregateUDF::from(RocAucFunc::default()))],
+        aggregate: vec![
+            Arc::new(AggregateUDF::from(RocAucFunc::default())),
+            Arc::new(AggregateUDF::from(MulticlassMetricsFunc::default())),
+        ],
     }
 }
 
-/// `predict` and `predict_proba` resolving model names in `catalog`.
+/// `predict`, `predict_proba` and `predict_probabilities` resolving model
+/// names in `catalog`.
 pub fn predict_functions(catalog: ModelCatalog) -> Vec<Arc<ScalarUDF>> {
-    [PredictOutput::Value, PredictOutput::Probability]
-        .into_iter()
-        .map(|output| {
-            Arc::new(ScalarUDF::from(PredictFunc::unbound(
-                output,
-                catalog.clone(),
-            )))
-        })
-        .collect()
+    [
+        PredictOutput::Value,
+        PredictOutput::Probability,
+        PredictOutput::Probabilities,
+    ]
+    .into_iter()
+    .map(|output| {
+        Arc::new(ScalarUDF::from(PredictFunc::unbound(
+            output,
+            catalog.clone(),
+        )))
+    })
+    .collect()
 }
 
 /// The bytes of a stateful scalar function, `None` for ordinary ones.
@@ -78,7 +88,7 @@ pub fn encode_udf(udf: &ScalarUDF) -> Option<Result<Vec<u8>>> {
 /// `name` is not one of ember's stateful functions.
 pub fn decode_udf(name: &str, bytes: &[u8]) -> Option<Result<Arc<ScalarUDF>>> {
     match name {
-        "predict" | "predict_proba" => {
+        "predict" | "predict_proba" | "predict_probabilities" => {
             Some(PredictFunc::from_bytes(bytes).map(|f| Arc::new(ScalarUDF::from(f))))
         }
         _ => None,

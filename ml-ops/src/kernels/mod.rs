@@ -16,6 +16,7 @@ pub mod kmeans;
 pub mod linear;
 pub mod logistic;
 mod placement;
+pub mod softmax;
 pub mod syrk;
 pub mod transform;
 

@@ -113,11 +113,21 @@ pub enum ModelParams {
     },
     /// One centroid per cluster.
     Centroids { centroids: Vec<Vec<f64>> },
+    /// Multinomial logistic regression: class c's margin is
+    /// `coefficients[c] · x + intercepts[c]`, its probability their softmax.
+    Softmax {
+        coefficients: Vec<Vec<f64>>,
+        intercepts: Vec<f64>,
+    },
     /// Boosted trees: a row's margin is `base` plus every tree's value (the
-    /// log-odds of class 1 for a classifier).
+    /// log-odds of class 1 for a binary classifier). For `k` classes (softmax)
+    /// tree `i` belongs to class `i % k`, whose margin starts at
+    /// `class_bases[i % k]`.
     Trees {
         objective: Objective,
         base: f64,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        class_bases: Vec<f64>,
         trees: Vec<Tree>,
     },
 }
@@ -147,6 +157,48 @@ impl ModelParams {
         }
         Ok(())
     }
+
+    /// The classes of a multiclass model's parameters; `None` for the others.
+    pub fn class_count(&self) -> Option<usize> {
+        match self {
+            ModelParams::Softmax { intercepts, .. } => Some(intercepts.len()),
+            ModelParams::Trees {
+                objective: Objective::Softmax { classes },
+                ..
+            } => Some(*classes),
+            _ => None,
+        }
+    }
+
+    /// Why these are not softmax parameters for `width` features, if so.
+    pub fn check_softmax(&self, width: usize) -> std::result::Result<(), String> {
+        let ModelParams::Softmax {
+            coefficients,
+            intercepts,
+        } = self
+        else {
+            return Err("parameters do not match the model type".into());
+        };
+        if coefficients.len() != intercepts.len() || coefficients.len() < 3 {
+            return Err(format!(
+                "{} coefficient rows and {} intercepts: one of each per class, 3 or more",
+                coefficients.len(),
+                intercepts.len()
+            ));
+        }
+        if let Some(row) = coefficients.iter().find(|c| c.len() != width) {
+            return Err(format!("{} coefficients for {width} features", row.len()));
+        }
+        if coefficients
+            .iter()
+            .flatten()
+            .chain(intercepts)
+            .any(|c| !c.is_finite())
+        {
+            return Err("a coefficient is not a finite number".into());
+        }
+        Ok(())
+    }
 }
 
 /// A trained model: the content of `NAME/v{N}/model.json`.
@@ -170,12 +222,12 @@ pub struct Model {
     /// Empty when the model has no TRANSFORM: the inputs are the features.
     pub transform: Vec<TransformItem>,
     pub features: Vec<Feature>,
-    /// A classifier's two classes, as text, when its label is text or boolean:
-    /// class 0 then class 1 (sorted). Empty for a numeric label (0 and 1).
+    /// A classifier's classes as text, in the label's order (class 0, 1,
+    /// ...). Empty for a label of numbers 0 and 1.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub classes: Vec<String>,
-    /// The label's Arrow type when `classes` is set (`Utf8`, `Boolean`): the type
-    /// `predict` returns.
+    /// The label's Arrow type when `classes` is set (`Utf8`, `Boolean`,
+    /// `Int64`, ...): what `predict` returns (text as `Utf8`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub label_type: Option<String>,
     pub params: ModelParams,
@@ -247,11 +299,15 @@ impl Model {
         self.model_type
             .check_params(&self.params, width)
             .or_else(bad)?;
-        if !self.classes.is_empty() && self.classes.len() != 2 {
+        let classes = self.params.class_count().unwrap_or(2);
+        if !self.classes.is_empty() && self.classes.len() != classes {
             return bad(format!(
-                "{} classes, a classifier has 2",
+                "{} classes named, its parameters have {classes}",
                 self.classes.len()
             ));
+        }
+        if classes > 2 && self.classes.is_empty() {
+            return bad(format!("{classes} classes, none named"));
         }
         if !self.transform.is_empty() && self.transform.len() != self.features.len() {
             return bad("transform and features differ in length".into());

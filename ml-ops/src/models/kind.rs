@@ -5,10 +5,9 @@
 use std::fmt;
 use std::hash::{Hash, Hasher};
 use std::ops::Deref;
-use std::sync::Arc;
 
 use async_trait::async_trait;
-use datafusion::arrow::array::{ArrayRef, BooleanArray, Int64Array, StringArray};
+use datafusion::arrow::array::ArrayRef;
 use datafusion::arrow::datatypes::DataType;
 use datafusion::common::{Result, plan_err};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -64,8 +63,11 @@ impl MetricsFamily {
 pub enum PredictOutput {
     /// `predict`: the value, class or cluster.
     Value,
-    /// `predict_proba`: the probability of class 1.
+    /// `predict_proba`: the probability of class 1 (binary) or of the
+    /// predicted class (multiclass).
     Probability,
+    /// `predict_probabilities`: every class with its probability.
+    Probabilities,
 }
 
 impl PredictOutput {
@@ -74,6 +76,7 @@ impl PredictOutput {
         match self {
             PredictOutput::Value => "predict",
             PredictOutput::Probability => "predict_proba",
+            PredictOutput::Probabilities => "predict_probabilities",
         }
     }
 }
@@ -89,40 +92,12 @@ pub struct BoundModel {
     /// The call as written (`predict('churn', tenure, plan)`), kept as the
     /// expression's name so that plan schemas do not change on binding.
     pub display: String,
-    /// A classifier's named classes (class 0, class 1), and the label's type.
+    /// A classifier's classes as text, in the label's order (none for a 0/1
+    /// label), and the label's type (see [`super::classes`]).
     #[serde(default)]
     pub classes: Vec<String>,
     #[serde(default)]
     pub label_type: Option<String>,
-}
-
-impl BoundModel {
-    /// The class of each row as the label gave it, from whether it is class 1:
-    /// booleans as booleans, text as text, numbers as 0 and 1.
-    pub fn classes_of(&self, ones: impl Iterator<Item = bool>) -> ArrayRef {
-        match (self.classes.as_slice(), self.label_type.as_deref()) {
-            ([_, _], Some("Boolean")) => Arc::new(ones.map(Some).collect::<BooleanArray>()),
-            ([zero, one], _) => Arc::new(
-                ones.map(|c| Some(if c { one.as_str() } else { zero.as_str() }))
-                    .collect::<StringArray>(),
-            ),
-            _ => Arc::new(ones.map(i64::from).collect::<Int64Array>()),
-        }
-    }
-}
-
-/// What a binary classifier's `predict` and `predict_proba` return. Named
-/// classes come back as they were given: booleans as booleans, text of any
-/// kind (Utf8View from Parquet) as Utf8.
-pub fn binary_output_type(output: PredictOutput, label_type: Option<&str>) -> DataType {
-    match output {
-        PredictOutput::Value => match label_type {
-            Some("Boolean") => DataType::Boolean,
-            Some(_) => DataType::Utf8,
-            None => DataType::Int64,
-        },
-        PredictOutput::Probability => DataType::Float64,
-    }
 }
 
 /// One model type, whole: the options it takes, how it trains, how its
@@ -140,6 +115,11 @@ pub trait ModelKind: Send + Sync + 'static {
 
     /// What it learns from.
     fn label(&self) -> LabelKind;
+
+    /// Whether a classifier of this type learns more than two classes.
+    fn multiclass(&self) -> bool {
+        false
+    }
 
     /// Which metrics EVALUATE reports.
     fn metrics(&self) -> MetricsFamily;
@@ -287,12 +267,24 @@ impl ModelType {
         }
     }
 
-    /// The error for `predict_proba` on `model`, a `kind` that is no classifier.
-    pub fn no_probability<T>(model: &str, kind: &str) -> Result<T> {
+    /// The error for `output` (a probability) on `model`, a `kind` that is
+    /// no classifier.
+    pub fn no_probability<T>(output: PredictOutput, model: &str, kind: &str) -> Result<T> {
         plan_err!(
-            "predict_proba needs a {} model; '{model}' is {kind}",
+            "{} needs a {} model; '{model}' is {kind}",
+            output.name(),
             Self::classifier_names()
         )
+    }
+
+    /// The multiclass classifiers' names, `a or b`, for messages.
+    pub fn multiclass_names() -> String {
+        let names: Vec<&str> = super::REGISTRY
+            .iter()
+            .filter(|k| k.multiclass())
+            .map(|k| k.name())
+            .collect();
+        names.join(" or ")
     }
 
     /// Whether the model learns from a label.

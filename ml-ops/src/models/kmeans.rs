@@ -107,7 +107,9 @@ impl ModelKind for KMeans {
     ) -> Result<DataType> {
         match output {
             PredictOutput::Value => Ok(DataType::Int64),
-            PredictOutput::Probability => ModelType::no_probability(model, self.name()),
+            PredictOutput::Probability | PredictOutput::Probabilities => {
+                ModelType::no_probability(output, model, self.name())
+            }
         }
     }
 

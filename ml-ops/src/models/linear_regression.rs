@@ -77,7 +77,9 @@ impl ModelKind for LinearRegression {
     ) -> Result<DataType> {
         match output {
             PredictOutput::Value => Ok(DataType::Float64),
-            PredictOutput::Probability => ModelType::no_probability(model, self.name()),
+            PredictOutput::Probability | PredictOutput::Probabilities => {
+                ModelType::no_probability(output, model, self.name())
+            }
         }
     }
 
@@ -156,15 +158,24 @@ impl ModelKind for LinearRegression {
 /// A linear model's importance per feature: |coefficient|, and the
 /// coefficient (on the features as given: scale them to compare).
 pub(super) fn linear_importance(params: &ModelParams) -> Option<Importance> {
-    let ModelParams::Linear { coefficients, .. } = params else {
-        return None;
-    };
-    Some(Importance {
-        measures: &["importance", "coefficient"],
-        rows: coefficients
+    let rows = match params {
+        ModelParams::Linear { coefficients, .. } => coefficients
             .iter()
             .map(|c| vec![Some(c.abs()), Some(*c)])
             .collect(),
+        // A feature's weight per class: the mean |coefficient| over the
+        // classes; no single coefficient.
+        ModelParams::Softmax { coefficients, .. } => (0..coefficients[0].len())
+            .map(|j| {
+                let total: f64 = coefficients.iter().map(|w| w[j].abs()).sum();
+                vec![Some(total / coefficients.len() as f64), None]
+            })
+            .collect(),
+        _ => return None,
+    };
+    Some(Importance {
+        measures: &["importance", "coefficient"],
+        rows,
     })
 }
 
@@ -176,6 +187,13 @@ pub(super) fn describe_linear(params: &ModelParams) -> Vec<(&'static str, serde_
         } => vec![
             ("coefficients", serde_json::json!(coefficients)),
             ("intercept", serde_json::json!(intercept)),
+        ],
+        ModelParams::Softmax {
+            coefficients,
+            intercepts,
+        } => vec![
+            ("coefficients", serde_json::json!(coefficients)),
+            ("intercepts", serde_json::json!(intercepts)),
         ],
         _ => vec![],
     }

@@ -1,21 +1,26 @@
-//! Binary logistic regression.
+//! Logistic regression: binary, or multinomial (softmax) when the label has
+//! more than two classes.
 //!
-//! Objective: (1/n)·Σ log-loss + (l2/2)·‖w‖² (the intercept is not penalised),
-//! i.e. scikit-learn's `LogisticRegression(C = 1/(n·l2))`, and `penalty=None` when
-//! l2 = 0. Each pass is one distributed round returning the loss and gradient
-//! (and, for Newton, the Hessian XᵀWX) at the current weights.
+//! Objective: (1/n)·Σ log-loss + (l2/2)·‖w‖² (the intercepts are not
+//! penalised), i.e. scikit-learn's `LogisticRegression(C = 1/(n·l2))`, and
+//! `penalty=None` when l2 = 0. Each pass is one distributed round returning the
+//! loss and gradient (and, for Newton, the Hessian) at the current weights.
+//!
+//! A softmax model's margins change nothing when one number is added to every
+//! class's intercept (or to every class's weight of one feature, without a
+//! penalty): of those equal optima ember keeps the centred one, whose weights
+//! sum to zero over the classes, as scikit-learn's. Newton's steps find it by
+//! adding (μ/2)·Σ_j (Σ_c w_cj)², zero there, to the objective they solve.
 //!
 //! Newton steps reach the optimum in a handful of passes on dense features; a step
 //! that raises the loss is halved (each trial costs a pass). Wide feature vectors
 //! (hashing, large one-hot blocks) use L-BFGS, whose passes need no Hessian.
 
-use std::collections::VecDeque;
-use std::sync::Arc;
-
 use async_trait::async_trait;
-use datafusion::arrow::array::{ArrayRef, Float64Array};
+use datafusion::arrow::array::ArrayRef;
 use datafusion::arrow::datatypes::DataType;
 use datafusion::common::{Result, plan_err};
+use std::collections::VecDeque;
 
 use serde::{Deserialize, Serialize};
 
@@ -24,14 +29,14 @@ use super::linear_regression::{describe_linear, linear_importance};
 use super::options::GivenOptions;
 use super::training::record;
 use super::{
-    BoundModel, Fitted, Importance, Iteration, LabelKind, MetricsFamily, ModelKind, ModelOptions,
-    ModelParams, NEWTON_MAX_WIDTH, Optimizer, PredictOutput, Progress, RoundSpec, TrainingData,
-    binary_output_type,
+    BoundModel, ClassScores, Fitted, Importance, Iteration, LabelKind, MetricsFamily, ModelKind,
+    ModelOptions, ModelParams, NEWTON_MAX_WIDTH, Optimizer, PredictOutput, Progress, RoundSpec,
+    TrainingData, classifier_output_type,
 };
-use crate::kernels::FeatureColumns;
 use crate::kernels::linear::margins;
 use crate::kernels::logistic::{self, sigmoid};
-use crate::linalg::solve_with_intercept;
+use crate::kernels::{FeatureColumns, softmax};
+use crate::linalg::{solve_symmetric, solve_with_intercept};
 
 pub struct LogisticRegression;
 
@@ -42,35 +47,104 @@ struct Evaluation {
     hessian: Option<Vec<f64>>,
 }
 
+/// Which log-loss the weights fit: binary (one set of weights), or softmax
+/// (a set per class, class by class). Each set is `width + 1` long, its
+/// intercept last.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Loss {
+    Binary,
+    Softmax { classes: usize },
+}
+
+impl Loss {
+    fn of(data: &TrainingData) -> Self {
+        match data.classes() {
+            classes if classes > 2 => Loss::Softmax { classes },
+            _ => Loss::Binary,
+        }
+    }
+
+    fn sets(self) -> usize {
+        match self {
+            Loss::Binary => 1,
+            Loss::Softmax { classes } => classes,
+        }
+    }
+
+    fn round(self, weights: &[f64], hessian: bool) -> RoundSpec {
+        let weights = weights.to_vec();
+        match self {
+            Loss::Binary => RoundSpec::Logistic { weights, hessian },
+            Loss::Softmax { classes } => RoundSpec::Softmax {
+                weights,
+                classes,
+                hessian,
+            },
+        }
+    }
+
+    /// The Newton step `H⁻¹ g`. For softmax, the centred one: the shifts
+    /// of every class's weights alike get curvature μ (the Hessian's mean
+    /// diagonal), leaving the step within the centred weights.
+    fn newton_step(self, mut hessian: Vec<f64>, gradient: &[f64]) -> Vec<f64> {
+        match self {
+            Loss::Binary => solve_with_intercept(&hessian, gradient),
+            Loss::Softmax { classes } => {
+                let n = gradient.len();
+                let m = n / classes;
+                let mu = (0..n).map(|i| hessian[i * n + i]).sum::<f64>() / n as f64;
+                let mu = if mu > 0.0 { mu } else { 1.0 };
+                for j in 0..m {
+                    for c in 0..classes {
+                        for c2 in 0..classes {
+                            hessian[(c * m + j) * n + c2 * m + j] += mu;
+                        }
+                    }
+                }
+                solve_symmetric(&hessian, gradient)
+            }
+        }
+    }
+}
+
 async fn evaluate(
     data: &TrainingData,
+    loss: Loss,
     weights: &[f64],
     l2: f64,
     hessian: bool,
 ) -> Result<Evaluation> {
     let d = data.width();
     let m = d + 1;
-    let mut stats = data
-        .round(RoundSpec::Logistic {
-            weights: weights.to_vec(),
-            hessian,
-        })
-        .await?;
-    logistic::finish(&mut stats, d, hessian);
+    let n_weights = loss.sets() * m;
+    let mut stats = data.round(loss.round(weights, hessian)).await?;
     let n = stats[1];
     if n == 0.0 {
         return plan_err!("no training rows");
     }
     data.note_rows(n);
-    let penalty: f64 = weights[..d].iter().map(|w| w * w).sum::<f64>() * l2 / 2.0;
-    let mut gradient: Vec<f64> = stats[2..2 + m].iter().map(|g| g / n).collect();
-    for j in 0..d {
-        gradient[j] += l2 * weights[j];
+    let penalised = |i: usize| i % m != d;
+    let penalty: f64 = (0..n_weights)
+        .filter(|&i| penalised(i))
+        .map(|i| weights[i] * weights[i])
+        .sum::<f64>()
+        * l2
+        / 2.0;
+    let mut gradient: Vec<f64> = stats[2..2 + n_weights].iter().map(|g| g / n).collect();
+    for i in (0..n_weights).filter(|&i| penalised(i)) {
+        gradient[i] += l2 * weights[i];
     }
     let hessian = hessian.then(|| {
-        let mut h: Vec<f64> = stats[2 + m..].iter().map(|h| h / n).collect();
-        for j in 0..d {
-            h[j * m + j] += l2;
+        let mut h: Vec<f64> = match loss {
+            Loss::Binary => {
+                logistic::finish(&mut stats, d, true);
+                stats[2 + m..].to_vec()
+            }
+            Loss::Softmax { classes } => softmax::hessian(&stats, d, classes),
+        };
+        h.iter_mut().for_each(|v| *v /= n);
+        for i in (0..n_weights).filter(|&i| penalised(i)) {
+            h[i * n_weights + i] += l2;
         }
         h
     });
@@ -101,6 +175,10 @@ impl ModelKind for LogisticRegression {
 
     fn label(&self) -> LabelKind {
         LabelKind::Classes
+    }
+
+    fn multiclass(&self) -> bool {
+        true
     }
 
     fn metrics(&self) -> MetricsFamily {
@@ -136,7 +214,10 @@ impl ModelKind for LogisticRegression {
     }
 
     fn check_params(&self, params: &ModelParams, width: usize) -> std::result::Result<(), String> {
-        params.check_linear(width)
+        match params {
+            ModelParams::Softmax { .. } => params.check_softmax(width),
+            _ => params.check_linear(width),
+        }
     }
 
     fn output_type(
@@ -145,7 +226,7 @@ impl ModelKind for LogisticRegression {
         _model: &str,
         label_type: Option<&str>,
     ) -> Result<DataType> {
-        Ok(binary_output_type(output, label_type))
+        Ok(classifier_output_type(output, label_type))
     }
 
     fn predict(
@@ -154,20 +235,30 @@ impl ModelKind for LogisticRegression {
         output: PredictOutput,
         columns: &FeatureColumns,
     ) -> Result<ArrayRef> {
-        let ModelParams::Linear {
-            coefficients,
-            intercept,
-        } = &model.params
-        else {
-            return plan_err!("model '{}' has no coefficients", model.name);
+        let scores = match &model.params {
+            ModelParams::Linear {
+                coefficients,
+                intercept,
+            } => {
+                let z = margins(columns, coefficients, *intercept)?;
+                ClassScores::Binary {
+                    probabilities: z.iter().map(|z| sigmoid(*z)).collect(),
+                    ones: z.iter().map(|z| *z > 0.0).collect(),
+                }
+            }
+            ModelParams::Softmax {
+                coefficients,
+                intercepts,
+            } => {
+                let mut z = Vec::with_capacity(columns.rows() * intercepts.len());
+                for (w, b) in coefficients.iter().zip(intercepts) {
+                    z.extend(margins(columns, w, *b)?);
+                }
+                ClassScores::softmax(intercepts.len(), &z)
+            }
+            _ => return plan_err!("model '{}' has no coefficients", model.name),
         };
-        let z = margins(columns, coefficients, *intercept)?;
-        if output == PredictOutput::Probability {
-            return Ok(Arc::new(
-                z.into_iter().map(sigmoid).collect::<Float64Array>(),
-            ));
-        }
-        Ok(model.classes_of(z.into_iter().map(|z| z > 0.0)))
+        model.classify(output, scores)
     }
 
     fn describe(&self, params: &ModelParams) -> Vec<(&'static str, serde_json::Value)> {
@@ -184,22 +275,43 @@ impl ModelKind for LogisticRegression {
         options: &ModelOptions,
         progress: &dyn Progress,
     ) -> Result<Fitted> {
+        let loss = Loss::of(data);
+        if loss != Loss::Binary && options.device == "cuda" {
+            return plan_err!(
+                "device = 'cuda': multiclass logistic_regression runs on the CPU only; use 'auto' or 'cpu'"
+            );
+        }
         let newton = match options.optimizer {
             Optimizer::Newton => true,
             Optimizer::Lbfgs => false,
-            Optimizer::Auto => data.width() <= NEWTON_MAX_WIDTH,
+            Optimizer::Auto => loss.sets() * data.width() <= NEWTON_MAX_WIDTH,
         };
         let (weights, info, converged) = if newton {
-            fit_newton(data, options, progress).await?
+            fit_newton(data, loss, options, progress).await?
         } else {
-            fit_lbfgs(data, options, progress).await?
+            fit_lbfgs(data, loss, options, progress).await?
         };
         let d = data.width();
-        Ok(Fitted {
-            params: ModelParams::Linear {
+        let params = match loss {
+            Loss::Binary => ModelParams::Linear {
                 coefficients: weights[..d].to_vec(),
                 intercept: weights[d],
             },
+            Loss::Softmax { classes } => {
+                // The centred optimum (see the module's note), free of rounding.
+                let mut sets: Vec<Vec<f64>> = weights.chunks(d + 1).map(<[f64]>::to_vec).collect();
+                for j in 0..=d {
+                    let mean = sets.iter().map(|w| w[j]).sum::<f64>() / classes as f64;
+                    sets.iter_mut().for_each(|w| w[j] -= mean);
+                }
+                ModelParams::Softmax {
+                    intercepts: sets.iter_mut().map(|w| w.pop().unwrap_or(0.0)).collect(),
+                    coefficients: sets,
+                }
+            }
+        };
+        Ok(Fitted {
+            params,
             training_info: info,
             converged,
             training_metrics: None,
@@ -260,10 +372,11 @@ const GRADIENT_TOLERANCE: f64 = 1e-10;
 
 async fn fit_newton(
     data: &TrainingData,
+    loss: Loss,
     options: &ModelOptions,
     progress: &dyn Progress,
 ) -> Result<(Vec<f64>, Vec<Iteration>, bool)> {
-    let m = data.width() + 1;
+    let m = loss.sets() * (data.width() + 1);
     let NewtonState {
         mut weights,
         mut info,
@@ -286,7 +399,7 @@ async fn fit_newton(
             })
             .await;
         }
-        let eval = evaluate(data, &weights, options.l2, true).await?;
+        let eval = evaluate(data, loss, &weights, options.l2, true).await?;
         record(
             data,
             progress,
@@ -321,8 +434,8 @@ async fn fit_newton(
             converged = true;
             break;
         }
-        let hessian = eval.hessian.as_ref().expect("asked for the Hessian");
-        let step = solve_with_intercept(hessian, &eval.gradient);
+        let hessian = eval.hessian.expect("asked for the Hessian");
+        let step = loss.newton_step(hessian, &eval.gradient);
         let decrement = dot(&eval.gradient, &step);
         let previous_loss = eval.loss;
         let previous = weights.clone();
@@ -341,18 +454,36 @@ async fn fit_newton(
     Ok((weights, info, converged))
 }
 
-/// L-BFGS's first point: the intercept-only optimum, logit(mean label) (at
-/// zero weights the intercept's gradient is 0.5 − mean label). The penalty
-/// never moves the intercept, so however large it is (and the steps on the
-/// other weights small), the intercept starts where it belongs.
-async fn lbfgs_start(data: &TrainingData, l2: f64) -> Result<(Vec<f64>, Evaluation)> {
+/// L-BFGS's first point: the intercepts-only optimum. At zero weights an
+/// intercept's gradient is its class's share under the model (½, or 1/k)
+/// less its share of the labels; the optimum puts each intercept at the log
+/// of that share (binary: logit(mean label); softmax: centred). The penalty
+/// never moves the intercepts, so however large it is (and the steps on the
+/// other weights small), they start where they belong.
+async fn lbfgs_start(data: &TrainingData, loss: Loss, l2: f64) -> Result<(Vec<f64>, Evaluation)> {
     let m = data.width() + 1;
-    let mut weights = vec![0.0; m];
-    let mut current = evaluate(data, &weights, l2, false).await?;
-    let positive_rate = 0.5 - current.gradient[m - 1];
-    if positive_rate > 0.0 && positive_rate < 1.0 {
-        weights[m - 1] = (positive_rate / (1.0 - positive_rate)).ln();
-        current = evaluate(data, &weights, l2, false).await?;
+    let mut weights = vec![0.0; loss.sets() * m];
+    let mut current = evaluate(data, loss, &weights, l2, false).await?;
+    let intercepts: Option<Vec<f64>> = match loss {
+        Loss::Binary => {
+            let rate = 0.5 - current.gradient[m - 1];
+            (rate > 0.0 && rate < 1.0).then(|| vec![(rate / (1.0 - rate)).ln()])
+        }
+        Loss::Softmax { classes } => {
+            let logs: Vec<f64> = (0..classes)
+                .map(|c| (1.0 / classes as f64 - current.gradient[c * m + m - 1]).ln())
+                .collect();
+            let mean = logs.iter().sum::<f64>() / classes as f64;
+            logs.iter()
+                .all(|l| l.is_finite())
+                .then(|| logs.iter().map(|l| l - mean).collect())
+        }
+    };
+    if let Some(intercepts) = intercepts {
+        for (c, b) in intercepts.into_iter().enumerate() {
+            weights[c * m + m - 1] = b;
+        }
+        current = evaluate(data, loss, &weights, l2, false).await?;
     }
     Ok((weights, current))
 }
@@ -362,6 +493,7 @@ const LBFGS_MEMORY: usize = 10;
 
 async fn fit_lbfgs(
     data: &TrainingData,
+    loss: Loss,
     options: &ModelOptions,
     progress: &dyn Progress,
 ) -> Result<(Vec<f64>, Vec<Iteration>, bool)> {
@@ -385,7 +517,7 @@ async fn fit_lbfgs(
             (weights, info, current, memory)
         }
         None => {
-            let (weights, current) = lbfgs_start(data, options.l2).await?;
+            let (weights, current) = lbfgs_start(data, loss, options.l2).await?;
             let mut info = Vec::new();
             iteration_done(&mut info, current.loss);
             (weights, info, current, VecDeque::new())
@@ -433,7 +565,7 @@ async fn fit_lbfgs(
                 .zip(&direction)
                 .map(|(w, p)| w + t * p)
                 .collect();
-            let eval = evaluate(data, &trial, options.l2, false).await?;
+            let eval = evaluate(data, loss, &trial, options.l2, false).await?;
             if eval.loss <= current.loss + 1e-4 * t * slope {
                 break Some((trial, eval));
             }

@@ -12,6 +12,7 @@
 //! [`REGISTRY`] lists them; a [`ModelType`] is a handle to one.
 
 mod checkpoint;
+mod classes;
 mod format;
 mod kind;
 mod kmeans;
@@ -25,13 +26,15 @@ mod tree_models;
 pub mod trees;
 
 pub use checkpoint::Checkpoint;
+pub use classes::{
+    ClassScores, MAX_CLASSES, argmax, class_type, classifier_output_type, softmax_in_place,
+};
 pub use format::{
     Feature, InputColumn, Iteration, MODEL_FORMAT, Model, ModelParams, RoundInfo, TransformItem,
     WorkKind, WorkReport,
 };
 pub use kind::{
     BoundModel, Importance, LabelKind, MetricsFamily, ModelKind, ModelType, PredictOutput,
-    binary_output_type,
 };
 pub use options::{
     DataSplit, GivenOptions, MAX_ITERATIONS_SETTING, ModelOptions, NEWTON_MAX_WIDTH, Optimizer,

@@ -22,6 +22,7 @@ use serde::{Deserialize, Serialize};
 use crate::kernels::cuda::{self, DeviceData, Gpu};
 use crate::kernels::{
     DeviceChoice, FeatureBlock, FeatureColumns, for_each_block, gram, kmeans, logistic, place,
+    softmax,
 };
 
 /// The name the function is registered and encoded under.
@@ -36,6 +37,14 @@ pub enum RoundSpec {
     /// Log-loss, gradient and optionally Hessian at `weights` (arguments: label,
     /// features...; the label must be 0 or 1).
     Logistic { weights: Vec<f64>, hessian: bool },
+    /// Softmax log-loss, gradient and optionally Hessian at `weights` (class
+    /// by class; arguments: label, features...; the label a class index).
+    /// Its kernels run on the CPU.
+    Softmax {
+        weights: Vec<f64>,
+        classes: usize,
+        hessian: bool,
+    },
     /// Nearest-centroid sums, counts and distances (arguments: features...).
     KMeans {
         centroids: Vec<f64>,
@@ -192,11 +201,19 @@ impl TrainRoundFunc {
         }
     }
 
+    /// Whether the round's kernels run on the CPU only (no CUDA twin).
+    fn cpu_only(&self) -> bool {
+        matches!(self.spec, RoundSpec::Softmax { .. })
+    }
+
     /// Length of the statistics vector this round returns.
     pub fn stats_len(&self) -> usize {
         match &self.spec {
             RoundSpec::LeastSquares => gram::stats_len(self.width),
             RoundSpec::Logistic { hessian, .. } => logistic::stats_len(self.width, *hessian),
+            RoundSpec::Softmax {
+                classes, hessian, ..
+            } => softmax::stats_len(self.width, *classes, *hessian),
             RoundSpec::KMeans { centroids, .. } => {
                 kmeans::stats_len(centroids.len() / self.width.max(1), self.width)
             }
@@ -350,6 +367,14 @@ impl RoundAccumulator {
                 "label '{name}' must be 0 or 1 (or a boolean) for logistic_regression, found {bad}"
             );
         }
+        if let RoundSpec::Softmax { classes, .. } = self.function.spec
+            && let Some(bad) = labels
+                .values()
+                .iter()
+                .find(|v| v.fract() != 0.0 || **v < 0.0 || **v >= classes as f64)
+        {
+            return exec_err!("label '{name}' must be a class index below {classes}, found {bad}");
+        }
         Ok(labels)
     }
 }
@@ -385,6 +410,7 @@ impl RoundAccumulator {
             RoundSpec::KMeans { centroids, measure } => {
                 cuda::kmeans(gpu, data, centroids, measure.as_deref(), &mut stats)?
             }
+            RoundSpec::Softmax { .. } => return exec_err!("softmax rounds have no CUDA kernel"),
         }
         // Added only once the whole batch succeeded, so a CPU retry never counts twice.
         for (s, v) in self.stats.iter_mut().zip(stats) {
@@ -427,6 +453,7 @@ impl Accumulator for RoundAccumulator {
         if self.function.resident
             && self.function.device != DeviceChoice::Cpu
             && let Some(data) = cuda::cached(values)
+            && !self.function.cpu_only()
             && let Some(gpu) = place(self.function.device, data.rows)?
         {
             let attempt = self.run_on_gpu(gpu, &data);
@@ -452,7 +479,9 @@ impl Accumulator for RoundAccumulator {
             return Ok(());
         }
 
-        if let Some(gpu) = place(self.function.device, columns.rows())? {
+        if !self.function.cpu_only()
+            && let Some(gpu) = place(self.function.device, columns.rows())?
+        {
             let attempt = self.update_on_gpu(gpu, values, &columns, labels.as_ref());
             if self.gpu_answered(attempt)? {
                 return Ok(());
@@ -479,6 +508,20 @@ impl Accumulator for RoundAccumulator {
             RoundSpec::KMeans { centroids, measure } => {
                 kmeans::accumulate_columns(&columns, centroids, measure.as_deref(), stats)
             }
+            RoundSpec::Softmax {
+                weights,
+                classes,
+                hessian,
+            } => for_each_block(&columns, &mut self.block, |start, block| {
+                softmax::accumulate(
+                    block,
+                    &y[start..start + block.rows],
+                    weights,
+                    *classes,
+                    *hessian,
+                    stats,
+                )
+            }),
         }
     }
 

@@ -154,6 +154,8 @@ pub struct TrainingData {
     resumed: Mutex<Option<(usize, f64)>>,
     /// When a round whose job failed runs again.
     retry: Retry,
+    /// A classifier's classes (its labels are their indices); 0 otherwise.
+    classes: usize,
 }
 
 impl TrainingData {
@@ -182,6 +184,7 @@ impl TrainingData {
             evaluation: None,
             resumed: Mutex::new(None),
             retry: Retry::never(),
+            classes: 0,
         }
     }
 
@@ -189,6 +192,17 @@ impl TrainingData {
     pub fn with_retry(mut self, retry: Retry) -> Self {
         self.retry = retry;
         self
+    }
+
+    /// The label holds `classes` classes, as their indices 0, 1, ...
+    pub fn with_classes(mut self, classes: usize) -> Self {
+        self.classes = classes;
+        self
+    }
+
+    /// A classifier's number of classes (2 for a binary one); 0 otherwise.
+    pub fn classes(&self) -> usize {
+        self.classes
     }
 
     /// Rounds run their kernels on `device`; `resident` says the plan reads

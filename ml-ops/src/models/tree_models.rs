@@ -1,5 +1,6 @@
 //! The tree model types: boosted trees (as XGBoost's `hist`) and random
-//! forests, each a regressor or a binary classifier. One kind serves the
+//! forests, each a regressor or a classifier (boosted: binary or softmax;
+//! forests: binary). One kind serves the
 //! four: they share options, binning, growing and applying trees (`trees/`),
 //! and differ in how trees combine (boosting or bagging) and what a margin
 //! means (a value, log-odds, or a class-1 probability).
@@ -15,8 +16,9 @@ use super::options::GivenOptions;
 use super::training::record_with_eval;
 use super::trees::{self, Combine, Objective};
 use super::{
-    BoundModel, Fitted, Importance, LabelKind, MetricsFamily, Model, ModelKind, ModelOptions,
-    ModelParams, ModelType, PredictOutput, Progress, RoundSpec, TrainingData, binary_output_type,
+    BoundModel, ClassScores, Fitted, Importance, LabelKind, MetricsFamily, Model, ModelKind,
+    ModelOptions, ModelParams, ModelType, PredictOutput, Progress, RoundSpec, TrainingData,
+    classifier_output_type,
 };
 use crate::kernels::FeatureColumns;
 use crate::kernels::logistic::sigmoid;
@@ -35,7 +37,7 @@ enum Ensemble {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Task {
     Regression,
-    /// Binary: class 1 or 0.
+    /// A class: of two, or for boosted trees of any number.
     Classification,
 }
 
@@ -70,45 +72,59 @@ pub static RANDOM_FOREST_CLASSIFIER: TreeModel = TreeModel {
 };
 
 impl TreeModel {
-    /// The loss the trees are fit to: a forest fits least squares to the
-    /// label, 0/1 for a classifier (see `trees/forest.rs`).
-    fn objective(&self) -> Objective {
+    /// The loss the trees are fit to, for a label of `classes` classes: a
+    /// forest fits least squares to the label, 0/1 for a classifier (see
+    /// `trees/forest.rs`).
+    fn objective(&self, classes: usize) -> Objective {
         match (self.ensemble, self.task) {
+            (Ensemble::Boosted, Task::Classification) if classes > 2 => {
+                Objective::Softmax { classes }
+            }
             (Ensemble::Boosted, Task::Classification) => Objective::Logistic,
             _ => Objective::SquaredError,
         }
     }
 
-    /// A classifier's class-1 probability at margin `z`.
-    fn probability(&self, z: f64) -> f64 {
-        match self.ensemble {
-            Ensemble::Boosted => sigmoid(z),
-            Ensemble::Forest => z.clamp(0.0, 1.0),
+    /// Whether this type fits trees to `objective`.
+    fn fits(&self, objective: Objective) -> bool {
+        match (self.ensemble, self.task) {
+            (Ensemble::Boosted, Task::Classification) => {
+                matches!(objective, Objective::Logistic | Objective::Softmax { .. })
+            }
+            _ => objective == Objective::SquaredError,
         }
     }
 
-    /// Whether a classifier predicts class 1 at margin `z` (probability above
-    /// ½; on the margin itself for log-odds, free of rounding).
-    fn class_one(&self, z: f64) -> bool {
-        match self.ensemble {
-            Ensemble::Boosted => z > 0.0,
-            Ensemble::Forest => z > 0.5,
+    /// A classifier's scores of rows with `margins` (output by output): a
+    /// class-1 probability (the sigmoid of log-odds, or a forest's mean leaf
+    /// frequency) and class 1 when above ½ (on log-odds themselves, free of
+    /// rounding), or the softmax of each row's class margins.
+    fn scores(&self, objective: Objective, margins: Vec<f64>) -> ClassScores {
+        match (objective, self.ensemble) {
+            (Objective::Softmax { classes }, _) => ClassScores::softmax(classes, &margins),
+            (_, Ensemble::Boosted) => ClassScores::Binary {
+                probabilities: margins.iter().map(|z| sigmoid(*z)).collect(),
+                ones: margins.iter().map(|z| *z > 0.0).collect(),
+            },
+            (_, Ensemble::Forest) => ClassScores::Binary {
+                probabilities: margins.iter().map(|z| z.clamp(0.0, 1.0)).collect(),
+                ones: margins.iter().map(|z| *z > 0.5).collect(),
+            },
         }
     }
 
     /// The metrics of rows with `margins` and `labels`, as `predict` and
     /// `predict_proba` decide for them.
-    fn metrics_of(&self, margins: &[f64], labels: &[f64]) -> Vec<Option<f64>> {
+    fn metrics_of(
+        &self,
+        objective: Objective,
+        margins: &[f64],
+        labels: &[f64],
+    ) -> Vec<Option<f64>> {
         match self.task {
             Task::Regression => metrics::regression(margins, labels),
             Task::Classification => {
-                let classes: Vec<f64> = margins
-                    .iter()
-                    .map(|z| f64::from(u8::from(self.class_one(*z))))
-                    .collect();
-                let probabilities: Vec<f64> =
-                    margins.iter().map(|z| self.probability(*z)).collect();
-                metrics::classification(&classes, &probabilities, labels)
+                metrics::of_class_scores(&self.scores(objective, margins.to_vec()), labels)
             }
         }
     }
@@ -137,6 +153,10 @@ impl ModelKind for TreeModel {
             Task::Regression => LabelKind::Number,
             Task::Classification => LabelKind::Classes,
         }
+    }
+
+    fn multiclass(&self) -> bool {
+        (self.ensemble, self.task) == (Ensemble::Boosted, Task::Classification)
     }
 
     fn metrics(&self) -> MetricsFamily {
@@ -176,7 +196,7 @@ impl ModelKind for TreeModel {
     }
 
     fn check_params(&self, params: &ModelParams, width: usize) -> std::result::Result<(), String> {
-        trees::check_trees(params, width, self.objective())
+        trees::check_trees(params, width, |objective| self.fits(objective))
     }
 
     fn output_type(
@@ -186,10 +206,12 @@ impl ModelKind for TreeModel {
         label_type: Option<&str>,
     ) -> Result<DataType> {
         match self.task {
-            Task::Classification => Ok(binary_output_type(output, label_type)),
+            Task::Classification => Ok(classifier_output_type(output, label_type)),
             Task::Regression => match output {
                 PredictOutput::Value => Ok(DataType::Float64),
-                PredictOutput::Probability => ModelType::no_probability(model, self.name),
+                PredictOutput::Probability | PredictOutput::Probabilities => {
+                    ModelType::no_probability(output, model, self.name)
+                }
             },
         }
     }
@@ -200,21 +222,23 @@ impl ModelKind for TreeModel {
         output: PredictOutput,
         columns: &FeatureColumns,
     ) -> Result<ArrayRef> {
-        let ModelParams::Trees { base, trees, .. } = &model.params else {
+        let ModelParams::Trees {
+            objective,
+            base,
+            class_bases,
+            trees,
+        } = &model.params
+        else {
             return plan_err!("model '{}' has no trees", model.name);
         };
-        let z = trees::margins(trees, *base, columns);
-        Ok(match (self.task, output) {
-            (Task::Regression, _) => Arc::new(Float64Array::from(z)),
-            (Task::Classification, PredictOutput::Probability) => Arc::new(
-                z.into_iter()
-                    .map(|z| self.probability(z))
-                    .collect::<Float64Array>(),
-            ),
-            (Task::Classification, PredictOutput::Value) => {
-                model.classes_of(z.into_iter().map(|z| self.class_one(z)))
-            }
-        })
+        let z = match objective {
+            Objective::Softmax { .. } => trees::class_margins(trees, class_bases, columns),
+            _ => trees::margins(trees, *base, columns),
+        };
+        match self.task {
+            Task::Regression => Ok(Arc::new(Float64Array::from(z))),
+            Task::Classification => model.classify(output, self.scores(*objective, z)),
+        }
     }
 
     /// A NULL feature takes the default direction training learned.
@@ -237,19 +261,24 @@ impl ModelKind for TreeModel {
         let ModelParams::Trees {
             objective,
             base,
+            class_bases,
             trees,
         } = &model.params
         else {
             return plan_err!("model '{}' has no trees", model.name);
+        };
+        let bases = match objective {
+            Objective::Softmax { .. } => class_bases.clone(),
+            _ => vec![*base],
         };
         let combine = match self.ensemble {
             Ensemble::Boosted => Combine::Boosted,
             Ensemble::Forest => Combine::Forest,
         };
         let mut exported =
-            trees::xgboost_model(*objective, *base, trees, &model.feature_columns(), combine);
+            trees::xgboost_model(*objective, &bases, trees, &model.feature_columns(), combine);
         if !model.classes.is_empty() {
-            // XGBoost's attributes are text: the label's classes, 0 then 1.
+            // XGBoost's attributes are text: the label's classes, in order.
             exported["learner"]["attributes"]["classes"] =
                 serde_json::Value::String(serde_json::json!(model.classes).to_string());
         }
@@ -265,8 +294,12 @@ impl ModelKind for TreeModel {
         progress: &dyn Progress,
     ) -> Result<Fitted> {
         let rows = trees::binned_rows(data, options).await?;
+        let classes = data.classes().max(2);
         if self.task == Task::Classification
-            && let Some(bad) = rows.labels.iter().find(|y| **y != 0.0 && **y != 1.0)
+            && let Some(bad) = rows
+                .labels
+                .iter()
+                .find(|y| y.fract() != 0.0 || **y < 0.0 || **y >= classes as f64)
         {
             let label = data.label_name().unwrap_or("label");
             return plan_err!(
@@ -274,6 +307,7 @@ impl ModelKind for TreeModel {
                 self.name
             );
         }
+        let objective = self.objective(classes);
         let held_out = trees::held_out_rows(data, &rows.binned.cuts, options).await?;
         let params = trees::boost_params(options, self.bynode_default(rows.binned.width))?;
         let mut info = Vec::new();
@@ -289,24 +323,25 @@ impl ModelKind for TreeModel {
             )
         };
         let grown = match self.ensemble {
-            Ensemble::Boosted => trees::boost(
-                &rows,
-                held_out.as_ref(),
-                self.objective(),
-                &params,
-                tree_done,
-            ),
+            Ensemble::Boosted => {
+                trees::boost(&rows, held_out.as_ref(), objective, &params, tree_done)
+            }
             Ensemble::Forest => trees::forest(&rows, held_out.as_ref(), &params, tree_done),
         };
-        let training_metrics = self.metrics_of(&grown.margins, &rows.labels);
+        let training_metrics = self.metrics_of(objective, &grown.margins, &rows.labels);
         let evaluation_metrics = held_out
             .as_ref()
             .zip(grown.held_out_margins.as_ref())
-            .map(|(h, margins)| self.metrics_of(margins, &h.labels));
+            .map(|(h, margins)| self.metrics_of(objective, margins, &h.labels));
+        let (base, class_bases) = match objective {
+            Objective::Softmax { .. } => (0.0, grown.base),
+            _ => (grown.base[0], Vec::new()),
+        };
         Ok(Fitted {
             params: ModelParams::Trees {
-                objective: self.objective(),
-                base: grown.base,
+                objective,
+                base,
+                class_bases,
                 trees: grown.trees,
             },
             training_info: info,

@@ -26,6 +26,7 @@ use ember_ml_ops::store::{ModelStore, parse_model_ref};
 const MODEL_FUNCTIONS: &[&str] = &[
     "predict",
     "predict_proba",
+    "predict_probabilities",
     "training_info",
     "training_rounds",
     "feature_importance",

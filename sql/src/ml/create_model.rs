@@ -14,8 +14,9 @@ use datafusion::logical_expr::LogicalPlan;
 use ember_ml_ops::hashing::StableHasher;
 use ember_ml_ops::kernels::{DeviceChoice, cuda};
 use ember_ml_ops::models::{
-    Checkpoint, DataSplit, Feature, InputColumn, LabelKind, MAX_ITERATIONS_SETTING, MODEL_FORMAT,
-    MetricsFamily, Model, ModelOptions, TrainingData, TransformItem, training_state,
+    Checkpoint, DataSplit, Feature, InputColumn, LabelKind, MAX_CLASSES, MAX_ITERATIONS_SETTING,
+    MODEL_FORMAT, MetricsFamily, Model, ModelOptions, ModelType, TrainingData, TransformItem,
+    training_state,
 };
 use ember_ml_ops::store::{SaveMode, Saved, validate_model_name};
 
@@ -36,8 +37,10 @@ struct Prepared {
     inputs: Vec<InputColumn>,
     transform: Vec<TransformItem>,
     features: Vec<Feature>,
-    /// A classifier's named classes (text or boolean label), else empty.
+    /// A classifier's classes as text, in the label's order (empty for a
+    /// label of numbers 0 and 1), and how many (0 when no classifier).
     classes: Vec<String>,
+    class_count: usize,
     label_type: Option<String>,
     /// label (when supervised) and features of the training rows.
     plan: LogicalPlan,
@@ -72,6 +75,7 @@ async fn prepare(ml: &MlContext, create: &CreateModel) -> Result<Prepared> {
         }
     }
     let mut classes = Vec::new();
+    let mut class_count = 0;
     let mut label_type = None;
     if let Some(label) = &options.label {
         let Some(field) = schema.fields().iter().find(|f| f.name() == label) else {
@@ -93,8 +97,16 @@ async fn prepare(ml: &MlContext, create: &CreateModel) -> Result<Prepared> {
             return plan_err!("label '{label}' is {t}, not numeric");
         }
         if classifier {
-            let found = label_classes(ml, &query, label, options.model_type.name()).await?;
-            if text || t == DataType::Boolean {
+            let found = label_classes(ml, &query, label, options.model_type).await?;
+            class_count = found.len();
+            // A label of numbers 0 and 1 is its own class index.
+            let zero_one = t.is_numeric()
+                && found
+                    .iter()
+                    .map(|c| c.parse::<f64>().ok())
+                    .collect::<Vec<_>>()
+                    == [Some(0.0), Some(1.0)];
+            if !zero_one {
                 classes = found;
                 label_type = Some(t.to_string());
             }
@@ -166,6 +178,7 @@ async fn prepare(ml: &MlContext, create: &CreateModel) -> Result<Prepared> {
         transform,
         features,
         classes,
+        class_count,
         label_type,
         plan,
         evaluation,
@@ -173,31 +186,44 @@ async fn prepare(ml: &MlContext, create: &CreateModel) -> Result<Prepared> {
     })
 }
 
-/// A classifier's classes, sorted, as text: exactly two, or an error that says
-/// what the label holds.
+/// A classifier's classes as text, in the label's order (numbers as
+/// numbers, text as text): two, or up to [`MAX_CLASSES`] for a type that
+/// learns more; else an error that says what the label holds.
 async fn label_classes(
     ml: &MlContext,
     query: &str,
     label: &str,
-    model_type: &str,
+    model_type: ModelType,
 ) -> Result<Vec<String>> {
     let sql = format!(
-        "SELECT DISTINCT CAST({l} AS VARCHAR) AS c FROM ({query}) AS q WHERE {l} IS NOT NULL ORDER BY 1 LIMIT 3",
+        "SELECT CAST(v AS VARCHAR) AS c, v FROM (SELECT DISTINCT {l} AS v FROM ({query}) AS q \
+         WHERE {l} IS NOT NULL) AS d ORDER BY v LIMIT {}",
+        MAX_CLASSES + 1,
         l = ident(label)
     );
     let classes = column_texts(&collect(&ml.ctx, &sql).await?)?;
-    match classes.as_slice() {
-        [_, _] => Ok(classes),
-        [] => plan_err!("label '{label}' has no values: every label is NULL"),
-        [one] => plan_err!("label '{label}' has a single class ('{one}'): a classifier needs two"),
-        _ => plan_err!(
-            "{model_type} is binary, but label '{label}' has more than two classes ({}, ...)",
-            classes
-                .iter()
-                .map(|c| format!("'{c}'"))
-                .collect::<Vec<_>>()
-                .join(", ")
+    let listed = |classes: &[String]| {
+        let shown: Vec<String> = classes.iter().take(3).map(|c| format!("'{c}'")).collect();
+        format!("{}, ...", shown.join(", "))
+    };
+    match classes.len() {
+        0 => plan_err!("label '{label}' has no values: every label is NULL"),
+        1 => plan_err!(
+            "label '{label}' has a single class ('{}'): a classifier needs two",
+            classes[0]
         ),
+        2 => Ok(classes),
+        n if n > MAX_CLASSES => plan_err!(
+            "label '{label}' has more than {MAX_CLASSES} classes ({}): is it a class?",
+            listed(&classes)
+        ),
+        n if !model_type.multiclass() => plan_err!(
+            "{} is binary, but label '{label}' has {n} classes ({}): {} learn more",
+            model_type.name(),
+            listed(&classes),
+            ModelType::multiclass_names()
+        ),
+        _ => Ok(classes),
     }
 }
 
@@ -235,7 +261,8 @@ pub async fn create_model(ml: &MlContext, create: &CreateModel) -> Result<MlOutp
     )
     .with_device(device, cached)
     .with_batch_rows(batch_rows)
-    .with_retry(ml.retry.clone());
+    .with_retry(ml.retry.clone())
+    .with_classes(prepared.class_count);
     if let Some(evaluation) = &prepared.evaluation {
         data = data.with_evaluation(evaluation.clone());
     }
@@ -482,7 +509,7 @@ async fn metrics_on_features(
     let mut measured = model.clone();
     measured.name = view.clone();
     measured.transform = vec![];
-    // The view's label is already 0/1.
+    // The view's label is already its class index.
     measured.classes = vec![];
     measured.label_type = None;
     measured.inputs = model

@@ -5,7 +5,9 @@
 //! - classification: `accuracy`, `precision`, `recall`, `f1` (class 1 positive,
 //!   0 when undefined), `log_loss` (mean over rows, probabilities clipped to
 //!   [ε, 1−ε]), `roc_auc` (the `roc_auc` aggregate: ranks, ties averaged; NULL
-//!   with one class)
+//!   with one class); with more than two classes the same names hold macro
+//!   means over the classes and the one-vs-rest AUC (the `multiclass_metrics`
+//!   aggregate)
 //! - kmeans: `inertia` (sum of squared distances to the nearest centroid),
 //!   `davies_bouldin` (over the clusters' own means, as scikit-learn's)
 
@@ -24,15 +26,22 @@ use super::features::{device_for, feature_select, feature_widths};
 use super::sql_text::{Rows, class_value, ident, label_value, rows_sql, text_literal};
 use super::{MlContext, MlOutput, first_row_floats};
 
-/// Runs `sql` (which may call `predict` on `model`, held in memory) and returns
-/// the first row as floats.
-async fn first_row(ml: &MlContext, model: &Model, sql: &str) -> Result<Vec<Option<f64>>> {
+/// Runs `sql`, which may call `predict` on `model` (held in memory).
+pub(super) async fn collect_with(
+    ml: &MlContext,
+    model: &Model,
+    sql: &str,
+) -> Result<Vec<RecordBatch>> {
     insert(&ml.catalog, model.clone())?;
     let state = ml.ctx.state();
     let plan = state.create_logical_plan(sql).await?;
     let plan = bind_models(plan, &state, &ml.catalog)?;
-    let batches = DataFrame::new(state, plan).collect().await?;
-    first_row_floats(&batches)
+    DataFrame::new(state, plan).collect().await
+}
+
+/// Runs `sql` as [`collect_with`] does and returns the first row as floats.
+async fn first_row(ml: &MlContext, model: &Model, sql: &str) -> Result<Vec<Option<f64>>> {
+    first_row_floats(&collect_with(ml, model, sql).await?)
 }
 
 fn ratio(num: f64, den: f64) -> f64 {
@@ -109,6 +118,22 @@ pub async fn compute_metrics(ml: &MlContext, model: &Model, rows: &str) -> Resul
                 metrics::regression_of_sums(n, sse, sae, var * n),
                 counts(&v),
             )
+        }
+        MetricsFamily::Classification if model.params.class_count().is_some() => {
+            let label = label.expect("supervised");
+            // Every metric from one aggregate over (probabilities, class index).
+            let sql = format!(
+                "SELECT c0, c1, c2, m[1], m[2], m[3], m[4], m[5], m[6] FROM \
+                 (SELECT count(*) AS c0, count(y) AS c1, count(*) FILTER (WHERE ok) AS c2, \
+                 multiclass_metrics(p, y) FILTER (WHERE ok) AS m FROM \
+                 (SELECT y, p, y IS NOT NULL AND p IS NOT NULL AS ok FROM \
+                 (SELECT {} AS y, {} AS p FROM ({rows}) AS r) AS s) AS t) AS u",
+                label_value(&label, &model.classes),
+                call("predict_probabilities"),
+            );
+            let v = first_row(ml, model, &sql).await?;
+            counted(model, &v)?;
+            (v[3..9].to_vec(), counts(&v))
         }
         MetricsFamily::Classification => {
             let label = label.expect("supervised");
@@ -305,7 +330,23 @@ pub fn metrics_batch(metrics: &[(&str, Option<f64>)]) -> Result<RecordBatch> {
 /// EVALUATE MODEL name [ON (query)].
 pub async fn evaluate_model(ml: &MlContext, name: &str, on: Option<&str>) -> Result<MlOutput> {
     let model = ml.store.load_ref(name).await?;
-    let rows = match on {
+    let rows = rows_to_measure(ml, &model, on, "EVALUATE MODEL").await?;
+    let metrics = compute_metrics(ml, &model, &rows).await?;
+    let mut output = MlOutput::rows(metrics_batch(&metrics.values)?);
+    output.notes.extend(metrics.note(&model.name));
+    Ok(output)
+}
+
+/// The rows (SQL) `statement` measures `model` on: the `on` query's, which
+/// must hold the model's inputs and label, or else the model's held-out
+/// rows (all its training query's rows without a split).
+pub(super) async fn rows_to_measure(
+    ml: &MlContext,
+    model: &Model,
+    on: Option<&str>,
+    statement: &str,
+) -> Result<String> {
+    Ok(match on {
         Some(query) => {
             let rows = format!("SELECT * FROM ({query}) AS __ember_on");
             let plan = ml.ctx.state().create_logical_plan(&rows).await?;
@@ -314,7 +355,7 @@ pub async fn evaluate_model(ml: &MlContext, name: &str, on: Option<&str>) -> Res
             for column in needed {
                 if plan.schema().field_with_unqualified_name(column).is_err() {
                     return plan_err!(
-                        "EVALUATE MODEL {}: the ON query has no column '{column}'",
+                        "{statement} {}: the ON query has no column '{column}'",
                         model.name
                     );
                 }
@@ -328,9 +369,5 @@ pub async fn evaluate_model(ml: &MlContext, name: &str, on: Option<&str>) -> Res
             };
             rows_sql(&model.query, &model.query_columns, &model.options, rows)
         }
-    };
-    let metrics = compute_metrics(ml, &model, &rows).await?;
-    let mut output = MlOutput::rows(metrics_batch(&metrics.values)?);
-    output.notes.extend(metrics.note(&model.name));
-    Ok(output)
+    })
 }

@@ -3,6 +3,7 @@
 //! DESCRIBE / DROP MODEL, `training_info` and `training_rounds`, and binding `predict` calls to models.
 
 mod bind;
+mod confusion_matrix;
 mod create_model;
 mod evaluate;
 mod export;

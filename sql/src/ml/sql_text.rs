@@ -21,18 +21,24 @@ pub fn float_literal(v: f64) -> String {
 }
 
 /// The label as the estimator sees it, a DOUBLE: the column itself, or for a
-/// classifier with named classes, 0 for the first class and 1 for the second
-/// (NULL for anything else).
+/// classifier with named classes, its class index (NULL for anything else).
 pub fn label_value(label: &str, classes: &[String]) -> String {
-    match classes {
-        [zero, one] => format!(
-            "CASE CAST({} AS VARCHAR) WHEN {} THEN 0.0 WHEN {} THEN 1.0 END",
-            ident(label),
-            text_literal(zero),
-            text_literal(one)
-        ),
-        _ => format!("CAST({} AS DOUBLE)", ident(label)),
+    class_index(&ident(label), classes)
+}
+
+/// The class index of `value` (SQL: a label, or a prediction), a DOUBLE: its
+/// place among the named `classes` (NULL for none of them), or without named
+/// classes the value itself.
+pub fn class_index(value: &str, classes: &[String]) -> String {
+    if classes.is_empty() {
+        return format!("CAST({value} AS DOUBLE)");
     }
+    let arms: Vec<String> = classes
+        .iter()
+        .enumerate()
+        .map(|(i, c)| format!("WHEN {} THEN {i}.0", text_literal(c)))
+        .collect();
+    format!("CASE CAST({value} AS VARCHAR) {} END", arms.join(" "))
 }
 
 /// A prediction as 0/1 (a DOUBLE), whether `predict` returns numbers or the

@@ -1,7 +1,8 @@
 //! The model statements as table functions, usable wherever a table is:
-//! `show_models()`, `describe_model('m' [, version])` and
-//! `evaluate('m' [, 'query'])` (BigQuery's `ML.EVALUATE`), in FROM, joins and
-//! CTEs. Their answers come from the model store and from queries, so they are
+//! `show_models()`, `describe_model('m' [, version])`,
+//! `evaluate('m' [, 'query'])` (BigQuery's `ML.EVALUATE`) and
+//! `confusion_matrix('m' [, 'query'])` (`ML.CONFUSION_MATRIX`), in FROM,
+//! joins and CTEs. Their answers come from the model store and from queries, so they are
 //! computed before the statement is planned and written into it as `VALUES`:
 //!
 //! ```text
@@ -26,13 +27,19 @@ use datafusion::sql::sqlparser::ast::{
     VisitorMut,
 };
 
+use super::confusion_matrix::confusion_matrix;
 use super::evaluate::evaluate_model;
 use super::inspect::{describe_model, show_models};
 use super::sql_text::text_literal;
 use super::{MlContext, MlOutput};
 
 /// The table functions, by name.
-const FUNCTIONS: &[&str] = &["show_models", "describe_model", "evaluate"];
+const FUNCTIONS: &[&str] = &[
+    "show_models",
+    "describe_model",
+    "evaluate",
+    "confusion_matrix",
+];
 
 /// One call as written: the function and its literal arguments.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -187,6 +194,7 @@ fn usage(function: &str) -> &'static str {
     match function {
         "show_models" => "show_models()",
         "describe_model" => "describe_model('name' [, version])",
+        "confusion_matrix" => "confusion_matrix('name' [, 'query'])",
         _ => "evaluate('name' [, 'query'])",
     }
 }
@@ -215,6 +223,8 @@ async fn answer(call: &Call, ml: &MlContext) -> Result<MlOutput> {
         }
         ("evaluate", [name]) => evaluate_model(ml, name, None).await,
         ("evaluate", [name, query]) => evaluate_model(ml, name, Some(query)).await,
+        ("confusion_matrix", [name]) => confusion_matrix(ml, name, None).await,
+        ("confusion_matrix", [name, query]) => confusion_matrix(ml, name, Some(query)).await,
         _ => wrong(),
     }
 }

@@ -8,7 +8,6 @@ use super::grow::{Binned, GrowParams, add_tree, grow};
 use super::sampling::{sample_features, sample_rows, tree_seed};
 use super::tree::Tree;
 use crate::kernels::histogram::RowGradient;
-use crate::kernels::logistic::sigmoid;
 
 /// The loss trees are fit to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -18,107 +17,148 @@ pub enum Objective {
     SquaredError,
     /// Log-loss of a 0/1 label; margins are log-odds.
     Logistic,
+    /// Softmax log-loss of a label holding class indices: a row has a margin
+    /// per class, and each round grows a tree per class (as XGBoost's
+    /// `multi:softprob`).
+    Softmax { classes: usize },
 }
 
 impl Objective {
-    /// The margin every row starts from: the best constant.
-    pub fn base_margin(self, labels: &[f64]) -> f64 {
-        let mean = labels.iter().sum::<f64>() / labels.len().max(1) as f64;
+    /// Margins a row has: one per class for softmax, else one.
+    pub fn outputs(self) -> usize {
         match self {
-            Objective::SquaredError => mean,
+            Objective::Softmax { classes } => classes,
+            _ => 1,
+        }
+    }
+
+    /// The margins every row starts from, one per output: the best constant
+    /// (for softmax the log of each class's share, centred, as XGBoost's).
+    pub fn base_margins(self, labels: &[f64]) -> Vec<f64> {
+        let n = labels.len().max(1) as f64;
+        let mean = labels.iter().sum::<f64>() / n;
+        match self {
+            Objective::SquaredError => vec![mean],
             Objective::Logistic => {
                 let p = mean.clamp(1e-7, 1.0 - 1e-7);
-                (p / (1.0 - p)).ln()
+                vec![(p / (1.0 - p)).ln()]
+            }
+            Objective::Softmax { classes } => {
+                let mut counts = vec![0.0; classes];
+                for y in labels {
+                    counts[*y as usize] += 1.0;
+                }
+                let logs: Vec<f64> = counts
+                    .iter()
+                    .map(|c| (c / n).clamp(1e-7, 1.0).ln())
+                    .collect();
+                let mean = logs.iter().sum::<f64>() / classes as f64;
+                logs.iter().map(|l| l - mean).collect()
             }
         }
     }
 
-    /// Gradient and Hessian of each row's loss at its margin, on every core.
-    fn gradients(self, margins: &[f64], labels: &[f64], out: &mut [RowGradient]) {
-        out.par_chunks_mut(BLOCK_ROWS)
-            .zip(margins.par_chunks(BLOCK_ROWS))
-            .zip(labels.par_chunks(BLOCK_ROWS))
-            .for_each(|((out, margins), labels)| self.gradients_of(margins, labels, out));
+    /// The gradient and Hessian of each row's loss at its margins, on every
+    /// core (both laid out output by output, `outputs` × rows), returning the
+    /// mean loss there: one pass, one exponential a row and output.
+    fn gradients_and_loss(self, margins: &[f64], labels: &[f64], out: &mut [RowGradient]) -> f64 {
+        let n = labels.len();
+        let k = self.outputs();
+        // Each block of rows takes its piece of every output's slice.
+        let blocks = n.div_ceil(BLOCK_ROWS);
+        let mut pieces: Vec<Vec<&mut [RowGradient]>> = (0..blocks).map(|_| Vec::new()).collect();
+        for output in out.chunks_mut(n.max(1)) {
+            for (piece, chunk) in pieces.iter_mut().zip(output.chunks_mut(BLOCK_ROWS)) {
+                piece.push(chunk);
+            }
+        }
+        let sums: Vec<f64> = pieces
+            .into_par_iter()
+            .enumerate()
+            .map(|(block, mut out)| {
+                let start = block * BLOCK_ROWS;
+                let rows = out[0].len();
+                let margins_of = |c: usize| &margins[c * n + start..c * n + start + rows];
+                let labels = &labels[start..start + rows];
+                match self {
+                    Objective::Softmax { classes } => {
+                        softmax_gradients(classes, &margins_of, labels, &mut out)
+                    }
+                    _ => self.scalar_gradients(margins_of(0), labels, &mut out[0]),
+                }
+            })
+            .collect();
+        debug_assert!(k >= 1);
+        sums.iter().sum::<f64>() / n.max(1) as f64
     }
 
-    fn gradients_of(self, margins: &[f64], labels: &[f64], out: &mut [RowGradient]) {
-        for ((out, m), y) in out.iter_mut().zip(margins).zip(labels) {
-            *out = match self {
-                Objective::SquaredError => [(m - y) as f32, 1.0],
+    /// [`Self::gradients_and_loss`] of one block of a one-output objective,
+    /// returning the block's summed loss.
+    fn scalar_gradients(self, margins: &[f64], labels: &[f64], out: &mut [RowGradient]) -> f64 {
+        let mut total = 0.0;
+        for ((out, &m), &y) in out.iter_mut().zip(margins).zip(labels) {
+            total += match self {
                 Objective::Logistic => {
-                    let p = sigmoid(*m);
-                    [(p - y) as f32, (p * (1.0 - p)).max(1e-16) as f32]
+                    // As `sigmoid` and `softplus`, sharing e^-|m|.
+                    let (p, softplus) = if m >= 0.0 {
+                        let e = (-m).exp();
+                        (1.0 / (1.0 + e), m + e.ln_1p())
+                    } else {
+                        let e = m.exp();
+                        (e / (1.0 + e), e.ln_1p())
+                    };
+                    *out = [(p - y) as f32, (p * (1.0 - p)).max(1e-16) as f32];
+                    softplus - y * m
+                }
+                _ => {
+                    *out = [(m - y) as f32, 1.0];
+                    (m - y) * (m - y)
                 }
             };
         }
+        total
     }
 
-    /// The mean loss at `margins`: squared error, or log-loss; summed in
-    /// blocks on every core, the blocks' sums added in order.
+    /// The mean loss at `margins` (output by output): squared error, or
+    /// log-loss; summed in blocks on every core, the blocks' sums added in
+    /// order.
     pub fn loss(self, margins: &[f64], labels: &[f64]) -> f64 {
-        let n = labels.len().max(1) as f64;
-        let sums: Vec<f64> = margins
-            .par_chunks(BLOCK_ROWS)
-            .zip(labels.par_chunks(BLOCK_ROWS))
-            .map(|(m, y)| self.total_loss(m, y))
-            .collect();
-        sums.iter().sum::<f64>() / n
+        let mut scratch = vec![[0.0f32; 2]; margins.len()];
+        self.gradients_and_loss(margins, labels, &mut scratch)
     }
+}
 
-    /// [`Self::gradients`] at `margins`, returning [`Self::loss`] there: one
-    /// pass, one exponential a row.
-    fn gradients_and_loss(self, margins: &[f64], labels: &[f64], out: &mut [RowGradient]) -> f64 {
-        let n = labels.len().max(1) as f64;
-        let sums: Vec<f64> = out
-            .par_chunks_mut(BLOCK_ROWS)
-            .zip(margins.par_chunks(BLOCK_ROWS))
-            .zip(labels.par_chunks(BLOCK_ROWS))
-            .map(|((out, margins), labels)| {
-                let mut total = 0.0;
-                for ((out, &m), &y) in out.iter_mut().zip(margins).zip(labels) {
-                    total += match self {
-                        Objective::SquaredError => {
-                            *out = [(m - y) as f32, 1.0];
-                            (m - y) * (m - y)
-                        }
-                        Objective::Logistic => {
-                            // As `sigmoid` and `total_loss`, sharing e^-|m|.
-                            let (p, softplus) = if m >= 0.0 {
-                                let e = (-m).exp();
-                                (1.0 / (1.0 + e), m + e.ln_1p())
-                            } else {
-                                let e = m.exp();
-                                (e / (1.0 + e), e.ln_1p())
-                            };
-                            *out = [(p - y) as f32, (p * (1.0 - p)).max(1e-16) as f32];
-                            softplus - y * m
-                        }
-                    };
-                }
-                total
-            })
-            .collect();
-        sums.iter().sum::<f64>() / n
+/// Softmax gradients of a block: class c's gradient `p_c − [y = c]`, its
+/// Hessian `2 p_c (1 − p_c)` (XGBoost's, floored at 1e-16); returns the
+/// block's summed log-loss.
+fn softmax_gradients<'a>(
+    classes: usize,
+    margins_of: &impl Fn(usize) -> &'a [f64],
+    labels: &[f64],
+    out: &mut [&mut [RowGradient]],
+) -> f64 {
+    let mut total = 0.0;
+    let mut p = vec![0.0; classes];
+    for (r, &y) in labels.iter().enumerate() {
+        for (c, p) in p.iter_mut().enumerate() {
+            *p = margins_of(c)[r];
+        }
+        let top = p.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        let label = y as usize;
+        let z_label = p[label];
+        let mut sum = 0.0;
+        for p in p.iter_mut() {
+            *p = (*p - top).exp();
+            sum += *p;
+        }
+        total += top + sum.ln() - z_label;
+        for (c, p) in p.iter().enumerate() {
+            let p = p / sum;
+            let g = p - f64::from(u8::from(c == label));
+            out[c][r] = [g as f32, (2.0 * p * (1.0 - p)).max(1e-16) as f32];
+        }
     }
-
-    fn total_loss(self, margins: &[f64], labels: &[f64]) -> f64 {
-        margins
-            .iter()
-            .zip(labels)
-            .map(|(m, y)| match self {
-                Objective::SquaredError => (m - y) * (m - y),
-                Objective::Logistic => {
-                    // log(1 + e^m) − y·m, stable for large |m|.
-                    let softplus = if *m > 0.0 {
-                        m + (-m).exp().ln_1p()
-                    } else {
-                        m.exp().ln_1p()
-                    };
-                    softplus - y * m
-                }
-            })
-            .sum()
-    }
+    total
 }
 
 /// Rows a block of per-row work holds: fixed, so that sums are added in the
@@ -153,15 +193,39 @@ pub struct HeldOut {
     pub labels: Vec<f64>,
 }
 
-/// Trees, and the margin they give each training row (and held-out row).
+/// Trees, and the margins they give each training row (and held-out row),
+/// output by output (`outputs` × rows); tree `i` belongs to output
+/// `i % outputs`, which starts at `base[i % outputs]`.
 pub struct Boosted {
-    pub base: f64,
+    pub base: Vec<f64>,
     pub trees: Vec<Tree>,
     pub margins: Vec<f64>,
     pub held_out_margins: Option<Vec<f64>>,
 }
 
-/// The loss on held-out rows as trees are added, and the count of trees
+/// Margins laid out output by output, each starting at its base.
+pub(super) fn starting_margins(base: &[f64], rows: usize) -> Vec<f64> {
+    base.iter()
+        .flat_map(|b| std::iter::repeat_n(*b, rows))
+        .collect()
+}
+
+/// Adds (or with `scale` −1 takes out) `trees`, tree `i` to output
+/// `i % outputs`'s margins of `binned`'s rows.
+fn add_trees(trees: &[Tree], binned: &Binned, margins: &mut [f64], outputs: usize, scale: f64) {
+    let rows = margins.len() / outputs;
+    for (i, tree) in trees.iter().enumerate() {
+        let output = i % outputs;
+        add_tree(
+            tree,
+            binned,
+            &mut margins[output * rows..(output + 1) * rows],
+            scale,
+        );
+    }
+}
+
+/// The loss on held-out rows as rounds are added, and the count of rounds
 /// with the lowest.
 struct Watch<'a> {
     rows: &'a HeldOut,
@@ -170,29 +234,30 @@ struct Watch<'a> {
 }
 
 impl<'a> Watch<'a> {
-    fn new(rows: &'a HeldOut, base: f64) -> Self {
+    fn new(rows: &'a HeldOut, base: &[f64]) -> Self {
         Self {
             rows,
-            margins: vec![base; rows.labels.len()],
+            margins: starting_margins(base, rows.labels.len()),
             best: (0, f64::INFINITY),
         }
     }
 
-    /// Adds `tree` (times `scale`) and returns the held-out loss.
-    fn add(&mut self, tree: &Tree, scale: f64, objective: Objective, trees: usize) -> f64 {
-        add_tree(tree, &self.rows.binned, &mut self.margins, scale);
+    /// Adds round `round`'s trees (one per output) and returns the held-out loss.
+    fn add(&mut self, trees: &[Tree], objective: Objective, round: usize) -> f64 {
+        let outputs = objective.outputs();
+        add_trees(trees, &self.rows.binned, &mut self.margins, outputs, 1.0);
         let loss = objective.loss(&self.margins, &self.rows.labels);
         if loss < self.best.1 {
-            self.best = (trees, loss);
+            self.best = (round, loss);
         }
         loss
     }
 }
 
-/// Boosts `params.trees` trees on `rows`; `round_done` hears each round's
-/// training loss and, with `held_out` rows, their loss. With
-/// `params.early_stop`, boosting stops that many trees after the lowest
-/// held-out loss and keeps the trees up to it.
+/// Boosts `params.trees` rounds on `rows`, a tree per output each;
+/// `round_done` hears each round's training loss and, with `held_out` rows,
+/// their loss. With `params.early_stop`, boosting stops that many rounds
+/// after the lowest held-out loss and keeps the rounds up to it.
 pub fn boost(
     rows: &Rows,
     held_out: Option<&HeldOut>,
@@ -201,28 +266,39 @@ pub fn boost(
     mut round_done: impl FnMut(usize, f64, Option<f64>),
 ) -> Boosted {
     let n = rows.labels.len();
-    let base = objective.base_margin(&rows.labels);
-    let mut margins = vec![base; n];
-    let mut gradients = vec![[0.0f32, 0.0]; n];
-    let mut trees = Vec::with_capacity(params.trees);
-    let mut watch = held_out.map(|h| Watch::new(h, base));
-    objective.gradients(&margins, &rows.labels, &mut gradients);
+    let outputs = objective.outputs();
+    let base = objective.base_margins(&rows.labels);
+    let mut margins = starting_margins(&base, n);
+    let mut gradients = vec![[0.0f32, 0.0]; n * outputs];
+    let mut trees = Vec::with_capacity(params.trees * outputs);
+    let mut watch = held_out.map(|h| Watch::new(h, &base));
+    objective.gradients_and_loss(&margins, &rows.labels, &mut gradients);
+    let every = vec![true; rows.binned.width];
     for round in 0..params.trees {
-        let seed = tree_seed(params.seed, round);
-        let sampled = sample_rows(&rows.keys, params.subsample, seed);
-        let every = vec![true; rows.binned.width];
-        let allowed = sample_features(&every, params.colsample_bytree, seed);
-        let grow_params = GrowParams {
-            seed,
-            ..params.grow
-        };
-        let grown = grow(&rows.binned, &gradients, sampled, &allowed, &grow_params);
-        grown.add_to(&rows.binned, &mut margins);
-        trees.push(grown.tree);
+        let sampled = sample_rows(&rows.keys, params.subsample, tree_seed(params.seed, round));
+        for output in 0..outputs {
+            // One output: the tree's seed is the round's.
+            let seed = tree_seed(params.seed, round * outputs + output);
+            let allowed = sample_features(&every, params.colsample_bytree, seed);
+            let grow_params = GrowParams {
+                seed,
+                ..params.grow
+            };
+            let part = output * n..(output + 1) * n;
+            let grown = grow(
+                &rows.binned,
+                &gradients[part.clone()],
+                sampled.clone(),
+                &allowed,
+                &grow_params,
+            );
+            grown.add_to(&rows.binned, &mut margins[part]);
+            trees.push(grown.tree);
+        }
         let held_out_loss = watch
             .as_mut()
-            .map(|w| w.add(&trees[round], 1.0, objective, round + 1));
-        // The next tree's gradients (the last tree's go unused) and this
+            .map(|w| w.add(&trees[round * outputs..], objective, round + 1));
+        // The next round's gradients (the last round's go unused) and this
         // one's loss, in one pass.
         let loss = objective.gradients_and_loss(&margins, &rows.labels, &mut gradients);
         round_done(round + 1, loss, held_out_loss);
@@ -235,12 +311,11 @@ pub fn boost(
     if params.early_stop.is_some()
         && let Some(w) = &mut watch
     {
-        // Keep the trees up to the lowest held-out loss; take the others'
+        // Keep the rounds up to the lowest held-out loss; take the others'
         // values back out of the margins.
-        for tree in trees.drain(w.best.0..) {
-            add_tree(&tree, &rows.binned, &mut margins, -1.0);
-            add_tree(&tree, &w.rows.binned, &mut w.margins, -1.0);
-        }
+        let dropped: Vec<Tree> = trees.drain(w.best.0 * outputs..).collect();
+        add_trees(&dropped, &rows.binned, &mut margins, outputs, -1.0);
+        add_trees(&dropped, &w.rows.binned, &mut w.margins, outputs, -1.0);
     }
     Boosted {
         base,

@@ -25,7 +25,7 @@ pub fn forest(
     mut tree_done: impl FnMut(usize, f64, Option<f64>),
 ) -> Boosted {
     let objective = Objective::SquaredError;
-    let base = objective.base_margin(&rows.labels);
+    let base = objective.base_margins(&rows.labels)[0];
     let unit_pairs: Vec<_> = rows
         .labels
         .par_iter()
@@ -66,7 +66,7 @@ pub fn forest(
         );
     }
     Boosted {
-        base,
+        base: vec![base],
         trees,
         margins,
         held_out_margins: held.map(|(_, _, margins)| margins),

@@ -159,19 +159,42 @@ pub fn margins(trees: &[Tree], base: f64, columns: &FeatureColumns) -> Vec<f64> 
     margins
 }
 
+/// Each row's margin per class (class by class, `bases.len()` × rows) of
+/// softmax trees: tree `i` adds to class `i % bases.len()`.
+pub fn class_margins(trees: &[Tree], bases: &[f64], columns: &FeatureColumns) -> Vec<f64> {
+    let k = bases.len();
+    let mut out = Vec::with_capacity(k * columns.rows());
+    for (class, base) in bases.iter().enumerate() {
+        let own: Vec<Tree> = trees.iter().skip(class).step_by(k).cloned().collect();
+        out.extend(margins(&own, *base, columns));
+    }
+    out
+}
+
 /// DESCRIBE MODEL's rows for trees: how many, how deep.
 pub fn describe(params: &ModelParams) -> Vec<(&'static str, serde_json::Value)> {
-    let ModelParams::Trees { base, trees, .. } = params else {
+    let ModelParams::Trees {
+        base,
+        class_bases,
+        trees,
+        ..
+    } = params
+    else {
         return vec![];
     };
     let depth = trees.iter().map(Tree::depth).max().unwrap_or(0);
     let leaves: usize = trees.iter().map(Tree::leaves).sum();
-    vec![
+    let mut rows = vec![
         ("trees", serde_json::json!(trees.len())),
         ("max_tree_depth", serde_json::json!(depth)),
         ("leaves", serde_json::json!(leaves)),
-        ("base_margin", serde_json::json!(base)),
-    ]
+    ];
+    if class_bases.is_empty() {
+        rows.push(("base_margin", serde_json::json!(base)));
+    } else {
+        rows.push(("base_margins", serde_json::json!(class_bases)));
+    }
+    rows
 }
 
 /// The trees' importance per feature column, as XGBoost's `get_score`
@@ -210,25 +233,37 @@ pub fn importance(params: &ModelParams, width: usize) -> Option<Importance> {
     })
 }
 
-/// Why `params` are not trees for `objective` over `width` features, if so.
+/// Why `params` are not trees for an objective `expected` accepts over
+/// `width` features, if so.
 pub fn check_trees(
     params: &ModelParams,
     width: usize,
-    objective: Objective,
+    expected: impl Fn(Objective) -> bool,
 ) -> std::result::Result<(), String> {
     let ModelParams::Trees {
-        objective: found,
+        objective,
         base,
+        class_bases,
         trees,
     } = params
     else {
         return Err("parameters do not match the model type".into());
     };
-    if *found != objective {
-        return Err(format!("trees fit for {found:?}, expected {objective:?}"));
+    if !expected(*objective) {
+        return Err(format!("trees fit for {objective:?}, another model type's"));
     }
-    if !base.is_finite() {
-        return Err("the base margin is not a finite number".into());
+    if !base.is_finite() || class_bases.iter().any(|b| !b.is_finite()) {
+        return Err("a base margin is not a finite number".into());
+    }
+    let outputs = objective.outputs();
+    if outputs > 1 && (outputs < 3 || class_bases.len() != outputs) {
+        return Err(format!(
+            "{} base margins for {outputs} classes",
+            class_bases.len()
+        ));
+    }
+    if !trees.len().is_multiple_of(outputs) {
+        return Err(format!("{} trees for {outputs} classes", trees.len()));
     }
     for (i, tree) in trees.iter().enumerate() {
         if tree.nodes.is_empty() {
@@ -329,7 +364,7 @@ mod tests {
             let names: Vec<String> = (0..width).map(|f| format!("f{f}")).collect();
             let predicted = margins(
                 &boosted.trees,
-                boosted.base,
+                boosted.base[0],
                 &FeatureColumns::new(&arrays, &names).unwrap(),
             );
             for (r, (a, b)) in boosted.margins.iter().zip(&predicted).enumerate() {

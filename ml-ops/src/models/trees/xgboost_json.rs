@@ -20,24 +20,45 @@ pub enum Combine {
     Forest,
 }
 
-/// The XGBoost model of `trees` on `base` for `objective` over the features
-/// `names` (one per feature column).
+/// The XGBoost model of `trees` on `bases` (a margin per output) for
+/// `objective` over the features `names` (one per feature column).
 pub fn xgboost_model(
     objective: Objective,
-    base: f64,
+    bases: &[f64],
     trees: &[Tree],
     names: &[String],
     combine: Combine,
 ) -> Value {
     let (objective_name, base_score) = match objective {
-        Objective::SquaredError => ("reg:squarederror", base),
+        Objective::SquaredError => ("reg:squarederror", bases.to_vec()),
         // XGBoost keeps a logistic model's base score as a probability.
-        Objective::Logistic => ("binary:logistic", 1.0 / (1.0 + (-base).exp())),
+        Objective::Logistic => (
+            "binary:logistic",
+            bases.iter().map(|b| 1.0 / (1.0 + (-b).exp())).collect(),
+        ),
+        // and a softmax model's as margins, one per class.
+        Objective::Softmax { .. } => ("multi:softprob", bases.to_vec()),
     };
+    let outputs = objective.outputs();
     let count = trees.len();
     let (parallel, indptr): (usize, Vec<usize>) = match combine {
-        Combine::Boosted => (1, (0..=count).collect()),
+        Combine::Boosted => (1, (0..=count).step_by(outputs).collect()),
         Combine::Forest => (count, vec![0, count]),
+    };
+    let base_score: Vec<String> = base_score
+        .iter()
+        .map(|b| format!("{:E}", *b as f32))
+        .collect();
+    let num_class = if outputs > 1 { outputs } else { 0 };
+    let objective_json = match objective {
+        Objective::Softmax { classes } => json!({
+            "name": objective_name,
+            "softmax_multiclass_param": {"num_class": classes.to_string()},
+        }),
+        _ => json!({
+            "name": objective_name,
+            "reg_loss_param": {"scale_pos_weight": "1"},
+        }),
     };
     let width = names.len();
     json!({
@@ -53,7 +74,7 @@ pub fn xgboost_model(
                         "num_trees": count.to_string(),
                     },
                     "iteration_indptr": indptr,
-                    "tree_info": vec![0; count],
+                    "tree_info": (0..count).map(|i| i % outputs).collect::<Vec<_>>(),
                     "trees": trees
                         .iter()
                         .enumerate()
@@ -63,16 +84,13 @@ pub fn xgboost_model(
                 "name": "gbtree",
             },
             "learner_model_param": {
-                "base_score": format!("[{:E}]", base_score as f32),
+                "base_score": format!("[{}]", base_score.join(",")),
                 "boost_from_average": "0",
-                "num_class": "0",
+                "num_class": num_class.to_string(),
                 "num_feature": width.to_string(),
                 "num_target": "1",
             },
-            "objective": {
-                "name": objective_name,
-                "reg_loss_param": {"scale_pos_weight": "1"},
-            },
+            "objective": objective_json,
         },
         "version": [3, 0, 0],
     })
