@@ -11,8 +11,8 @@ use ember_tests::{TextTable, engine, fixtures, metrics, to_text};
 use serde_json::Value;
 
 use super::trees::{
-    assert_same_tree, assert_stored_metrics_are_evaluates, model_json, sorted_column,
-    xgboost_available,
+    assert_same_importance, assert_same_tree, assert_stored_metrics_are_evaluates, model_json,
+    sorted_column, xgboost_available,
 };
 
 fn reference() -> Value {
@@ -195,8 +195,8 @@ async fn softmax_logistic_matches_scikit_learn_on_two_executors() {
 const SMALL_FEATURES: &str = "x0, x1, x2, x3";
 
 /// Softmax trees on features XGBoost bins exactly: the first round's tree of
-/// each class node for node, the classes' base margins, and every row's
-/// probabilities after 5 rounds.
+/// each class node for node, feature importance over every class's trees,
+/// the classes' base margins, and every row's probabilities after 5 rounds.
 async fn softmax_trees_equal_xgboost(cluster: bool) {
     let r = reference();
     let xgb = &r["small"];
@@ -227,6 +227,12 @@ async fn softmax_trees_equal_xgboost(cluster: bool) {
         .split(',')
         .map(|b| b.parse().unwrap())
         .collect();
+    assert_same_importance(
+        "softmax",
+        4,
+        &text(ember, "select * from feature_importance('small')").await,
+        &xgb["importance"],
+    );
     // XGBoost's estimate of the log shares is within 2e-6 of their value.
     for (c, b) in bases.iter().enumerate() {
         assert_close(

@@ -58,13 +58,13 @@ pub(crate) fn assert_same_tree(what: &str, ours: &Value, xgb: &Value) {
     }
 }
 
-/// Every value of column 0 of `sql`'s rows, sorted.
-/// `feature_importance`'s table against XGBoost's `get_score` (which leaves
-/// out the features no split uses: ours shows them with weight 0).
-fn assert_same_importance(kind: &str, ours: &TextTable, xgb: &Value) {
+/// `feature_importance`'s table of `features` features `x0`, `x1`, ...
+/// against XGBoost's `get_score` (which leaves out the features no split
+/// uses: ours shows them with weight 0).
+pub(crate) fn assert_same_importance(kind: &str, features: usize, ours: &TextTable, xgb: &Value) {
     let measures = ["weight", "gain", "cover", "total_gain", "total_cover"];
     assert_eq!(ours.header, [&["feature"][..], &measures].concat());
-    assert_eq!(ours.rows.len(), 6);
+    assert_eq!(ours.rows.len(), features);
     for (f, row) in ours.rows.iter().enumerate() {
         assert_eq!(row[0], format!("x{f}"));
         for (measure, value) in measures.iter().zip(&row[1..]) {
@@ -107,6 +107,7 @@ pub(crate) async fn assert_stored_metrics_are_evaluates(
     }
 }
 
+/// Every value of column 0 of `sql`'s rows, sorted.
 pub(crate) async fn sorted_column(ember: &EmberContext, sql: &str) -> Vec<f64> {
     let text = to_text(&ember.sql_one(sql).await.unwrap());
     let mut values: Vec<f64> = text.rows.iter().map(|r| r[0].parse().unwrap()).collect();
@@ -140,6 +141,7 @@ async fn small_trees_equal_xgboost(cluster: bool) {
         assert_same_tree(&format!("{kind} tree 2"), &trees[1], &xgb["second_tree"]);
         assert_same_importance(
             kind,
+            6,
             &to_text(
                 &ember
                     .sql_one(&format!("select * from feature_importance('{name}')"))

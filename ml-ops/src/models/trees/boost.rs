@@ -275,8 +275,19 @@ pub fn boost(
     objective.gradients_and_loss(&margins, &rows.labels, &mut gradients);
     let every = vec![true; rows.binned.width];
     for round in 0..params.trees {
-        let sampled = sample_rows(&rows.keys, params.subsample, tree_seed(params.seed, round));
+        let mut sampled = Some(sample_rows(
+            &rows.keys,
+            params.subsample,
+            tree_seed(params.seed, round),
+        ));
         for output in 0..outputs {
+            // Every output's tree grows on the round's rows; the last takes them.
+            let tree_rows = if output + 1 == outputs {
+                sampled.take()
+            } else {
+                sampled.clone()
+            }
+            .unwrap_or_default();
             // One output: the tree's seed is the round's.
             let seed = tree_seed(params.seed, round * outputs + output);
             let allowed = sample_features(&every, params.colsample_bytree, seed);
@@ -288,7 +299,7 @@ pub fn boost(
             let grown = grow(
                 &rows.binned,
                 &gradients[part.clone()],
-                sampled.clone(),
+                tree_rows,
                 &allowed,
                 &grow_params,
             );
