@@ -449,26 +449,26 @@ fn partition(binned: &Binned, rows: &mut [u32], split: &Candidate) -> usize {
     let missing = binned.missing[f];
     let rows_all = binned.rows();
     let column = &binned.by_feature[f * rows_all..(f + 1) * rows_all];
+    let (bin, default_left) = (split.bin, split.default_left);
+    // Branch-free: which way a row goes is as good as random to the CPU.
     let goes_left = |r: u32| {
         let code = column[r as usize];
-        if code == missing {
-            split.default_left
-        } else {
-            i32::from(code) <= split.bin
-        }
+        let is_missing = code == missing;
+        (is_missing & default_left) | (!is_missing & (i32::from(code) <= bin))
     };
     let split_block = |block: &[u32]| -> (Vec<u32>, Vec<u32>) {
-        let (mut left, mut right) = (
-            Vec::with_capacity(block.len()),
-            Vec::with_capacity(block.len()),
-        );
+        // Each row is written to both sides; only its own side's count moves.
+        let (mut left, mut right) = (vec![0u32; block.len()], vec![0u32; block.len()]);
+        let (mut lefts, mut rights) = (0, 0);
         for &r in block {
-            if goes_left(r) {
-                left.push(r);
-            } else {
-                right.push(r);
-            }
+            let l = usize::from(goes_left(r));
+            left[lefts] = r;
+            right[rights] = r;
+            lefts += l;
+            rights += 1 - l;
         }
+        left.truncate(lefts);
+        right.truncate(rights);
         (left, right)
     };
     let parts: Vec<(Vec<u32>, Vec<u32>)> = if rows.len() <= BLOCK_ROWS {
