@@ -70,6 +70,13 @@ async fn params(ember: &EmberContext, model: &str) -> Vec<f64> {
         rows.sort_by(|a, b| a.partial_cmp(b).unwrap());
         return rows.concat();
     }
+    if let Some(intercepts) = d.get("intercepts") {
+        // Softmax: each class's coefficients, then the intercepts.
+        let v: Value = serde_json::from_str(&d["coefficients"]).unwrap();
+        let mut p: Vec<f64> = v.as_array().unwrap().iter().flat_map(floats).collect();
+        p.extend(json_floats(intercepts));
+        return p;
+    }
     let mut p = json_floats(&d["coefficients"]);
     p.extend(json_floats(&d["intercept"]));
     p
@@ -224,7 +231,22 @@ async fn distributed_and_eight_file_models_equal_embedded() {
         "blobs8",
     )
     .await;
+    split_into_files(
+        &local.ember,
+        "wine",
+        178,
+        &files.path().join("wine8"),
+        "wine8",
+    )
+    .await;
     for e in [&local, &remote] {
+        e.ember
+            .sql(&format!(
+                "create external table if not exists wine8 stored as parquet location '{}/'",
+                files.path().join("wine8").display()
+            ))
+            .await
+            .unwrap();
         e.ember
             .sql(&format!(
                 "create external table if not exists cancer8 stored as parquet location '{}/'",
@@ -241,7 +263,15 @@ async fn distributed_and_eight_file_models_equal_embedded() {
             .unwrap();
     }
     let split = ", data_split = 'random', eval_fraction = 0.25, seed = 5";
+    let softmax = |table: &str| {
+        format!(
+            "create model soft options (model_type = 'logistic_regression', label = 'cultivar', \
+             l2 = 0.01) as select alcohol, malic_acid, ash, flavanoids, hue, proline, cultivar \
+             from {table}"
+        )
+    };
     for (model, one, eight) in [
+        ("soft", softmax("wine"), softmax("wine8")),
         ("clf", logistic_sql("cancer"), logistic_sql("cancer8")),
         ("km", kmeans_sql("blobs"), kmeans_sql("blobs8")),
         (

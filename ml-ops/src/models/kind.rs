@@ -155,9 +155,15 @@ pub trait ModelKind: Send + Sync + 'static {
     ) -> Result<Fitted>;
 
     /// The round EXPLAIN CREATE MODEL shows: the first one training runs, over
-    /// features `width` wide; `None` when training reads the rows once and
-    /// works on them where it holds them (EXPLAIN then shows that read).
-    fn first_round(&self, width: usize, options: &ModelOptions) -> Option<RoundSpec>;
+    /// features `width` wide and a label of `classes` classes (0 for no
+    /// classifier); `None` when training reads the rows once and works on them
+    /// where it holds them (EXPLAIN then shows that read).
+    fn first_round(
+        &self,
+        width: usize,
+        classes: usize,
+        options: &ModelOptions,
+    ) -> Option<RoundSpec>;
 
     /// Why `params` are not this type's or do not fit `width` features, if so.
     fn check_params(&self, params: &ModelParams, width: usize) -> std::result::Result<(), String>;

@@ -79,7 +79,12 @@ impl ModelKind for KMeans {
         0.0
     }
 
-    fn first_round(&self, width: usize, options: &ModelOptions) -> Option<RoundSpec> {
+    fn first_round(
+        &self,
+        width: usize,
+        _classes: usize,
+        options: &ModelOptions,
+    ) -> Option<RoundSpec> {
         Some(RoundSpec::KMeans {
             centroids: vec![0.0; width * options.num_clusters],
             measure: None,

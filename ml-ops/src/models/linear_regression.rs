@@ -61,7 +61,12 @@ impl ModelKind for LinearRegression {
         false
     }
 
-    fn first_round(&self, _width: usize, _options: &ModelOptions) -> Option<RoundSpec> {
+    fn first_round(
+        &self,
+        _width: usize,
+        _classes: usize,
+        _options: &ModelOptions,
+    ) -> Option<RoundSpec> {
         Some(RoundSpec::LeastSquares)
     }
 

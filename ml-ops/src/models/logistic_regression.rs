@@ -58,9 +58,14 @@ enum Loss {
 
 impl Loss {
     fn of(data: &TrainingData) -> Self {
-        match data.classes() {
-            classes if classes > 2 => Loss::Softmax { classes },
-            _ => Loss::Binary,
+        Self::of_classes(data.classes())
+    }
+
+    fn of_classes(classes: usize) -> Self {
+        if classes > 2 {
+            Loss::Softmax { classes }
+        } else {
+            Loss::Binary
         }
     }
 
@@ -206,11 +211,14 @@ impl ModelKind for LogisticRegression {
         50
     }
 
-    fn first_round(&self, width: usize, _options: &ModelOptions) -> Option<RoundSpec> {
-        Some(RoundSpec::Logistic {
-            weights: vec![0.0; width + 1],
-            hessian: true,
-        })
+    fn first_round(
+        &self,
+        width: usize,
+        classes: usize,
+        _options: &ModelOptions,
+    ) -> Option<RoundSpec> {
+        let loss = Loss::of_classes(classes);
+        Some(loss.round(&vec![0.0; loss.sets() * (width + 1)], true))
     }
 
     fn check_params(&self, params: &ModelParams, width: usize) -> std::result::Result<(), String> {

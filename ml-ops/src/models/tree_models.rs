@@ -186,7 +186,12 @@ impl ModelKind for TreeModel {
     }
 
     /// The rows are read once and the trees grown where they are held.
-    fn first_round(&self, _width: usize, _options: &ModelOptions) -> Option<RoundSpec> {
+    fn first_round(
+        &self,
+        _width: usize,
+        _classes: usize,
+        _options: &ModelOptions,
+    ) -> Option<RoundSpec> {
         None
     }
 

@@ -541,10 +541,11 @@ async fn metrics_on_features(
 pub async fn explain_create_model(ml: &MlContext, create: &CreateModel) -> Result<MlOutput> {
     let prepared = prepare(ml, create).await?;
     let width: usize = prepared.features.iter().map(|f| f.width).sum();
-    let spec = prepared
-        .options
-        .model_type
-        .first_round(width, &prepared.options);
+    let spec =
+        prepared
+            .options
+            .model_type
+            .first_round(width, prepared.class_count, &prepared.options);
     let data = TrainingData::new(
         ml.ctx.clone(),
         prepared.plan,
