@@ -84,7 +84,7 @@ impl Objective {
                     Objective::Softmax { classes } => {
                         softmax_gradients(classes, &margins_of, labels, &mut out)
                     }
-                    _ => self.scalar_gradients(margins_of(0), labels, &mut out[0]),
+                    _ => self.scalar_gradients(margins_of(0), labels, out[0]),
                 }
             })
             .collect();
