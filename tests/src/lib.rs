@@ -129,6 +129,15 @@ pub async fn metrics(ember: &EmberContext, sql: &str) -> BTreeMap<String, f64> {
         .collect()
 }
 
+/// The numbers of a JSON array.
+pub fn floats(v: &serde_json::Value) -> Vec<f64> {
+    v.as_array()
+        .unwrap_or_else(|| panic!("not an array: {v}"))
+        .iter()
+        .map(|x| x.as_f64().unwrap_or_else(|| panic!("not a number: {x}")))
+        .collect()
+}
+
 /// Reads a CSV fixture (header line, then rows).
 pub fn read_csv(path: &Path) -> TextTable {
     let mut reader = csv::Reader::from_path(path)

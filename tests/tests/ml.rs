@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use ember_engine::EmberContext;
 use ember_engine::cluster::InProcessCluster;
-use ember_tests::{distributed_plan, engine, fixtures, metrics, ml_client, to_text, walk};
+use ember_tests::{distributed_plan, engine, fixtures, floats, metrics, ml_client, to_text, walk};
 use serde_json::Value;
 
 fn ml_fixtures() -> PathBuf {
@@ -18,14 +18,6 @@ fn ml_fixtures() -> PathBuf {
 fn reference() -> Value {
     let text = std::fs::read_to_string(ml_fixtures().join("reference.json")).unwrap();
     serde_json::from_str(&text).unwrap()
-}
-
-fn floats(v: &Value) -> Vec<f64> {
-    v.as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x.as_f64().unwrap())
-        .collect()
 }
 
 /// |a - b| ≤ tol · max(1, |b|) for each pair.

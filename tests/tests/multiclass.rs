@@ -7,25 +7,17 @@
 //! executors alike.
 
 use ember_engine::EmberContext;
-use ember_tests::{TextTable, engine, fixtures, metrics, to_text};
+use ember_tests::{TextTable, engine, fixtures, floats, metrics, to_text};
 use serde_json::Value;
 
 use super::trees::{
     assert_same_importance, assert_same_tree, assert_stored_metrics_are_evaluates, model_json,
-    sorted_column, xgboost_available,
+    sorted_column, xgboost_available, xgboost_predicts,
 };
 
 fn reference() -> Value {
     let text = std::fs::read_to_string(fixtures().join("ml/multiclass.json")).unwrap();
     serde_json::from_str(&text).unwrap()
-}
-
-fn floats(v: &Value) -> Vec<f64> {
-    v.as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x.as_f64().unwrap())
-        .collect()
 }
 
 fn assert_close(what: &str, ours: f64, theirs: f64, tolerance: f64) {
@@ -345,16 +337,6 @@ async fn exported_softmax_trees_predict_the_same_in_xgboost() {
     let e = engine(false).await;
     let ember = &e.ember;
     let dir = tempfile::tempdir().unwrap();
-    let rows = text(
-        ember,
-        &format!("select {SMALL_FEATURES} from classes_small"),
-    )
-    .await;
-    let csv = dir.path().join("rows.csv");
-    let lines: Vec<String> = std::iter::once(rows.header.join(","))
-        .chain(rows.rows.iter().map(|r| r.join(",")))
-        .collect();
-    std::fs::write(&csv, lines.join("\n") + "\n").unwrap();
     ember
         .sql(&format!(
             "create model soft options (model_type = 'boosted_tree_classifier', label = 'k', \
@@ -367,17 +349,9 @@ async fn exported_softmax_trees_predict_the_same_in_xgboost() {
         .sql(&format!("export model soft to '{}'", file.display()))
         .await
         .unwrap();
-    let xgb = std::process::Command::new("python3")
-        .arg(fixtures().join("ml/xgboost_predict.py"))
-        .args([&file, &csv])
-        .output()
-        .unwrap();
-    assert!(
-        xgb.status.success(),
-        "XGBoost cannot load the export: {}",
-        String::from_utf8_lossy(&xgb.stderr)
-    );
-    let theirs: Vec<Vec<f64>> = serde_json::from_slice(&xgb.stdout).unwrap();
+    let rows = format!("select {SMALL_FEATURES} from classes_small");
+    let theirs: Vec<Vec<f64>> =
+        serde_json::from_value(xgboost_predicts(ember, &rows, &file).await).unwrap();
     for c in 0..3 {
         let ours = text(
             ember,

@@ -522,6 +522,31 @@ pub(crate) fn xgboost_available() -> bool {
     found
 }
 
+/// What XGBoost's `predict` gives (as JSON) for the rows `rows` (SQL) with the
+/// model in `model` (a file EXPORT MODEL wrote).
+pub(crate) async fn xgboost_predicts(ember: &EmberContext, rows: &str, model: &Path) -> Value {
+    let rows = to_text(&ember.sql_one(rows).await.unwrap());
+    let dir = tempfile::tempdir().unwrap();
+    let csv = dir.path().join("rows.csv");
+    let lines: Vec<String> = std::iter::once(rows.header.join(","))
+        .chain(rows.rows.iter().map(|r| r.join(",")))
+        .collect();
+    std::fs::write(&csv, lines.join("\n") + "\n").unwrap();
+    let xgb = std::process::Command::new("python3")
+        .arg(fixtures().join("ml/xgboost_predict.py"))
+        .arg(model)
+        .arg(&csv)
+        .output()
+        .unwrap();
+    assert!(
+        xgb.status.success(),
+        "XGBoost cannot load {}: {}",
+        model.display(),
+        String::from_utf8_lossy(&xgb.stderr)
+    );
+    serde_json::from_slice(&xgb.stdout).unwrap()
+}
+
 /// EXPORT MODEL: XGBoost loads each tree model ember wrote and predicts what
 /// ember predicts (the features are float32 values: no threshold rounding);
 /// a linear model's JSON holds its coefficients.
@@ -533,17 +558,6 @@ async fn exported_trees_predict_the_same_in_xgboost() {
     let e = engine(false).await;
     let ember = &e.ember;
     let dir = tempfile::tempdir().unwrap();
-    let rows = to_text(
-        &ember
-            .sql_one(&format!("select {SMALL_FEATURES} from trees_small"))
-            .await
-            .unwrap(),
-    );
-    let csv = dir.path().join("rows.csv");
-    let lines: Vec<String> = std::iter::once(rows.header.join(","))
-        .chain(rows.rows.iter().map(|r| r.join(",")))
-        .collect();
-    std::fs::write(&csv, lines.join("\n") + "\n").unwrap();
     for (kind, label, output) in [
         ("boosted_tree_regressor", "y", "predict"),
         ("boosted_tree_classifier", "c", "predict_proba"),
@@ -570,17 +584,15 @@ async fn exported_trees_predict_the_same_in_xgboost() {
                 .await
                 .unwrap(),
         );
-        let xgb = std::process::Command::new("python3")
-            .arg(fixtures().join("ml/xgboost_predict.py"))
-            .args([&file, &csv])
-            .output()
-            .unwrap();
-        assert!(
-            xgb.status.success(),
-            "XGBoost cannot load the export of {kind}: {}",
-            String::from_utf8_lossy(&xgb.stderr)
-        );
-        let theirs: Vec<f64> = serde_json::from_slice(&xgb.stdout).unwrap();
+        let theirs: Vec<f64> = serde_json::from_value(
+            xgboost_predicts(
+                ember,
+                &format!("select {SMALL_FEATURES} from trees_small"),
+                &file,
+            )
+            .await,
+        )
+        .unwrap();
         assert_eq!(theirs.len(), ours.rows.len());
         for (i, (row, theirs)) in ours.rows.iter().zip(&theirs).enumerate() {
             let ours: f64 = row[0].parse().unwrap();

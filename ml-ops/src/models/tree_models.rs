@@ -227,22 +227,11 @@ impl ModelKind for TreeModel {
         output: PredictOutput,
         columns: &FeatureColumns,
     ) -> Result<ArrayRef> {
-        let ModelParams::Trees {
-            objective,
-            base,
-            class_bases,
-            trees,
-        } = &model.params
-        else {
-            return plan_err!("model '{}' has no trees", model.name);
-        };
-        let z = match objective {
-            Objective::Softmax { .. } => trees::class_margins(trees, class_bases, columns),
-            _ => trees::margins(trees, *base, columns),
-        };
+        let (objective, bases, trees) = trees::parts(&model.params, &model.name)?;
+        let z = trees::output_margins(trees, &bases, columns);
         match self.task {
             Task::Regression => Ok(Arc::new(Float64Array::from(z))),
-            Task::Classification => model.classify(output, self.scores(*objective, z)),
+            Task::Classification => model.classify(output, self.scores(objective, z)),
         }
     }
 
@@ -263,25 +252,13 @@ impl ModelKind for TreeModel {
     /// margins (a forest classifier's margin is its probability: it exports
     /// as a `reg:squarederror` forest).
     fn export(&self, model: &Model) -> Result<serde_json::Value> {
-        let ModelParams::Trees {
-            objective,
-            base,
-            class_bases,
-            trees,
-        } = &model.params
-        else {
-            return plan_err!("model '{}' has no trees", model.name);
-        };
-        let bases = match objective {
-            Objective::Softmax { .. } => class_bases.clone(),
-            _ => vec![*base],
-        };
+        let (objective, bases, trees) = trees::parts(&model.params, &model.name)?;
         let combine = match self.ensemble {
             Ensemble::Boosted => Combine::Boosted,
             Ensemble::Forest => Combine::Forest,
         };
         let mut exported =
-            trees::xgboost_model(*objective, &bases, trees, &model.feature_columns(), combine);
+            trees::xgboost_model(objective, &bases, trees, &model.feature_columns(), combine);
         if !model.classes.is_empty() {
             // XGBoost's attributes are text: the label's classes, in order.
             exported["learner"]["attributes"]["classes"] =

@@ -145,30 +145,50 @@ fn label_values(batch: &RecordBatch, label: &str) -> Result<Vec<f64>> {
     Ok(numeric_labels(array, label)?.values().to_vec())
 }
 
-/// The margin of each row of `columns`: `base` plus every tree's value. Tree
-/// by tree over all rows: the tree stays in cache and each feature column is
-/// read in order.
+/// The margin of each row of `columns`: `base` plus every tree's value.
 pub fn margins(trees: &[Tree], base: f64, columns: &FeatureColumns) -> Vec<f64> {
-    let values = columns.values_with_nulls();
-    let mut margins = vec![base; columns.rows()];
-    for tree in trees {
-        for (r, m) in margins.iter_mut().enumerate() {
-            *m += tree.predict(|f| values[f][r]);
-        }
-    }
-    margins
+    output_margins(trees, &[base], columns)
 }
 
-/// Each row's margin per class (class by class, `bases.len()` × rows) of
-/// softmax trees: tree `i` adds to class `i % bases.len()`.
-pub fn class_margins(trees: &[Tree], bases: &[f64], columns: &FeatureColumns) -> Vec<f64> {
-    let k = bases.len();
-    let mut out = Vec::with_capacity(k * columns.rows());
-    for (class, base) in bases.iter().enumerate() {
-        let own: Vec<Tree> = trees.iter().skip(class).step_by(k).cloned().collect();
-        out.extend(margins(&own, *base, columns));
+/// Each row's margin per output (output by output, `bases.len()` × rows):
+/// tree `i` adds to output `i % bases.len()`, which starts at its base. Tree
+/// by tree over all rows: the tree stays in cache and each feature column is
+/// read in order.
+pub fn output_margins(trees: &[Tree], bases: &[f64], columns: &FeatureColumns) -> Vec<f64> {
+    let values = columns.values_with_nulls();
+    let rows = columns.rows();
+    let mut out = Vec::with_capacity(bases.len() * rows);
+    for (output, base) in bases.iter().enumerate() {
+        let mut margins = vec![*base; rows];
+        for tree in trees.iter().skip(output).step_by(bases.len()) {
+            for (r, m) in margins.iter_mut().enumerate() {
+                *m += tree.predict(|f| values[f][r]);
+            }
+        }
+        out.extend(margins);
     }
     out
+}
+
+/// A tree model's objective, base margin per output, and trees.
+pub fn parts<'a>(
+    params: &'a ModelParams,
+    model: &str,
+) -> Result<(Objective, Vec<f64>, &'a [Tree])> {
+    let ModelParams::Trees {
+        objective,
+        base,
+        class_bases,
+        trees,
+    } = params
+    else {
+        return plan_err!("model '{model}' has no trees");
+    };
+    let bases = match objective {
+        Objective::Softmax { .. } => class_bases.clone(),
+        _ => vec![*base],
+    };
+    Ok((*objective, bases, trees))
 }
 
 /// DESCRIBE MODEL's rows for trees: how many, how deep.
