@@ -551,7 +551,6 @@ async fn bad_input_is_refused_and_nothing_is_written() {
         ("create model m2 options (model_type = 'kmeans', num_clusters = 50) as select num from features".to_string(), "num_clusters = 50 is more than the 40 distinct rows"),
         ("create model m2 options (model_type = 'kmeans', num_clusters = 2, l2 = 1) as select num from features".to_string(), "unknown option 'l2'"),
         ("create model m2 options (model_type = 'kmeans', num_clusters = 'two') as select num from features".to_string(), "num_clusters must be a number"),
-        ("create model m2 options (model_type = 'random_forest_classifier', label = 'small') as select num, small from features".to_string(), "random_forest_classifier is binary, but label 'small' has"),
         ("create model m2 options (model_type = 'logistic_regression', label = 'y') as select cast(value as double) as x, value as y from generate_series(1, 1001)".to_string(), "label 'y' has more than 1000 classes ('1', '2', '3', ...)"),
         ("create model \"../evil\" options (model_type = 'kmeans', num_clusters = 2) as select num from features".to_string(), "not a plain identifier"),
         ("select predict('../evil', 1)".to_string(), "not a plain identifier"),

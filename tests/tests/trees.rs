@@ -459,15 +459,6 @@ async fn bad_tree_input_is_refused_and_nothing_is_written() {
             "max_depth must be a whole number from 1 to 16, not 20",
         ),
         (
-            create(
-                "random_forest_classifier",
-                "",
-                "select x0, x1 as y from trees_small",
-            ),
-            "random_forest_classifier is binary, but label 'y' has 40 classes ('0.0', '1.0', '2.0', ...): \
-             logistic_regression or boosted_tree_classifier learn more",
-        ),
-        (
             create("regressor", ", early_stop = 5", small),
             "early_stop needs data_split = 'random'",
         ),

@@ -56,6 +56,31 @@ impl ClassScores {
         }
     }
 
+    /// Multiclass scores from a forest's class shares laid out class by class
+    /// (`classes` × rows): each clipped to [0, 1], then scaled to sum to 1
+    /// (evenly spread where every share is 0).
+    pub fn shares(classes: usize, margins: &[f64]) -> Self {
+        let rows = margins.len() / classes.max(1);
+        let mut probabilities = vec![0.0; margins.len()];
+        for (r, row) in probabilities.chunks_mut(classes).enumerate() {
+            for (c, p) in row.iter_mut().enumerate() {
+                *p = margins[c * rows + r].clamp(0.0, 1.0);
+            }
+            let total: f64 = row.iter().sum();
+            for p in row.iter_mut() {
+                *p = if total > 0.0 {
+                    *p / total
+                } else {
+                    1.0 / classes as f64
+                };
+            }
+        }
+        ClassScores::Multi {
+            classes,
+            probabilities,
+        }
+    }
+
     /// Each row's predicted class: the most probable (the first on a tie, as
     /// numpy's `argmax`).
     pub fn predicted(&self) -> Vec<usize> {

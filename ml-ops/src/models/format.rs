@@ -162,10 +162,9 @@ impl ModelParams {
     pub fn class_count(&self) -> Option<usize> {
         match self {
             ModelParams::Softmax { intercepts, .. } => Some(intercepts.len()),
-            ModelParams::Trees {
-                objective: Objective::Softmax { classes },
-                ..
-            } => Some(*classes),
+            ModelParams::Trees { objective, .. } if objective.outputs() > 1 => {
+                Some(objective.outputs())
+            }
             _ => None,
         }
     }

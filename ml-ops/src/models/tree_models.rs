@@ -1,6 +1,6 @@
 //! The tree model types: boosted trees (as XGBoost's `hist`) and random
 //! forests, each a regressor or a classifier (boosted: binary or softmax;
-//! forests: binary). One kind serves the
+//! forests: binary, or a tree per class on its 0/1 indicator). One kind serves the
 //! four: they share options, binning, growing and applying trees (`trees/`),
 //! and differ in how trees combine (boosting or bagging) and what a margin
 //! means (a value, log-odds, or a class-1 probability).
@@ -73,7 +73,8 @@ pub static RANDOM_FOREST_CLASSIFIER: TreeModel = TreeModel {
 
 impl TreeModel {
     /// The loss the trees are fit to, for a label of `classes` classes: a
-    /// forest fits least squares to the label, 0/1 for a classifier (see
+    /// forest fits least squares to the label, 0/1 for a binary classifier,
+    /// and to each class's 0/1 indicator for more classes (see
     /// `trees/forest.rs`).
     fn objective(&self, classes: usize) -> Objective {
         match (self.ensemble, self.task) {
@@ -81,6 +82,9 @@ impl TreeModel {
                 Objective::Softmax { classes }
             }
             (Ensemble::Boosted, Task::Classification) => Objective::Logistic,
+            (Ensemble::Forest, Task::Classification) if classes > 2 => {
+                Objective::ClassShares { classes }
+            }
             _ => Objective::SquaredError,
         }
     }
@@ -91,6 +95,10 @@ impl TreeModel {
             (Ensemble::Boosted, Task::Classification) => {
                 matches!(objective, Objective::Logistic | Objective::Softmax { .. })
             }
+            (Ensemble::Forest, Task::Classification) => matches!(
+                objective,
+                Objective::SquaredError | Objective::ClassShares { .. }
+            ),
             _ => objective == Objective::SquaredError,
         }
     }
@@ -98,10 +106,12 @@ impl TreeModel {
     /// A classifier's scores of rows with `margins` (output by output): a
     /// class-1 probability (the sigmoid of log-odds, or a forest's mean leaf
     /// frequency) and class 1 when above ½ (on log-odds themselves, free of
-    /// rounding), or the softmax of each row's class margins.
+    /// rounding), the softmax of each row's class margins, or a forest's
+    /// class shares (each clipped to [0, 1]) as a distribution.
     fn scores(&self, objective: Objective, margins: Vec<f64>) -> ClassScores {
         match (objective, self.ensemble) {
             (Objective::Softmax { classes }, _) => ClassScores::softmax(classes, &margins),
+            (Objective::ClassShares { classes }, _) => ClassScores::shares(classes, &margins),
             (_, Ensemble::Boosted) => ClassScores::Binary {
                 probabilities: margins.iter().map(|z| sigmoid(*z)).collect(),
                 ones: margins.iter().map(|z| *z > 0.0).collect(),
@@ -156,7 +166,7 @@ impl ModelKind for TreeModel {
     }
 
     fn multiclass(&self) -> bool {
-        (self.ensemble, self.task) == (Ensemble::Boosted, Task::Classification)
+        self.task == Task::Classification
     }
 
     fn metrics(&self) -> MetricsFamily {
@@ -253,6 +263,12 @@ impl ModelKind for TreeModel {
     /// as a `reg:squarederror` forest).
     fn export(&self, model: &Model) -> Result<serde_json::Value> {
         let (objective, bases, trees) = trees::parts(&model.params, &model.name)?;
+        if let Objective::ClassShares { .. } = objective {
+            return plan_err!(
+                "EXPORT MODEL: '{}' is a multiclass random forest, which XGBoost's format cannot hold",
+                model.name
+            );
+        }
         let combine = match self.ensemble {
             Ensemble::Boosted => Combine::Boosted,
             Ensemble::Forest => Combine::Forest,
@@ -308,16 +324,18 @@ impl ModelKind for TreeModel {
             Ensemble::Boosted => {
                 trees::boost(&rows, held_out.as_ref(), objective, &params, tree_done)
             }
-            Ensemble::Forest => trees::forest(&rows, held_out.as_ref(), &params, tree_done),
+            Ensemble::Forest => {
+                trees::forest(&rows, held_out.as_ref(), objective, &params, tree_done)
+            }
         };
         let training_metrics = self.metrics_of(objective, &grown.margins, &rows.labels);
         let evaluation_metrics = held_out
             .as_ref()
             .zip(grown.held_out_margins.as_ref())
             .map(|(h, margins)| self.metrics_of(objective, margins, &h.labels));
-        let (base, class_bases) = match objective {
-            Objective::Softmax { .. } => (0.0, grown.base),
-            _ => (grown.base[0], Vec::new()),
+        let (base, class_bases) = match objective.outputs() {
+            1 => (grown.base[0], Vec::new()),
+            _ => (0.0, grown.base),
         };
         Ok(Fitted {
             params: ModelParams::Trees {

@@ -21,13 +21,16 @@ pub enum Objective {
     /// per class, and each round grows a tree per class (as XGBoost's
     /// `multi:softprob`).
     Softmax { classes: usize },
+    /// Least squares on each class's 0/1 indicator (a random forest's
+    /// classes): a row has a margin per class, its share of the class.
+    ClassShares { classes: usize },
 }
 
 impl Objective {
     /// Margins a row has: one per class for softmax, else one.
     pub fn outputs(self) -> usize {
         match self {
-            Objective::Softmax { classes } => classes,
+            Objective::Softmax { classes } | Objective::ClassShares { classes } => classes,
             _ => 1,
         }
     }
@@ -54,6 +57,13 @@ impl Objective {
                     .collect();
                 let mean = logs.iter().sum::<f64>() / classes as f64;
                 logs.iter().map(|l| l - mean).collect()
+            }
+            Objective::ClassShares { classes } => {
+                let mut counts = vec![0.0; classes];
+                for y in labels {
+                    counts[*y as usize] += 1.0;
+                }
+                counts.iter().map(|c| c / n).collect()
             }
         }
     }
@@ -84,6 +94,19 @@ impl Objective {
                     Objective::Softmax { classes } => {
                         softmax_gradients(classes, &margins_of, labels, &mut out)
                     }
+                    Objective::ClassShares { classes } => (0..classes)
+                        .map(|c| {
+                            let indicator: Vec<f64> = labels
+                                .iter()
+                                .map(|y| f64::from(u8::from(*y as usize == c)))
+                                .collect();
+                            Objective::SquaredError.scalar_gradients(
+                                margins_of(c),
+                                &indicator,
+                                out[c],
+                            )
+                        })
+                        .sum(),
                     _ => self.scalar_gradients(margins_of(0), labels, out[0]),
                 }
             })

@@ -184,9 +184,9 @@ pub fn parts<'a>(
     else {
         return plan_err!("model '{model}' has no trees");
     };
-    let bases = match objective {
-        Objective::Softmax { .. } => class_bases.clone(),
-        _ => vec![*base],
+    let bases = match objective.outputs() {
+        1 => vec![*base],
+        _ => class_bases.clone(),
     };
     Ok((*objective, bases, trees))
 }

@@ -30,7 +30,10 @@ pub fn xgboost_model(
     combine: Combine,
 ) -> Value {
     let (objective_name, base_score) = match objective {
-        Objective::SquaredError => ("reg:squarederror", bases.to_vec()),
+        // (A forest's class shares have no XGBoost form: callers refuse them.)
+        Objective::SquaredError | Objective::ClassShares { .. } => {
+            ("reg:squarederror", bases.to_vec())
+        }
         // XGBoost keeps a logistic model's base score as a probability.
         Objective::Logistic => (
             "binary:logistic",
