@@ -189,6 +189,39 @@ async fn trees_equal_xgboost_node_for_node_on_two_executors() {
     small_trees_equal_xgboost(true).await;
 }
 
+/// `device = 'cuda'`: histograms on the GPU give XGBoost's trees node for
+/// node as the CPU's do (their sums differ in order only); without a GPU, a
+/// one-line reason and nothing written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn cuda_trees_equal_xgboost_or_say_why() {
+    let r = reference();
+    let e = engine(false).await;
+    let sql = format!(
+        "create model on_gpu options (model_type = 'boosted_tree_classifier', label = 'c', \
+         num_trees = 5, max_depth = 3, learning_rate = 0.3, device = 'cuda') \
+         as select {SMALL_FEATURES}, c from trees_small"
+    );
+    match e.ember.sql(&sql).await {
+        Ok(_) => {
+            let model = model_json(e.store.path(), "on_gpu");
+            let trees = &model["params"]["trees"];
+            let xgb = &r["small"]["classifier"];
+            assert_same_tree("cuda tree 1", &trees[0], &xgb["first_tree"]);
+            assert_same_tree("cuda tree 2", &trees[1], &xgb["second_tree"]);
+        }
+        Err(err) => {
+            let err = err.to_string();
+            assert!(
+                std::env::var_os("EMBER_REQUIRE_GPU").is_none(),
+                "EMBER_REQUIRE_GPU is set but CUDA training failed: {err}"
+            );
+            assert!(err.contains("device = 'cuda' but"), "{err}");
+            assert!(!err.contains('\n'), "{err}");
+            assert!(std::fs::read_dir(e.store.path()).unwrap().next().is_none());
+        }
+    }
+}
+
 /// 100 trees of depth 6 on 20 000 rows: held-out RMSE and AUC as good as XGBoost's.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn held_out_quality_matches_xgboost() {

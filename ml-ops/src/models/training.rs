@@ -200,6 +200,11 @@ impl TrainingData {
         self
     }
 
+    /// Where the kernels run.
+    pub fn device(&self) -> DeviceChoice {
+        self.device
+    }
+
     /// A classifier's number of classes (2 for a binary one); 0 otherwise.
     pub fn classes(&self) -> usize {
         self.classes

@@ -328,6 +328,9 @@ impl ModelKind for TreeModel {
                 trees::forest(&rows, held_out.as_ref(), objective, &params, tree_done)
             }
         };
+        if let Some(failure) = rows.binned.device.as_ref().and_then(|d| d.failure()) {
+            return plan_err!("device = 'cuda': a histogram on the GPU failed: {failure}");
+        }
         let training_metrics = self.metrics_of(objective, &grown.margins, &rows.labels);
         let evaluation_metrics = held_out
             .as_ref()

@@ -6,6 +6,7 @@
 //!   resident(arrays) ── device copy of a batch, kept while its arrays live
 //!     │
 //!   least_squares / logistic / kmeans ── same statistics as the CPU kernels
+//!   TreeRows::histogram ── a tree node's gradient histogram over binned rows
 //! ```
 //!
 //! Nothing here is needed on a machine without a GPU: [`gpu`] answers with the
@@ -15,6 +16,7 @@ mod device;
 mod launch;
 mod resident;
 mod sources;
+mod tree_rows;
 
 pub use device::{Gpu, describe, gpu};
 pub use launch::{
@@ -23,6 +25,7 @@ pub use launch::{
 };
 pub use resident::{DeviceData, cached, release_unused, resident, resident_bytes};
 pub use sources::{SOURCES, Source, compile, nvrtc_present};
+pub use tree_rows::TreeRows;
 
 #[cfg(test)]
 mod tests;

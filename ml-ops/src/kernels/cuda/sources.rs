@@ -34,6 +34,11 @@ pub const SOURCES: &[Source] = &[
         kernels: &["kmeans_assign", "kmeans_sums"],
     },
     Source {
+        name: "histogram.cu",
+        text: include_str!("histogram.cu"),
+        kernels: &["histogram_rows"],
+    },
+    Source {
         name: "transform.cu",
         text: include_str!("transform.cu"),
         kernels: &["affine_columns", "polynomial_expand", "one_hot_expand"],

@@ -215,3 +215,41 @@ fn resident_copies_are_reused_while_their_arrays_live() {
     release_unused();
     assert_eq!(resident_bytes(), 0);
 }
+
+/// A node's gradient histogram on the GPU equals the CPU's (every listed
+/// row, every feature; a sparse node and every row; codes of every value).
+#[test]
+fn histogram_matches_cpu() {
+    use crate::kernels::histogram::{self, RowGradient, SLOTS};
+    let Some(gpu) = the_gpu() else { return };
+    let mut random = Random::new(5);
+    for &(rows, width) in SHAPES {
+        let codes: Vec<u8> = (0..rows * width)
+            .map(|_| ((random.next(1.0) + 1.0) * 128.0).min(255.0) as u8)
+            .collect();
+        let gradients: Vec<RowGradient> = (0..rows)
+            .map(|_| {
+                [
+                    random.next(1.0) as f32,
+                    (random.next(1.0).abs() + 0.01) as f32,
+                ]
+            })
+            .collect();
+        let device = TreeRows::upload(gpu, &codes, width).unwrap();
+        device.set_gradients(&gradients).unwrap();
+        let every: Vec<u32> = (0..rows as u32).collect();
+        let some: Vec<u32> = (0..rows as u32).filter(|r| r % 3 == 1).collect();
+        for listed in [&every, &some] {
+            let mut want = vec![[0.0; 2]; width * SLOTS];
+            histogram::accumulate(&codes, width, listed, &gradients, &mut want);
+            let got = device.histogram(listed).unwrap();
+            let flat = |h: &[[f64; 2]]| h.iter().flatten().copied().collect::<Vec<f64>>();
+            let error = relative_error(&flat(&got), &flat(&want));
+            assert!(
+                error < TOLERANCE,
+                "{rows}x{width}, {} rows: error {error:e}",
+                listed.len()
+            );
+        }
+    }
+}

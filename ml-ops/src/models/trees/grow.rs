@@ -8,6 +8,7 @@
 //! `G_L²/(H_L+λ) + G_R²/(H_R+λ) − G²/(H+λ)`.
 
 use std::ops::Range;
+use std::sync::Arc;
 
 use rayon::prelude::*;
 
@@ -15,6 +16,7 @@ use super::cuts::Cuts;
 use super::sampling::sample_features;
 use super::tree::{Node, Split, Tree};
 use crate::hashing::splitmix64;
+use crate::kernels::cuda::TreeRows;
 use crate::kernels::histogram::{self, GradPair, RowGradient};
 
 /// Below this gain a split is no split (XGBoost's `kRtEps`).
@@ -40,6 +42,9 @@ pub struct Binned {
     pub missing: Vec<u8>,
     /// Slots in a histogram.
     pub slots: usize,
+    /// The same codes on a GPU, where histograms are then built (`device =
+    /// 'cuda'`).
+    pub device: Option<Arc<TreeRows>>,
 }
 
 impl Binned {
@@ -86,6 +91,7 @@ impl Binned {
             offsets,
             missing,
             slots,
+            device: None,
         }
     }
 
@@ -206,6 +212,11 @@ pub fn grow(
     allowed: &[bool],
     params: &GrowParams,
 ) -> Grown {
+    if let Some(device) = &binned.device
+        && let Err(e) = device.set_gradients(gradients)
+    {
+        device.note_failure(&e);
+    }
     let mut tree = Tree::default();
     let sum = sum_of(gradients, &rows);
     tree.nodes.push(Node {
@@ -328,6 +339,15 @@ fn sum_of(gradients: &[RowGradient], rows: &[u32]) -> GradPair {
 /// The histogram of `rows`: blocks of [`BLOCK_ROWS`] on every core, added in
 /// block order (the same sums on any number of cores).
 fn build(binned: &Binned, gradients: &[RowGradient], rows: &[u32]) -> Vec<GradPair> {
+    if let Some(device) = &binned.device
+        && device.failure().is_none()
+    {
+        match device.histogram(rows) {
+            Ok(hist) => return hist,
+            // The CPU builds it; the training reports the failure.
+            Err(e) => device.note_failure(&e),
+        }
+    }
     let block = |rows: &[u32]| {
         let mut hist = vec![[0.0; 2]; binned.slots];
         histogram::accumulate(&binned.codes, binned.width, rows, gradients, &mut hist);

@@ -15,6 +15,8 @@ mod sampling;
 mod tree;
 mod xgboost_json;
 
+use std::sync::Arc;
+
 use datafusion::arrow::array::RecordBatch;
 use datafusion::common::{Result, exec_err, plan_err};
 use rayon::prelude::*;
@@ -33,7 +35,8 @@ pub use xgboost_json::{Combine, xgboost_model};
 use super::round::numeric_labels;
 use super::{Importance, ModelOptions, ModelParams, TrainingData};
 use crate::hashing::row_hashes;
-use crate::kernels::FeatureColumns;
+use crate::kernels::cuda::TreeRows;
+use crate::kernels::{DeviceChoice, FeatureColumns, place};
 
 /// Rows whose values the bin cuts are taken from, at most (a seeded hash
 /// picks them, so they are the same on any partitioning). On a nonlinear set
@@ -66,7 +69,18 @@ pub async fn binned_rows(data: &TrainingData, options: &ModelOptions) -> Result<
     };
     // Features are cut on every core, each a sort of its sample.
     let cuts: Vec<Cuts> = columns.par_iter().map(cut).collect();
-    let binned = Binned::new(&columns, cuts);
+    let mut binned = Binned::new(&columns, cuts);
+    // Histograms on the GPU when asked for by name (`auto` keeps the CPU
+    // until the GPU's are measured faster).
+    if data.device() == DeviceChoice::Cuda
+        && let Some(gpu) = place(DeviceChoice::Cuda, n)?
+    {
+        binned.device = Some(Arc::new(TreeRows::upload(
+            gpu,
+            &binned.codes,
+            binned.width,
+        )?));
+    }
     let keys = hashes
         .iter()
         .map(|h| (h * (1u64 << 53) as f64) as u64)
