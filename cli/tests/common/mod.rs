@@ -139,6 +139,18 @@ impl ClusterUp {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
+                // A process of the cluster that outlived it (its scheduler was
+                // killed under it) would go on calling that scheduler's port,
+                // which a later test's cluster may be given: it goes too.
+                for &pid in &self.pids {
+                    if alive(pid) {
+                        // SAFETY: kill(2) on a process this test started; no
+                        // memory effects.
+                        unsafe {
+                            libc::kill(pid, libc::SIGKILL);
+                        }
+                    }
+                }
                 return status;
             }
             assert!(

@@ -11,10 +11,10 @@ use std::str::FromStr;
 use std::sync::Arc;
 
 use datafusion::arrow::array::{
-    ArrayRef, Float64Array, Int64Array, ListArray, StringArray, StructArray,
+    ArrayRef, Float64Array, Int64Array, ListArray, StringArray, StructArray, UInt32Array,
 };
 use datafusion::arrow::buffer::OffsetBuffer;
-use datafusion::arrow::compute::cast;
+use datafusion::arrow::compute::{cast, take};
 use datafusion::arrow::datatypes::{DataType, Field, Fields};
 use datafusion::common::{Result, exec_err};
 
@@ -171,22 +171,21 @@ pub fn classifier_output_type(output: PredictOutput, label_type: Option<&str>) -
 }
 
 impl BoundModel {
-    /// The classes with these indices, as the label gave them.
+    /// The classes with these indices, as the label gave them: the classes
+    /// cast to the label's type once, then taken by index.
     pub fn labels_of(&self, indices: &[usize]) -> Result<ArrayRef> {
         if self.classes.is_empty() {
             return Ok(Arc::new(
                 indices.iter().map(|&i| i as i64).collect::<Int64Array>(),
             ));
         }
-        let mut text = Vec::with_capacity(indices.len());
-        for &i in indices {
-            let Some(class) = self.classes.get(i) else {
-                return exec_err!("model '{}' has no class {i}", self.name);
-            };
-            text.push(class.as_str());
+        if let Some(bad) = indices.iter().find(|&&i| i >= self.classes.len()) {
+            return exec_err!("model '{}' has no class {bad}", self.name);
         }
-        let text: ArrayRef = Arc::new(StringArray::from(text));
-        Ok(cast(&text, &class_type(self.label_type.as_deref()))?)
+        let text: ArrayRef = Arc::new(StringArray::from(self.classes.clone()));
+        let classes = cast(&text, &class_type(self.label_type.as_deref()))?;
+        let indices: UInt32Array = indices.iter().map(|&i| i as u32).collect();
+        Ok(take(&classes, &indices, None)?)
     }
 
     /// What `output` returns for rows scored `scores`.

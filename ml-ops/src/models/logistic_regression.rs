@@ -16,11 +16,12 @@
 //! that raises the loss is halved (each trial costs a pass). Wide feature vectors
 //! (hashing, large one-hot blocks) use L-BFGS, whose passes need no Hessian.
 
+use std::collections::VecDeque;
+
 use async_trait::async_trait;
 use datafusion::arrow::array::ArrayRef;
 use datafusion::arrow::datatypes::DataType;
 use datafusion::common::{Result, plan_err};
-use std::collections::VecDeque;
 
 use serde::{Deserialize, Serialize};
 
@@ -35,7 +36,7 @@ use super::{
 };
 use crate::kernels::linear::margins;
 use crate::kernels::logistic::{self, sigmoid};
-use crate::kernels::{FeatureColumns, softmax};
+use crate::kernels::{DeviceChoice, FeatureColumns, softmax};
 use crate::linalg::{solve_symmetric, solve_with_intercept};
 
 pub struct LogisticRegression;
@@ -284,7 +285,7 @@ impl ModelKind for LogisticRegression {
         progress: &dyn Progress,
     ) -> Result<Fitted> {
         let loss = Loss::of(data);
-        if loss != Loss::Binary && options.device == "cuda" {
+        if loss != Loss::Binary && data.device() == DeviceChoice::Cuda {
             return plan_err!(
                 "device = 'cuda': multiclass logistic_regression runs on the CPU only; use 'auto' or 'cpu'"
             );

@@ -98,6 +98,19 @@ async fn prepare(ml: &MlContext, create: &CreateModel) -> Result<Prepared> {
         }
         if classifier {
             let found = label_classes(ml, &query, label, options.model_type).await?;
+            // As scikit-learn's `type_of_target`: fractions are no classes.
+            let fractional =
+                t.is_floating() || matches!(t, DataType::Decimal128(..) | DataType::Decimal256(..));
+            if fractional
+                && let Some(c) = found
+                    .iter()
+                    .find(|c| c.parse::<f64>().is_ok_and(|v| v.fract() != 0.0))
+            {
+                return plan_err!(
+                    "label '{label}' holds fractions ('{c}'): a {} needs classes; round the label or use a regressor",
+                    options.model_type.name()
+                );
+            }
             class_count = found.len();
             // A label of numbers 0 and 1 is its own class index.
             let zero_one = t.is_numeric()
