@@ -205,30 +205,23 @@ pub fn parts<'a>(
     Ok((*objective, bases, trees))
 }
 
-/// DESCRIBE MODEL's rows for trees: how many, how deep.
+/// DESCRIBE MODEL's rows for trees: how many, how deep, where margins start.
 pub fn describe(params: &ModelParams) -> Vec<(&'static str, serde_json::Value)> {
-    let ModelParams::Trees {
-        base,
-        class_bases,
-        trees,
-        ..
-    } = params
-    else {
+    let Ok((_, bases, trees)) = parts(params, "") else {
         return vec![];
     };
     let depth = trees.iter().map(Tree::depth).max().unwrap_or(0);
     let leaves: usize = trees.iter().map(Tree::leaves).sum();
-    let mut rows = vec![
+    let base = match bases.as_slice() {
+        [one] => ("base_margin", serde_json::json!(one)),
+        many => ("base_margins", serde_json::json!(many)),
+    };
+    vec![
         ("trees", serde_json::json!(trees.len())),
         ("max_tree_depth", serde_json::json!(depth)),
         ("leaves", serde_json::json!(leaves)),
-    ];
-    if class_bases.is_empty() {
-        rows.push(("base_margin", serde_json::json!(base)));
-    } else {
-        rows.push(("base_margins", serde_json::json!(class_bases)));
-    }
-    rows
+        base,
+    ]
 }
 
 /// The trees' importance per feature column, as XGBoost's `get_score`
