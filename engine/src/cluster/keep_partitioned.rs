@@ -33,10 +33,11 @@ use datafusion::common::tree_node::{Transformed, TreeNode};
 use datafusion::config::ConfigOptions;
 use datafusion::physical_expr::Partitioning;
 use datafusion::physical_optimizer::PhysicalOptimizerRule;
-use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::coalesce_partitions::CoalescePartitionsExec;
 use datafusion::physical_plan::joins::{HashJoinExec, PartitionMode};
 use datafusion::physical_plan::repartition::RepartitionExec;
+use datafusion::physical_plan::statistics::{StatisticsArgs, StatisticsContext};
+use datafusion::physical_plan::{ExecutionPlan, ExecutionPlanProperties};
 
 use super::EstimatedExec;
 use super::join_fit::{broadcast_limit, fit_limit, stays_broadcast};
@@ -64,6 +65,14 @@ impl PhysicalOptimizerRule for KeepPartitionedJoins {
             if join.null_aware {
                 return Ok(Transformed::no(node));
             }
+            if *join.partition_mode() == PartitionMode::CollectLeft
+                && stays_broadcast(join.left(), broadcast_limit)
+            {
+                return keep_build_side(join).map(|kept| match kept {
+                    Some(kept) => Transformed::yes(kept),
+                    None => Transformed::no(node.clone()),
+                });
+            }
             let shuffled_join;
             let join = match join.partition_mode() {
                 PartitionMode::Partitioned if !(marked(join.left()) && marked(join.right())) => {
@@ -90,6 +99,32 @@ impl PhysicalOptimizerRule for KeepPartitionedJoins {
     fn schema_check(&self) -> bool {
         true
     }
+}
+
+/// A collected join whose probe side is one partition, made safe from
+/// Ballista's join selection on a resolved stage: once the stage's inputs are
+/// written, it swaps such a join's sides whenever the probe side's estimate
+/// is the smaller, and the probe side is often a chain of joins estimated far
+/// below its truth (a fuzzed query built 157 M rows that way and ran out of
+/// memory; docs/upstream/resolved-stage-join-swap.md). The probe side is
+/// left unjudged, so no swap can be decided, and the join reports the
+/// statistics it had, so that the joins above it plan as they did.
+/// `None`: nothing to do (a probe side of several partitions, or one
+/// already marked).
+fn keep_build_side(join: &HashJoinExec) -> Result<Option<Arc<dyn ExecutionPlan>>> {
+    let probe = join.right();
+    if marked(probe) || probe.output_partitioning().partition_count() != 1 {
+        return Ok(None);
+    }
+    let statistics = StatisticsContext::new()
+        .compute(join, &StatisticsArgs::new())?
+        .as_ref()
+        .clone();
+    let kept = join
+        .builder()
+        .with_new_children(vec![join.left().clone(), unjudged(probe)])?
+        .build_exec()?;
+    Ok(Some(Arc::new(EstimatedExec::new(kept, statistics))))
 }
 
 /// Whether `side` already carries an [`EstimatedExec`].
@@ -173,5 +208,97 @@ mod tests {
         let shuffled_answer = pretty_format_batches(&collect(shuffled, ctx.task_ctx()).await?)?;
         assert_eq!(shuffled_answer.to_string(), answer.to_string());
         Ok(())
+    }
+
+    /// A collected join over a probe side of one partition, estimated
+    /// smaller than its build side: DataFusion's join selection (which
+    /// Ballista runs again on a resolved stage) would swap it. Kept, the
+    /// probe side is unjudged, no swap is found, and the join still reports
+    /// its estimate to what is above it. (Answers on a cluster: the TPC-H and
+    /// fuzzer tests.)
+    #[tokio::test]
+    async fn a_collected_join_keeps_its_build_side_through_join_selection() -> Result<()> {
+        use datafusion::physical_optimizer::join_selection::JoinSelection;
+
+        let mut config = cluster_config();
+        config.options_mut().execution.target_partitions = 1;
+        let ctx = SessionContext::new_with_state(ember_session_state(config)?);
+        ctx.sql("create table build as select v % 50 as k, v from generate_series(1, 2000) t(v)")
+            .await?
+            .collect()
+            .await?;
+        ctx.sql("create table probe as select v as k from generate_series(1, 40) t(v)")
+            .await?
+            .collect()
+            .await?;
+        let query = "select count(*) as n, sum(b.v) as s from build b join probe p on b.k = p.k";
+        let plan = ctx.sql(query).await?.create_physical_plan().await?;
+        // As a plan a resolved stage may hold: the small side on the probe side.
+        let swapped = swap_first_collected_join(plan)?;
+        let options = ctx.state().config().options().as_ref().clone();
+        let reselected = JoinSelection::new().optimize(swapped.clone(), &options)?;
+        assert_ne!(
+            first_join_left(&reselected),
+            first_join_left(&swapped),
+            "join selection swaps the unkept join (the hazard this rule removes)"
+        );
+        let kept = KeepPartitionedJoins.optimize(swapped.clone(), &options)?;
+        let text = displayable(kept.as_ref()).indent(true).to_string();
+        assert!(text.contains("EstimatedExec: unjudged"), "{text}");
+        assert!(text.contains("EstimatedExec: rows~"), "{text}");
+        let reselected = JoinSelection::new().optimize(kept.clone(), &options)?;
+        assert_eq!(
+            first_join_left(&reselected),
+            first_join_left(&swapped),
+            "the kept join is not swapped"
+        );
+        Ok(())
+    }
+
+    /// The plan with its first collected hash join's sides swapped.
+    fn swap_first_collected_join(plan: Arc<dyn ExecutionPlan>) -> Result<Arc<dyn ExecutionPlan>> {
+        let mut done = false;
+        plan.transform_down(|node| {
+            if done {
+                return Ok(Transformed::no(node));
+            }
+            let Some(join) = node.downcast_ref::<HashJoinExec>() else {
+                return Ok(Transformed::no(node));
+            };
+            if *join.partition_mode() != PartitionMode::CollectLeft {
+                return Ok(Transformed::no(node));
+            }
+            done = true;
+            Ok(Transformed::yes(
+                join.swap_inputs(PartitionMode::CollectLeft)?,
+            ))
+        })
+        .map(|t| t.data)
+    }
+
+    /// The columns of the first hash join's build (left) side (`build`'s are
+    /// `k, v`, `probe`'s `k`).
+    fn first_join_left(plan: &Arc<dyn ExecutionPlan>) -> String {
+        let mut found = None;
+        plan.apply(|node| {
+            if let Some(join) = node.downcast_ref::<HashJoinExec>() {
+                let left = join.left();
+                let left = match left.downcast_ref::<EstimatedExec>() {
+                    Some(marked) => marked.children()[0].clone(),
+                    None => left.clone(),
+                };
+                let names: Vec<String> = left
+                    .schema()
+                    .fields()
+                    .iter()
+                    .map(|f| f.name().clone())
+                    .collect();
+                found = Some(names.join(", "));
+                return Ok(datafusion::common::tree_node::TreeNodeRecursion::Stop);
+            }
+            Ok(datafusion::common::tree_node::TreeNodeRecursion::Continue)
+        })
+        .unwrap();
+        found.expect("a hash join")
     }
 }
