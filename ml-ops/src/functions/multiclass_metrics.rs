@@ -18,6 +18,7 @@ use datafusion::common::{Result, ScalarValue, exec_err, plan_err};
 use datafusion::logical_expr::function::{AccumulatorArgs, StateFieldsArgs};
 use datafusion::logical_expr::{Accumulator, AggregateUDFImpl, Signature, Volatility};
 
+use super::roc_auc::{as_list, list_field};
 use crate::metrics::multiclass;
 
 #[derive(Debug, PartialEq, Eq, Hash)]
@@ -33,12 +34,8 @@ impl Default for MulticlassMetricsFunc {
     }
 }
 
-fn item() -> FieldRef {
-    Arc::new(Field::new("item", DataType::Float64, true))
-}
-
 fn list_type() -> DataType {
-    DataType::List(item())
+    DataType::List(list_field())
 }
 
 impl AggregateUDFImpl for MulticlassMetricsFunc {
@@ -77,16 +74,6 @@ struct MulticlassAccumulator {
     /// Every row's probabilities, row by row.
     probabilities: Vec<f64>,
     labels: Vec<f64>,
-}
-
-fn as_list(values: &[f64]) -> ScalarValue {
-    let list = ListArray::new(
-        item(),
-        OffsetBuffer::from_lengths([values.len()]),
-        Arc::new(Float64Array::from(values.to_vec())),
-        None,
-    );
-    ScalarValue::List(Arc::new(list))
 }
 
 impl MulticlassAccumulator {
@@ -139,11 +126,14 @@ impl Accumulator for MulticlassAccumulator {
 
     fn evaluate(&mut self) -> Result<ScalarValue> {
         if self.labels.is_empty() {
-            return Ok(ScalarValue::List(Arc::new(ListArray::new_null(item(), 1))));
+            return Ok(ScalarValue::List(Arc::new(ListArray::new_null(
+                list_field(),
+                1,
+            ))));
         }
         let values = multiclass(self.classes(), &self.probabilities, &self.labels);
         let list = ListArray::new(
-            item(),
+            list_field(),
             OffsetBuffer::from_lengths([values.len()]),
             Arc::new(Float64Array::from(values)),
             None,

@@ -29,7 +29,7 @@ impl Default for RocAucFunc {
     }
 }
 
-fn list_field() -> FieldRef {
+pub(super) fn list_field() -> FieldRef {
     Arc::new(Field::new("item", DataType::Float64, true))
 }
 
@@ -69,7 +69,7 @@ struct RocAucAccumulator {
     labels: Vec<f64>,
 }
 
-fn as_list(values: &[f64]) -> ScalarValue {
+pub(super) fn as_list(values: &[f64]) -> ScalarValue {
     let list = ListArray::new(
         list_field(),
         OffsetBuffer::from_lengths([values.len()]),

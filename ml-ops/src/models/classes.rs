@@ -94,7 +94,7 @@ impl ClassScores {
     }
 
     /// Each row's probabilities of every class, row by row.
-    fn all(&self) -> (usize, Vec<f64>) {
+    fn all(self) -> (usize, Vec<f64>) {
         match self {
             ClassScores::Binary { probabilities, .. } => (
                 2,
@@ -103,7 +103,7 @@ impl ClassScores {
             ClassScores::Multi {
                 classes,
                 probabilities,
-            } => (*classes, probabilities.clone()),
+            } => (classes, probabilities),
         }
     }
 }
@@ -206,12 +206,12 @@ impl BoundModel {
                         .collect::<Float64Array>(),
                 ),
             }),
-            PredictOutput::Probabilities => self.probabilities(&scores),
+            PredictOutput::Probabilities => self.probabilities(scores),
         }
     }
 
     /// Every class with its probability, in the model's class order, per row.
-    fn probabilities(&self, scores: &ClassScores) -> Result<ArrayRef> {
+    fn probabilities(&self, scores: ClassScores) -> Result<ArrayRef> {
         let (classes, probabilities) = scores.all();
         let rows = probabilities.len() / classes;
         let every: Vec<usize> = (0..rows).flat_map(|_| 0..classes).collect();

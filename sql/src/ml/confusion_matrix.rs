@@ -12,8 +12,8 @@ use datafusion::arrow::datatypes::{DataType, Field, Float64Type, Int64Type, Sche
 use datafusion::common::{Result, plan_err};
 use ember_ml_ops::models::LabelKind;
 
-use super::evaluate::{collect_with, rows_to_measure};
-use super::sql_text::{class_index, ident, text_literal};
+use super::evaluate::{collect_with, model_call, rows_to_measure};
+use super::sql_text::{class_index, ident};
 use super::{MlContext, MlOutput};
 
 pub async fn confusion_matrix(ml: &MlContext, name: &str, on: Option<&str>) -> Result<MlOutput> {
@@ -31,12 +31,7 @@ pub async fn confusion_matrix(ml: &MlContext, name: &str, on: Option<&str>) -> R
     } else {
         model.classes.clone()
     };
-    let inputs: Vec<String> = model.inputs.iter().map(|i| ident(&i.name)).collect();
-    let predicted = format!(
-        "predict({}, {})",
-        text_literal(&model.name),
-        inputs.join(", ")
-    );
+    let predicted = model_call(&model, "predict");
     let sql = format!(
         "SELECT y, c, count(*) AS n FROM (SELECT {} AS y, {} AS c FROM ({rows}) AS r) AS s \
          WHERE y IS NOT NULL AND c IS NOT NULL GROUP BY y, c",

@@ -39,6 +39,17 @@ pub(super) async fn collect_with(
     DataFrame::new(state, plan).collect().await
 }
 
+/// `function('model', inputs...)`: a prediction function of `model` over its
+/// input columns, as SQL.
+pub(super) fn model_call(model: &Model, function: &str) -> String {
+    let inputs: Vec<String> = model.inputs.iter().map(|i| ident(&i.name)).collect();
+    format!(
+        "{function}({}, {})",
+        text_literal(&model.name),
+        inputs.join(", ")
+    )
+}
+
 /// Runs `sql` as [`collect_with`] does and returns the first row as floats.
 async fn first_row(ml: &MlContext, model: &Model, sql: &str) -> Result<Vec<Option<f64>>> {
     first_row_floats(&collect_with(ml, model, sql).await?)
@@ -93,8 +104,7 @@ const COUNTS: &str = "count(*), count(y), count(*) FILTER (WHERE ok)";
 /// or prediction is NULL are left out, and counted.
 pub async fn compute_metrics(ml: &MlContext, model: &Model, rows: &str) -> Result<Metrics> {
     let family = model.model_type.metrics();
-    let inputs: Vec<String> = model.inputs.iter().map(|i| ident(&i.name)).collect();
-    let call = |f: &str| format!("{f}({}, {})", text_literal(&model.name), inputs.join(", "));
+    let call = |f: &str| model_call(model, f);
     let label = model.options.label.clone();
     let (values, counts) = match family {
         MetricsFamily::Regression => {

@@ -47,24 +47,14 @@ impl Objective {
                 vec![(p / (1.0 - p)).ln()]
             }
             Objective::Softmax { classes } => {
-                let mut counts = vec![0.0; classes];
-                for y in labels {
-                    counts[*y as usize] += 1.0;
-                }
-                let logs: Vec<f64> = counts
+                let logs: Vec<f64> = class_shares(labels, classes)
                     .iter()
-                    .map(|c| (c / n).clamp(1e-7, 1.0).ln())
+                    .map(|share| share.clamp(1e-7, 1.0).ln())
                     .collect();
                 let mean = logs.iter().sum::<f64>() / classes as f64;
                 logs.iter().map(|l| l - mean).collect()
             }
-            Objective::ClassShares { classes } => {
-                let mut counts = vec![0.0; classes];
-                for y in labels {
-                    counts[*y as usize] += 1.0;
-                }
-                counts.iter().map(|c| c / n).collect()
-            }
+            Objective::ClassShares { classes } => class_shares(labels, classes),
         }
     }
 
@@ -73,7 +63,6 @@ impl Objective {
     /// mean loss there: one pass, one exponential a row and output.
     fn gradients_and_loss(self, margins: &[f64], labels: &[f64], out: &mut [RowGradient]) -> f64 {
         let n = labels.len();
-        let k = self.outputs();
         // Each block of rows takes its piece of every output's slice.
         let blocks = n.div_ceil(BLOCK_ROWS);
         let mut pieces: Vec<Vec<&mut [RowGradient]>> = (0..blocks).map(|_| Vec::new()).collect();
@@ -111,7 +100,6 @@ impl Objective {
                 }
             })
             .collect();
-        debug_assert!(k >= 1);
         sums.iter().sum::<f64>() / n.max(1) as f64
     }
 
@@ -145,11 +133,22 @@ impl Objective {
 
     /// The mean loss at `margins` (output by output): squared error, or
     /// log-loss; summed in blocks on every core, the blocks' sums added in
-    /// order.
+    /// order. (Boosting's held-out rows reuse a buffer for the gradients
+    /// this computes on the way: [`Watch`].)
     pub fn loss(self, margins: &[f64], labels: &[f64]) -> f64 {
         let mut scratch = vec![[0.0f32; 2]; margins.len()];
         self.gradients_and_loss(margins, labels, &mut scratch)
     }
+}
+
+/// Each class's share of `labels` (class indices below `classes`).
+fn class_shares(labels: &[f64], classes: usize) -> Vec<f64> {
+    let mut counts = vec![0.0; classes];
+    for y in labels {
+        counts[*y as usize] += 1.0;
+    }
+    let n = labels.len().max(1) as f64;
+    counts.iter().map(|c| c / n).collect()
 }
 
 /// Softmax gradients of a block: class c's gradient `p_c − [y = c]`, its
@@ -290,6 +289,8 @@ fn add_trees(trees: &[Tree], binned: &Binned, margins: &mut [f64], outputs: usiz
 struct Watch<'a> {
     rows: &'a HeldOut,
     margins: Vec<f64>,
+    /// The gradients the loss computes on the way, kept for the next round.
+    scratch: Vec<RowGradient>,
     best: (usize, f64),
 }
 
@@ -298,6 +299,7 @@ impl<'a> Watch<'a> {
         Self {
             rows,
             margins: starting_margins(base, rows.labels.len()),
+            scratch: vec![[0.0; 2]; base.len() * rows.labels.len()],
             best: (0, f64::INFINITY),
         }
     }
@@ -306,7 +308,8 @@ impl<'a> Watch<'a> {
     fn add(&mut self, trees: &[Tree], objective: Objective, round: usize) -> f64 {
         let outputs = objective.outputs();
         add_trees(trees, &self.rows.binned, &mut self.margins, outputs, 1.0);
-        let loss = objective.loss(&self.margins, &self.rows.labels);
+        let loss =
+            objective.gradients_and_loss(&self.margins, &self.rows.labels, &mut self.scratch);
         if loss < self.best.1 {
             self.best = (round, loss);
         }
