@@ -607,3 +607,115 @@ fn kept_trainings(dir: &Path) -> std::collections::BTreeSet<String> {
     }
     ids
 }
+
+/// An executor killed while trees grow on the rows the executors keep and
+/// bin: the rows are packed and binned again on the executors left, what
+/// they had been through replayed, and the model is the fault-free run's,
+/// bit for bit (its XGBoost export is the same file).
+#[test]
+fn an_executor_killed_while_trees_grow_costs_time_not_the_model() {
+    let work = tempfile::tempdir().unwrap();
+    let ml = work.path().join("ml");
+    classification(&ml.join("higgs"), 200000, 6, 6);
+    let ml = ml.to_str().unwrap();
+    let cluster_dir = work.path().join("cluster");
+    let cluster = ClusterUp::start_n(&cluster_dir, 3, &[]);
+    let mut alive = executors(&cluster, &cluster_dir);
+    let create = "create or replace model trees options (model_type = \
+                  'boosted_tree_classifier', label = 'label', num_trees = 60, subsample = 0.8) \
+                  as select * from higgs";
+    let args = |store: &Path| {
+        vec![
+            "--data-dir".to_string(),
+            ml.to_string(),
+            "--model-store".to_string(),
+            store.to_str().unwrap().to_string(),
+            "-c".to_string(),
+            create.to_string(),
+        ]
+    };
+    let exported = |store: &Path| {
+        let file = store.join("trees.json");
+        let out = run(&[
+            "sql",
+            "--model-store",
+            store.to_str().unwrap(),
+            "-c",
+            &format!("export model trees to '{}'", file.display()),
+        ]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        std::fs::read(file).unwrap()
+    };
+    let fault_free = work.path().join("fault-free");
+    let started = Instant::now();
+    let clean = cluster.sql(
+        &args(&fault_free)
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>(),
+    );
+    assert!(clean.status.success(), "{}", stderr(&clean));
+    eprintln!("fault-free trees: {:?}", started.elapsed());
+    let logs: Vec<PathBuf> = alive
+        .iter()
+        .map(|(dir, _)| {
+            cluster_dir.join("logs").join(format!(
+                "{}.log",
+                dir.file_name().unwrap().to_str().unwrap()
+            ))
+        })
+        .collect();
+    let binned = |log: &PathBuf| {
+        std::fs::read_to_string(log)
+            .unwrap_or_default()
+            .matches("binned for trees")
+            .count()
+    };
+    let mut recovered = false;
+    for attempt in 0..3 {
+        let store = work.path().join(format!("faulted-{attempt}"));
+        let packings = kept_trainings(&cluster_dir).len();
+        let before: Vec<usize> = logs.iter().map(binned).collect();
+        let faulted_args = args(&store);
+        let faulted_args: Vec<&str> = faulted_args.iter().map(String::as_str).collect();
+        let mut client = Client::start(&cluster, &faulted_args);
+        // The first executor to bin its rows holds some: kill it a little
+        // into the trees.
+        let mut holder = None;
+        while client.running() && holder.is_none() {
+            holder = (0..logs.len()).find(|&i| binned(&logs[i]) > before[i]);
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        std::thread::sleep(Duration::from_millis(300));
+        if !client.running() || holder.is_none() {
+            let output = client.finish(RECOVERY_BOUND);
+            assert!(output.status.success(), "{}", stderr(&output));
+            eprintln!("the trees grew before an executor could be killed; trying again");
+            continue;
+        }
+        let victim = alive.remove(holder.unwrap());
+        // SAFETY: kill(2) on a process this test started; no memory effects.
+        unsafe {
+            libc::kill(victim.1, libc::SIGKILL);
+        }
+        eprintln!("killed {} while trees grew", victim.0.display());
+        let trained = client.finish(RECOVERY_BOUND);
+        assert!(trained.status.success(), "{}", stderr(&trained));
+        assert!(
+            exported(&store) == exported(&fault_free),
+            "the trees differ from the fault-free run's"
+        );
+        // The rows were packed twice: once, and again after the kill.
+        if kept_trainings(&cluster_dir).len() >= packings + 2 {
+            recovered = true;
+            break;
+        }
+        eprintln!("the kill came after the last tree; trying again");
+        break;
+    }
+    assert!(
+        recovered,
+        "the rows were never kept again after a holder was killed"
+    );
+    let _ = cluster.stop();
+}

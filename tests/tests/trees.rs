@@ -401,7 +401,25 @@ async fn the_same_trees_embedded_and_on_two_executors() {
                 ))
                 .await
                 .unwrap();
-            params.push(model_json(e.store.path(), kind)["params"].clone());
+            let model = model_json(e.store.path(), kind);
+            // On a cluster the rows are kept, binned and grown on by the
+            // executors: the model says so, and the client holds none.
+            let kept_by: Vec<String> = model["rounds"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|r| r["kind"] == "keep")
+                .map(|r| r["executor"].as_str().unwrap_or("").to_string())
+                .collect();
+            if cluster {
+                assert!(
+                    kept_by.len() >= 2 && kept_by.iter().all(|e| e != "client"),
+                    "{kind}: rows kept by {kept_by:?}"
+                );
+            } else {
+                assert_eq!(kept_by, ["client"], "{kind}");
+            }
+            params.push(model["params"].clone());
         }
         models.push(params);
     }

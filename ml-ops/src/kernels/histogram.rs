@@ -5,17 +5,76 @@
 //! A node's histogram holds, for every feature's every code, the sums of the
 //! gradient and Hessian of the node's rows with that code: [`SLOTS`] slots a
 //! feature, so that a code indexes its feature's slots with no bounds check.
-//! Partitions' histograms merge by addition.
+//!
+//! Gradients are fixed-point, as XGBoost's GPU `hist` keeps them: each tree's
+//! float gradients are scaled by one [`GradScale`] for every row wherever it
+//! is held and rounded to 32-bit integers, and histograms sum them in 64-bit
+//! integers. Integer sums are exact, so they merge in any order — across
+//! threads, a GPU's atomics, or a cluster's executors — to the same bits, and
+//! a sibling's histogram by subtraction is the one built from its rows.
 
-/// One bin's sums: gradient, Hessian.
-pub type GradPair = [f64; 2];
+/// One bin's sums: gradient, Hessian, in units of the tree's [`GradScale`].
+pub type GradPair = [i64; 2];
 
-/// One row's gradient and Hessian, in float32 as XGBoost keeps them: half the
-/// bytes the histogram loop gathers. Histograms sum them in float64.
-pub type RowGradient = [f32; 2];
+/// One row's gradient and Hessian in units of the tree's [`GradScale`]: the
+/// 8 bytes the histogram loop gathers.
+pub type RowGradient = [i32; 2];
 
 /// Slots per feature in a histogram: one per possible code.
 pub const SLOTS: usize = 256;
+
+/// The integers a row's largest gradient (and Hessian) is scaled to: 2^30
+/// leaves a factor of two of headroom in an `i32` and sums of up to 2^32
+/// rows in an `i64`; a gradient's rounding error is then 2^-31 of the
+/// largest, finer than float32's 2^-24 of its own value for all but the
+/// smallest gradients.
+const FULL_SCALE: f64 = (1u64 << 30) as f64;
+
+/// How a tree's float gradients become integers: units per gradient and per
+/// Hessian, from the largest of each over every row of the tree.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct GradScale {
+    pub gradient: f64,
+    pub hessian: f64,
+}
+
+impl GradScale {
+    /// The scale for gradients up to `max_gradient` and Hessians up to
+    /// `max_hessian` in absolute value.
+    pub fn new(max_gradient: f64, max_hessian: f64) -> Self {
+        let unit = |max: f64| {
+            if max > 0.0 && max.is_finite() {
+                FULL_SCALE / max
+            } else {
+                1.0
+            }
+        };
+        Self {
+            gradient: unit(max_gradient),
+            hessian: unit(max_hessian),
+        }
+    }
+
+    /// The largest |g| and |h| of `pairs`.
+    pub fn maxima(pairs: &[[f64; 2]]) -> [f64; 2] {
+        pairs.iter().fold([0.0f64; 2], |[mg, mh], [g, h]| {
+            [mg.max(g.abs()), mh.max(h.abs())]
+        })
+    }
+
+    /// `pair` in this scale's units, rounded.
+    pub fn quantize(&self, [g, h]: [f64; 2]) -> RowGradient {
+        [
+            (g * self.gradient).round() as i32,
+            (h * self.hessian).round() as i32,
+        ]
+    }
+
+    /// Integer sums back as floats.
+    pub fn sums(&self, [g, h]: GradPair) -> [f64; 2] {
+        [g as f64 / self.gradient, h as f64 / self.hessian]
+    }
+}
 
 /// Adds `gradients[r]` into slot `codes[r·width + f]` of feature `f`'s part of
 /// `hist` (`width × SLOTS` slots) for every row `r` in `rows` and every feature `f`.
@@ -30,7 +89,7 @@ pub fn accumulate(
     debug_assert_eq!(features.len(), width);
     for &r in rows {
         let r = r as usize;
-        let [g, h] = gradients[r].map(f64::from);
+        let [g, h] = gradients[r].map(i64::from);
         let row = &codes[r * width..(r + 1) * width];
         for (code, slots) in row.iter().zip(features.iter_mut()) {
             let bin = &mut slots[*code as usize];
@@ -65,19 +124,31 @@ mod tests {
     fn each_row_lands_in_its_bin_of_every_feature() {
         // Two features; three rows.
         let codes = [0u8, 1, 2, 0, 2, 1];
-        let gradients: [RowGradient; 3] = [[1.0, 0.5], [2.0, 1.0], [4.0, 2.0]];
-        let mut hist = vec![[0.0; 2]; 2 * SLOTS];
+        let gradients: [RowGradient; 3] = [[1, 5], [2, 10], [4, 20]];
+        let mut hist = vec![[0; 2]; 2 * SLOTS];
         accumulate(&codes, 2, &[0, 2], &gradients, &mut hist);
-        let mut expected = vec![[0.0; 2]; 2 * SLOTS];
-        expected[0] = [1.0, 0.5];
-        expected[2] = [4.0, 2.0];
-        expected[SLOTS + 1] = [5.0, 2.5];
+        let mut expected = vec![[0; 2]; 2 * SLOTS];
+        expected[0] = [1, 5];
+        expected[2] = [4, 20];
+        expected[SLOTS + 1] = [5, 25];
         assert_eq!(hist, expected);
-        let mut all = vec![[0.0; 2]; 2 * SLOTS];
+        let mut all = vec![[0; 2]; 2 * SLOTS];
         accumulate(&codes, 2, &[0, 1, 2], &gradients, &mut all);
-        let mut sibling = vec![[0.0; 2]; 2 * SLOTS];
+        let mut sibling = vec![[0; 2]; 2 * SLOTS];
         accumulate(&codes, 2, &[1], &gradients, &mut sibling);
         subtract(&mut all, &hist);
         assert_eq!(all, sibling);
+    }
+
+    #[test]
+    fn a_scale_keeps_the_largest_gradient_within_an_i32() {
+        let pairs = [[-3.5, 0.25], [1.0, 0.0], [2.0, 0.125]];
+        let scale = GradScale::new(GradScale::maxima(&pairs)[0], GradScale::maxima(&pairs)[1]);
+        let q: Vec<RowGradient> = pairs.iter().map(|p| scale.quantize(*p)).collect();
+        assert_eq!(q[0], [-(1 << 30), 1 << 30]);
+        let back = scale.sums([i64::from(q[2][0]), i64::from(q[2][1])]);
+        assert!((back[0] - 2.0).abs() < 1e-8 && (back[1] - 0.125).abs() < 1e-9);
+        // No gradients at all: a unit scale, zeros stay zeros.
+        assert_eq!(GradScale::new(0.0, 0.0).quantize([0.0, 0.0]), [0, 0]);
     }
 }

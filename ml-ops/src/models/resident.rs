@@ -13,10 +13,11 @@ use datafusion::common::Result;
 use datafusion::logical_expr::LogicalPlan;
 use datafusion::prelude::SessionContext;
 
+use super::trees::{Cuts, RowHolder, TreeBinning};
 use super::{TrainRoundFunc, WorkKind, WorkReport};
 use crate::kernels::DeviceChoice;
 
-/// Rows held for one training, and the two things an estimator does with them.
+/// Rows held for one training, and what an estimator does with them.
 #[async_trait]
 pub trait ResidentRows: Send + Sync {
     /// `function`'s statistics summed over every row.
@@ -26,6 +27,14 @@ pub trait ResidentRows: Send + Sync {
     /// smallest seeded row hash over those columns, smallest first: the rows
     /// `TrainingData::sample_rows` picks from a plan.
     async fn sample_rows(&self, seed: u64, columns: &[String], n: usize) -> Result<Vec<Vec<f64>>>;
+
+    /// The rows binned for tree training where they are held, and their
+    /// bins: `binning.cuts`, or cut from a seeded sample of the rows when
+    /// those are `None`.
+    async fn tree_rows(
+        self: Arc<Self>,
+        binning: &TreeBinning,
+    ) -> Result<(Vec<Cuts>, Arc<dyn RowHolder>)>;
 
     /// Bytes the rows take where they are held.
     fn bytes(&self) -> u64;

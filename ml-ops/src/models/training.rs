@@ -138,6 +138,8 @@ pub struct TrainingData {
     batch_rows: Option<usize>,
     /// Where the rows are held between rounds, when not read by `plan` each time.
     kept: Option<Arc<dyn ResidentRows>>,
+    /// Where the held-out rows are held, when kept like the training rows.
+    kept_evaluation: Option<Arc<dyn ResidentRows>>,
     rows: AtomicU64,
     passes: AtomicUsize,
     /// Iterations recorded so far: a round belongs to the next one.
@@ -175,6 +177,7 @@ impl TrainingData {
             resident: false,
             batch_rows: None,
             kept: None,
+            kept_evaluation: None,
             rows: AtomicU64::new(0),
             passes: AtomicUsize::new(0),
             iterations: AtomicUsize::new(0),
@@ -231,6 +234,28 @@ impl TrainingData {
     pub fn with_kept_rows(mut self, rows: Arc<dyn ResidentRows>) -> Self {
         self.kept = Some(rows);
         self
+    }
+
+    /// The training rows where they are kept, if they are.
+    pub fn kept_rows(&self) -> Option<&Arc<dyn ResidentRows>> {
+        self.kept.as_ref()
+    }
+
+    /// The held-out rows are kept where `rows` says (read by the
+    /// evaluation plan once, there).
+    pub fn with_kept_evaluation(mut self, rows: Arc<dyn ResidentRows>) -> Self {
+        self.kept_evaluation = Some(rows);
+        self
+    }
+
+    /// The held-out rows where they are kept, if they are.
+    pub fn kept_evaluation(&self) -> Option<&Arc<dyn ResidentRows>> {
+        self.kept_evaluation.as_ref()
+    }
+
+    /// The evaluation plan, when rows are held out.
+    pub fn evaluation_plan(&self) -> Option<&LogicalPlan> {
+        self.evaluation.as_ref()
     }
 
     /// The held-out rows, read by `plan` (the columns of the training rows).
@@ -403,7 +428,7 @@ impl TrainingData {
     }
 
     /// Notes the work of kept rows since the last call.
-    fn note_kept_work(&self) {
+    pub fn note_kept_work(&self) {
         if let Some(kept) = &self.kept {
             self.note_work(kept.take_reports());
         }

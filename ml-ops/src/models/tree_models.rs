@@ -291,23 +291,22 @@ impl ModelKind for TreeModel {
         options: &ModelOptions,
         progress: &dyn Progress,
     ) -> Result<Fitted> {
-        let rows = trees::binned_rows(data, options).await?;
+        let held = trees::tree_data(data, options).await?;
         let classes = data.classes().max(2);
+        let label_stats = held.rows.label_stats(classes).await?;
+        data.note_rows(label_stats.rows as f64);
         if self.task == Task::Classification
-            && let Some(bad) = rows
-                .labels
-                .iter()
-                .find(|y| y.fract() != 0.0 || **y < 0.0 || **y >= classes as f64)
+            && label_stats.counts.iter().sum::<u64>() != label_stats.rows
         {
+            // A class index outside 0..classes (or not a whole number).
             let label = data.label_name().unwrap_or("label");
             return plan_err!(
-                "label '{label}' must be 0 or 1 (or a boolean) for {}, found {bad}",
+                "label '{label}' must be 0 or 1 (or a boolean) for {}, found another value",
                 self.name
             );
         }
         let objective = self.objective(classes);
-        let held_out = trees::held_out_rows(data, &rows.binned.cuts, options).await?;
-        let params = trees::boost_params(options, self.bynode_default(rows.binned.width))?;
+        let params = trees::boost_params(options, self.bynode_default(held.cuts.len()))?;
         let mut info = Vec::new();
         let tree_done = |_, loss, held_out_loss| {
             record_with_eval(
@@ -320,22 +319,31 @@ impl ModelKind for TreeModel {
                 held_out_loss,
             )
         };
+        let rows = held.rows.as_ref();
+        let held_out = held.held_out.as_deref();
         let grown = match self.ensemble {
             Ensemble::Boosted => {
-                trees::boost(&rows, held_out.as_ref(), objective, &params, tree_done)
+                trees::boost(rows, held_out, &held.cuts, objective, &params, tree_done).await?
             }
             Ensemble::Forest => {
-                trees::forest(&rows, held_out.as_ref(), objective, &params, tree_done)
+                trees::forest(rows, held_out, &held.cuts, objective, &params, tree_done).await?
             }
         };
-        if let Some(failure) = rows.binned.device.as_ref().and_then(|d| d.failure()) {
+        if let Some(failure) = held.device_failure() {
             return plan_err!("device = 'cuda': a histogram on the GPU failed: {failure}");
         }
-        let training_metrics = self.metrics_of(objective, &grown.margins, &rows.labels);
-        let evaluation_metrics = held_out
-            .as_ref()
-            .zip(grown.held_out_margins.as_ref())
-            .map(|(h, margins)| self.metrics_of(objective, margins, &h.labels));
+        let training = rows.margins().await?;
+        // Where the rows were kept and binned (a cluster's executors), in
+        // the model's `training_rounds`.
+        data.note_kept_work();
+        let training_metrics = self.metrics_of(objective, &training.margins, &training.labels);
+        let evaluation_metrics = match held_out {
+            Some(h) => {
+                let margins = h.margins().await?;
+                Some(self.metrics_of(objective, &margins.margins, &margins.labels))
+            }
+            None => None,
+        };
         let (base, class_bases) = match objective.outputs() {
             1 => (grown.base[0], Vec::new()),
             _ => (0.0, grown.base),

@@ -298,12 +298,18 @@ pub async fn create_model(ml: &MlContext, create: &CreateModel) -> Result<MlOutp
     } else {
         None
     };
-    if iterative
+    let trees = options.trees.is_some();
+    if (iterative || trees)
         && !cached
         && let Some(keeper) = &ml.keep_rows
     {
         // Read, transform and pack the rows once, where they are read.
         data = data.with_kept_rows(keeper.keep(&ml.ctx, plan.clone(), device).await?);
+        // Trees measure the held-out rows as they grow: kept there too.
+        if trees && let Some(evaluation) = &prepared.evaluation {
+            let kept = keeper.keep(&ml.ctx, evaluation.clone(), device).await?;
+            data = data.with_kept_evaluation(kept);
+        }
     }
     let fitted = options
         .model_type

@@ -21,6 +21,7 @@ use datafusion::common::{DataFusionError, Result, exec_err};
 use datafusion::logical_expr::LogicalPlan;
 use datafusion::prelude::{DataFrame, SessionContext};
 use ember_ml_ops::kernels::DeviceChoice;
+use ember_ml_ops::models::trees::{Cuts, RowHolder, TreeBinning};
 use ember_ml_ops::models::{
     KeepRows, ResidentRows, TrainRoundFunc, WorkKind, WorkReport, device_name, training_state,
 };
@@ -28,6 +29,7 @@ use futures::future::join_all;
 use tonic::transport::Channel;
 
 use super::keep::{KeepRowsNode, KeepSpec};
+use super::tree_recovery::RecoveringRows;
 use super::wire::{self, RELEASE, ROUND, ReleaseRequest, RoundRequest, SAMPLE, SampleRequest};
 use crate::cluster::fault::{Fault, RUN_ATTEMPTS, cluster_retry};
 use crate::config::EmberConfig;
@@ -71,22 +73,24 @@ impl KeepRows for ClusterKeeper {
 
 /// One executor's share service and the partitions it holds.
 #[derive(Debug, Clone)]
-struct Holder {
-    endpoint: String,
-    partitions: Vec<u32>,
+pub(super) struct Holder {
+    pub endpoint: String,
+    pub partitions: Vec<u32>,
     client: FlightServiceClient<Channel>,
 }
 
 /// Where a training's rows are.
 #[derive(Debug)]
-struct Placement {
-    training: String,
-    holders: Vec<Holder>,
-    bytes: u64,
+pub(super) struct Placement {
+    pub training: String,
+    pub holders: Vec<Holder>,
+    pub bytes: u64,
+    /// Rows kept, on every executor together.
+    pub rows: u64,
 }
 
 /// Rows kept on the executors for one training; freed when dropped.
-struct KeptRows {
+pub(super) struct KeptRows {
     ctx: SessionContext,
     plan: LogicalPlan,
     device: DeviceChoice,
@@ -112,7 +116,7 @@ fn training_id() -> String {
 }
 
 impl KeptRows {
-    fn placement(&self) -> Result<Arc<Placement>> {
+    pub(super) fn placement(&self) -> Result<Arc<Placement>> {
         self.placement
             .lock()
             .map_err(|_| DataFusionError::Internal("training placement lock poisoned".into()))?
@@ -122,7 +126,7 @@ impl KeptRows {
 
     /// Runs the keep job (again, after a fault) and connects to the executors
     /// that hold the rows.
-    async fn pack(&self) -> Result<()> {
+    pub(super) async fn pack(&self) -> Result<()> {
         let old = self.placement.lock().ok().and_then(|mut p| p.take());
         if let Some(old) = old {
             release(&old).await;
@@ -222,7 +226,7 @@ fn keep_state(ctx: &SessionContext) -> datafusion::execution::SessionState {
 const UNREACHABLE: &str = "cannot reach the executor holding training rows";
 
 /// One action on one executor.
-async fn ask(mut holder: Holder, action: &str, body: Bytes) -> Result<Bytes> {
+pub(super) async fn ask(mut holder: Holder, action: &str, body: Bytes) -> Result<Bytes> {
     let request = Action {
         r#type: action.to_string(),
         body,
@@ -305,12 +309,15 @@ fn keep_reports(batches: &[RecordBatch], elapsed: Duration) -> Vec<WorkReport> {
 async fn connect(training: String, batches: &[RecordBatch]) -> Result<Placement> {
     let mut by_endpoint: BTreeMap<String, Vec<u32>> = BTreeMap::new();
     let mut bytes = 0;
+    let mut rows = 0;
     let mut partitions = Vec::new();
     for batch in batches {
         let partition = batch.column(0).as_primitive::<UInt32Type>();
         let endpoint = batch.column(1).as_string::<i32>();
+        let kept = batch.column(2).as_primitive::<UInt64Type>();
         let size = batch.column(3).as_primitive::<UInt64Type>();
         for row in 0..batch.num_rows() {
+            rows += kept.value(row);
             by_endpoint
                 .entry(endpoint.value(row).to_string())
                 .or_default()
@@ -347,6 +354,7 @@ async fn connect(training: String, batches: &[RecordBatch]) -> Result<Placement>
         training,
         holders,
         bytes,
+        rows,
     })
 }
 
@@ -406,6 +414,27 @@ impl ResidentRows for KeptRows {
             }
         }
         Ok(total)
+    }
+
+    async fn tree_rows(
+        self: Arc<Self>,
+        binning: &TreeBinning,
+    ) -> Result<(Vec<Cuts>, Arc<dyn RowHolder>)> {
+        let started = Instant::now();
+        let placement = self.placement()?;
+        let (cuts, rows) = super::tree_rows::bin_kept_rows(&placement, binning).await?;
+        log::info!(
+            "training {}: rows binned for trees on {} executors in {:.2} s",
+            placement.training,
+            placement.holders.len(),
+            started.elapsed().as_secs_f64()
+        );
+        let binning = TreeBinning {
+            cuts: Some(cuts.clone()),
+            ..binning.clone()
+        };
+        let rows = RecoveringRows::new(self, binning, rows);
+        Ok((cuts, Arc::new(rows)))
     }
 
     async fn sample_rows(&self, seed: u64, columns: &[String], n: usize) -> Result<Vec<Vec<f64>>> {

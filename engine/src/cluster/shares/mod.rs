@@ -12,6 +12,10 @@ mod driver;
 mod keep;
 mod service;
 mod store;
+mod tree_recovery;
+mod tree_rows;
+mod tree_service;
+mod tree_wire;
 mod wire;
 
 pub use driver::ClusterKeeper;

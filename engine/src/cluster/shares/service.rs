@@ -27,6 +27,8 @@ use futures::{StreamExt, stream};
 use tonic::{Request, Response, Status, Streaming};
 
 use super::store::{Share, ShareStore};
+use super::tree_service::tree_call;
+use super::tree_wire::TREE;
 use super::wire::{
     self, PartitionStats, RELEASE, ROUND, ReleaseRequest, RoundRequest, SAMPLE, SampleRequest,
     SampledRow, WorkDone,
@@ -213,6 +215,7 @@ impl ShareService {
             ROUND => self.round(wire::from_json(&action.body)?).await,
             SAMPLE => self.sample(wire::from_json(&action.body)?).await,
             RELEASE => Ok(self.release(wire::from_json(&action.body)?)),
+            TREE => tree_call(&self.store, wire::from_json(&action.body)?).await,
             other => Err(DataFusionError::Execution(format!(
                 "unknown training action '{other}'"
             ))),
@@ -249,7 +252,7 @@ impl FlightService for ShareService {
         &self,
         _: Request<Empty>,
     ) -> std::result::Result<Response<Self::ListActionsStream>, Status> {
-        let actions = [ROUND, SAMPLE, RELEASE].map(|name| {
+        let actions = [ROUND, SAMPLE, RELEASE, TREE].map(|name| {
             Ok(ActionType {
                 r#type: name.to_string(),
                 description: String::new(),

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use datafusion::arrow::array::RecordBatch;
 use datafusion::common::{DataFusionError, Result};
+use ember_ml_ops::models::trees::Shard;
 
 use crate::cluster::fault::Fault;
 
@@ -25,14 +26,24 @@ pub struct Share {
     pub bytes: usize,
 }
 
-#[derive(Debug)]
+/// A training's rows binned for trees, and the bytes set aside for them.
+type TreeShard = (Arc<Mutex<Shard>>, usize);
+
 struct Training {
     shares: BTreeMap<u32, Arc<Share>>,
+    /// The shares' rows binned for trees, once asked for.
+    tree: Option<TreeShard>,
     lease: Duration,
     expires: Instant,
 }
 
-#[derive(Debug, Default)]
+impl Training {
+    fn bytes(&self) -> usize {
+        self.shares.values().map(|s| s.bytes).sum::<usize>() + self.tree.as_ref().map_or(0, |t| t.1)
+    }
+}
+
+#[derive(Default)]
 struct Held {
     trainings: HashMap<String, Training>,
     /// Bytes held and promised to shares being packed.
@@ -40,11 +51,20 @@ struct Held {
 }
 
 /// The shares this executor holds, by training and partition.
-#[derive(Debug)]
 pub struct ShareStore {
     endpoint: String,
     limit: usize,
     held: Mutex<Held>,
+}
+
+impl std::fmt::Debug for ShareStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ShareStore")
+            .field("endpoint", &self.endpoint)
+            .field("limit", &self.limit)
+            .field("used", &self.used())
+            .finish()
+    }
 }
 
 impl ShareStore {
@@ -110,6 +130,7 @@ impl ShareStore {
             .entry(training.to_string())
             .or_insert_with(|| Training {
                 shares: BTreeMap::new(),
+                tree: None,
                 lease,
                 expires: now + lease,
             });
@@ -141,13 +162,50 @@ impl ShareStore {
             .collect()
     }
 
+    /// Holds `shard` as `training`'s rows binned for trees (in place of any
+    /// before), in the bytes `reservation` promised; renews the lease.
+    pub fn set_tree(
+        &self,
+        training: &str,
+        shard: Shard,
+        mut reservation: Reservation<'_>,
+    ) -> Result<Arc<Mutex<Shard>>> {
+        let mut held = self.lock();
+        self.expire(&mut held);
+        let Some(entry) = held.trainings.get_mut(training) else {
+            return Err(missing(training, None));
+        };
+        entry.expires = Instant::now() + entry.lease;
+        let shard = Arc::new(Mutex::new(shard));
+        let bytes = std::mem::take(&mut reservation.bytes);
+        let old = entry.tree.replace((shard.clone(), bytes));
+        if let Some((_, old)) = old {
+            held.used -= old;
+        }
+        Ok(shard)
+    }
+
+    /// `training`'s rows binned for trees, renewing its lease.
+    pub fn tree(&self, training: &str) -> Result<Arc<Mutex<Shard>>> {
+        let mut held = self.lock();
+        self.expire(&mut held);
+        let Some(entry) = held.trainings.get_mut(training) else {
+            return Err(missing(training, None));
+        };
+        entry.expires = Instant::now() + entry.lease;
+        match &entry.tree {
+            Some((shard, _)) => Ok(shard.clone()),
+            None => Err(missing(training, None)),
+        }
+    }
+
     /// Frees every share of `training`; how many bytes that was.
     pub fn release(&self, training: &str) -> usize {
         let mut held = self.lock();
         let freed = held
             .trainings
             .remove(training)
-            .map(|t| t.shares.values().map(|s| s.bytes).sum())
+            .map(|t| t.bytes())
             .unwrap_or(0);
         held.used -= freed;
         freed
@@ -177,7 +235,7 @@ impl ShareStore {
         let count = expired.len();
         for id in expired {
             if let Some(t) = held.trainings.remove(&id) {
-                let bytes: usize = t.shares.values().map(|s| s.bytes).sum();
+                let bytes = t.bytes();
                 held.used -= bytes;
                 log::info!("training {id}: lease ran out, {} freed", human_bytes(bytes));
             }

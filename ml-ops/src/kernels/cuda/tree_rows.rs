@@ -1,8 +1,8 @@
 //! A tree training's binned rows on the GPU: their codes copied once, each
 //! tree's row gradients once per tree, and a node's histogram built there
 //! (histogram.cu) as [`crate::kernels::histogram::accumulate`] builds it on
-//! the CPU. Sums agree within float64 rounding, not bit for bit: the GPU adds
-//! in the order its atomics land.
+//! the CPU. The sums are fixed-point integers: the GPU's equal the CPU's bit
+//! for bit, whatever order its atomics land in.
 
 use std::sync::Mutex;
 
@@ -20,7 +20,7 @@ pub struct TreeRows {
     width: usize,
     rows: usize,
     /// The current tree's (g, h) per row.
-    gradients: Mutex<Option<CudaSlice<f32>>>,
+    gradients: Mutex<Option<CudaSlice<i32>>>,
     /// The first failure of a GPU step, whose work the CPU then did.
     failure: Mutex<Option<String>>,
 }
@@ -59,14 +59,14 @@ impl TreeRows {
                 self.rows
             )));
         }
-        let flat: Vec<f32> = gradients.iter().flatten().copied().collect();
+        let flat: Vec<i32> = gradients.iter().flatten().copied().collect();
         let _turn = self.gpu.turn()?;
         let device = self.gpu.stream.clone_htod(&flat).map_err(cuda_error)?;
         *self.lock_gradients()? = Some(device);
         Ok(())
     }
 
-    fn lock_gradients(&self) -> Result<std::sync::MutexGuard<'_, Option<CudaSlice<f32>>>> {
+    fn lock_gradients(&self) -> Result<std::sync::MutexGuard<'_, Option<CudaSlice<i32>>>> {
         self.gradients
             .lock()
             .map_err(|_| cuda_error("GPU gradients lock poisoned"))
@@ -93,7 +93,7 @@ impl TreeRows {
             return Err(cuda_error("no gradients on the GPU"));
         };
         if rows.is_empty() || self.width == 0 {
-            return Ok(vec![[0.0; 2]; slots]);
+            return Ok(vec![[0; 2]; slots]);
         }
         if let Some(bad) = rows.iter().find(|&&r| r as usize >= self.rows) {
             return Err(cuda_error(format!("row {bad} of {}", self.rows)));
@@ -102,7 +102,7 @@ impl TreeRows {
         let _turn = gpu.turn()?;
         let stream = &gpu.stream;
         let rows_dev = stream.clone_htod(rows).map_err(cuda_error)?;
-        let mut hist = stream.alloc_zeros::<f64>(slots * 2).map_err(cuda_error)?;
+        let mut hist = stream.alloc_zeros::<i64>(slots * 2).map_err(cuda_error)?;
         let (width, count) = (self.width as i32, rows.len() as i64);
         // Enough blocks per feature to fill the device, each thread ~16 rows.
         let per_feature = rows
@@ -124,8 +124,8 @@ impl TreeRows {
             .arg(&mut hist);
         // SAFETY: the arguments match histogram_rows' parameters in type and
         // order; codes hold rows·width bytes, every listed row is below rows
-        // (checked above), gradients hold 2·rows floats, hist 2·width·256
-        // doubles, and the grid's y dimension is width.
+        // (checked above), gradients hold 2·rows i32s, hist 2·width·256
+        // i64s, and the grid's y dimension is width.
         unsafe { launch.launch(config) }.map_err(cuda_error)?;
         let flat = stream.clone_dtoh(&hist).map_err(cuda_error)?;
         Ok(flat.chunks_exact(2).map(|p| [p[0], p[1]]).collect())

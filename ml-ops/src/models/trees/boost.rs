@@ -1,13 +1,19 @@
 //! Gradient boosting: each round fits one tree per output to the gradients and
 //! Hessians of the loss at the current margins (second order, as XGBoost).
 
+use datafusion::common::Result;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use super::grow::{Binned, GrowParams, add_tree, grow};
-use super::sampling::{sample_features, sample_rows, tree_seed};
+use super::cuts::Cuts;
+use super::grow::{GrowParams, grow};
+use super::holder::{Apply, Fit, GradientSpec, LabelStats, RowHolder, RowSample, unfixed};
+use super::sampling::{sample_features, tree_seed};
 use super::tree::Tree;
-use crate::kernels::histogram::RowGradient;
+
+/// A row's gradient and Hessian as computed, before a tree's scale makes
+/// them integers.
+pub(super) type FloatPair = [f64; 2];
 
 /// The loss trees are fit to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -36,10 +42,16 @@ impl Objective {
     }
 
     /// The margins every row starts from, one per output: the best constant
-    /// (for softmax the log of each class's share, centred, as XGBoost's).
-    pub fn base_margins(self, labels: &[f64]) -> Vec<f64> {
-        let n = labels.len().max(1) as f64;
-        let mean = labels.iter().sum::<f64>() / n;
+    /// (for softmax the log of each class's share, centred, as XGBoost's),
+    /// from the labels' count, class counts and (exact) sum.
+    pub fn base_margins(self, stats: &LabelStats, label_sum: f64) -> Vec<f64> {
+        let n = stats.rows.max(1) as f64;
+        let mean = label_sum / n;
+        let shares = || -> Vec<f64> {
+            (0..self.outputs())
+                .map(|c| stats.counts.get(c).copied().unwrap_or(0) as f64 / n)
+                .collect()
+        };
         match self {
             Objective::SquaredError => vec![mean],
             Objective::Logistic => {
@@ -47,25 +59,30 @@ impl Objective {
                 vec![(p / (1.0 - p)).ln()]
             }
             Objective::Softmax { classes } => {
-                let logs: Vec<f64> = class_shares(labels, classes)
+                let logs: Vec<f64> = shares()
                     .iter()
                     .map(|share| share.clamp(1e-7, 1.0).ln())
                     .collect();
                 let mean = logs.iter().sum::<f64>() / classes as f64;
                 logs.iter().map(|l| l - mean).collect()
             }
-            Objective::ClassShares { classes } => class_shares(labels, classes),
+            Objective::ClassShares { .. } => shares(),
         }
     }
 
     /// The gradient and Hessian of each row's loss at its margins, on every
     /// core (both laid out output by output, `outputs` × rows), returning the
-    /// mean loss there: one pass, one exponential a row and output.
-    fn gradients_and_loss(self, margins: &[f64], labels: &[f64], out: &mut [RowGradient]) -> f64 {
+    /// loss summed there: one pass, one exponential a row and output.
+    pub(super) fn gradients_and_loss(
+        self,
+        margins: &[f64],
+        labels: &[f64],
+        out: &mut [FloatPair],
+    ) -> f64 {
         let n = labels.len();
         // Each block of rows takes its piece of every output's slice.
         let blocks = n.div_ceil(BLOCK_ROWS);
-        let mut pieces: Vec<Vec<&mut [RowGradient]>> = (0..blocks).map(|_| Vec::new()).collect();
+        let mut pieces: Vec<Vec<&mut [FloatPair]>> = (0..blocks).map(|_| Vec::new()).collect();
         for output in out.chunks_mut(n.max(1)) {
             for (piece, chunk) in pieces.iter_mut().zip(output.chunks_mut(BLOCK_ROWS)) {
                 piece.push(chunk);
@@ -100,12 +117,12 @@ impl Objective {
                 }
             })
             .collect();
-        sums.iter().sum::<f64>() / n.max(1) as f64
+        sums.iter().sum::<f64>()
     }
 
     /// [`Self::gradients_and_loss`] of one block of a one-output objective,
     /// returning the block's summed loss.
-    fn scalar_gradients(self, margins: &[f64], labels: &[f64], out: &mut [RowGradient]) -> f64 {
+    fn scalar_gradients(self, margins: &[f64], labels: &[f64], out: &mut [FloatPair]) -> f64 {
         let mut total = 0.0;
         let mut logs = LogSum::default();
         for ((out, &m), &y) in out.iter_mut().zip(margins).zip(labels) {
@@ -118,37 +135,18 @@ impl Objective {
                     } else {
                         e / (1.0 + e)
                     };
-                    *out = [(p - y) as f32, (p * (1.0 - p)).max(1e-16) as f32];
+                    *out = [p - y, (p * (1.0 - p)).max(1e-16)];
                     logs.add(1.0 + e);
                     m.max(0.0) - y * m
                 }
                 _ => {
-                    *out = [(m - y) as f32, 1.0];
+                    *out = [m - y, 1.0];
                     (m - y) * (m - y)
                 }
             };
         }
         total + logs.total()
     }
-
-    /// The mean loss at `margins` (output by output): squared error, or
-    /// log-loss; summed in blocks on every core, the blocks' sums added in
-    /// order. (Boosting's held-out rows reuse a buffer for the gradients
-    /// this computes on the way: [`Watch`].)
-    pub fn loss(self, margins: &[f64], labels: &[f64]) -> f64 {
-        let mut scratch = vec![[0.0f32; 2]; margins.len()];
-        self.gradients_and_loss(margins, labels, &mut scratch)
-    }
-}
-
-/// Each class's share of `labels` (class indices below `classes`).
-fn class_shares(labels: &[f64], classes: usize) -> Vec<f64> {
-    let mut counts = vec![0.0; classes];
-    for y in labels {
-        counts[*y as usize] += 1.0;
-    }
-    let n = labels.len().max(1) as f64;
-    counts.iter().map(|c| c / n).collect()
 }
 
 /// Softmax gradients of a block: class c's gradient `p_c − [y = c]`, its
@@ -158,7 +156,7 @@ fn softmax_gradients<'a>(
     classes: usize,
     margins_of: &impl Fn(usize) -> &'a [f64],
     labels: &[f64],
-    out: &mut [&mut [RowGradient]],
+    out: &mut [&mut [FloatPair]],
 ) -> f64 {
     let mut total = 0.0;
     let mut logs = LogSum::default();
@@ -180,7 +178,7 @@ fn softmax_gradients<'a>(
         for (c, p) in p.iter().enumerate() {
             let p = p / sum;
             let g = p - f64::from(u8::from(c == label));
-            out[c][r] = [g as f32, (2.0 * p * (1.0 - p)).max(1e-16) as f32];
+            out[c][r] = [g, (2.0 * p * (1.0 - p)).max(1e-16)];
         }
     }
     total + logs.total()
@@ -238,30 +236,6 @@ pub struct BoostParams {
     pub early_stop: Option<usize>,
 }
 
-/// Rows binned for training, with their labels and a key per row that
-/// depends on its values only (samples are the same on any partitioning).
-pub struct Rows {
-    pub binned: Binned,
-    pub labels: Vec<f64>,
-    pub keys: Vec<u64>,
-}
-
-/// Rows held out of training, binned with the training rows' cuts.
-pub struct HeldOut {
-    pub binned: Binned,
-    pub labels: Vec<f64>,
-}
-
-/// Trees, and the margins they give each training row (and held-out row),
-/// output by output (`outputs` × rows); tree `i` belongs to output
-/// `i % outputs`, which starts at `base[i % outputs]`.
-pub struct Boosted {
-    pub base: Vec<f64>,
-    pub trees: Vec<Tree>,
-    pub margins: Vec<f64>,
-    pub held_out_margins: Option<Vec<f64>>,
-}
-
 /// Margins laid out output by output, each starting at its base.
 pub(super) fn starting_margins(base: &[f64], rows: usize) -> Vec<f64> {
     base.iter()
@@ -269,88 +243,59 @@ pub(super) fn starting_margins(base: &[f64], rows: usize) -> Vec<f64> {
         .collect()
 }
 
-/// Adds (or with `scale` −1 takes out) `trees`, tree `i` to output
-/// `i % outputs`'s margins of `binned`'s rows.
-fn add_trees(trees: &[Tree], binned: &Binned, margins: &mut [f64], outputs: usize, scale: f64) {
-    let rows = margins.len() / outputs;
-    for (i, tree) in trees.iter().enumerate() {
-        let output = i % outputs;
-        add_tree(
-            tree,
-            binned,
-            &mut margins[output * rows..(output + 1) * rows],
-            scale,
-        );
-    }
+/// The margins every row of `rows` starts from under `objective`.
+pub async fn bases(rows: &dyn RowHolder, objective: Objective) -> Result<Vec<f64>> {
+    let stats = rows.label_stats(objective.outputs()).await?;
+    let exponent = stats.sum_exponent();
+    let sum = unfixed(rows.label_sum(exponent).await?, exponent);
+    Ok(objective.base_margins(&stats, sum))
 }
 
-/// The loss on held-out rows as rounds are added, and the count of rounds
-/// with the lowest.
-struct Watch<'a> {
-    rows: &'a HeldOut,
-    margins: Vec<f64>,
-    /// The gradients the loss computes on the way, kept for the next round.
-    scratch: Vec<RowGradient>,
-    best: (usize, f64),
+/// A model's trees and the margins they start from.
+pub struct Boosted {
+    pub base: Vec<f64>,
+    pub trees: Vec<Tree>,
 }
 
-impl<'a> Watch<'a> {
-    fn new(rows: &'a HeldOut, base: &[f64]) -> Self {
-        Self {
-            rows,
-            margins: starting_margins(base, rows.labels.len()),
-            scratch: vec![[0.0; 2]; base.len() * rows.labels.len()],
-            best: (0, f64::INFINITY),
-        }
-    }
-
-    /// Adds round `round`'s trees (one per output) and returns the held-out loss.
-    fn add(&mut self, trees: &[Tree], objective: Objective, round: usize) -> f64 {
-        let outputs = objective.outputs();
-        add_trees(trees, &self.rows.binned, &mut self.margins, outputs, 1.0);
-        let loss =
-            objective.gradients_and_loss(&self.margins, &self.rows.labels, &mut self.scratch);
-        if loss < self.best.1 {
-            self.best = (round, loss);
-        }
-        loss
-    }
-}
-
-/// Boosts `params.trees` rounds on `rows`, a tree per output each;
-/// `round_done` hears each round's training loss and, with `held_out` rows,
-/// their loss. With `params.early_stop`, boosting stops that many rounds
-/// after the lowest held-out loss and keeps the rounds up to it.
-pub fn boost(
-    rows: &Rows,
-    held_out: Option<&HeldOut>,
+/// Boosts `params.trees` rounds on `rows` (cut by `cuts`), a tree per output
+/// each; `round_done` hears each round's training loss and, with `held_out`
+/// rows, their loss. With `params.early_stop`, boosting stops that many rounds
+/// after the lowest held-out loss and keeps the rounds up to it (their
+/// margins then hold those rounds only).
+pub async fn boost(
+    rows: &dyn RowHolder,
+    held_out: Option<&dyn RowHolder>,
+    cuts: &[Cuts],
     objective: Objective,
     params: &BoostParams,
-    mut round_done: impl FnMut(usize, f64, Option<f64>),
-) -> Boosted {
-    let n = rows.labels.len();
+    mut round_done: impl FnMut(usize, f64, Option<f64>) + Send,
+) -> Result<Boosted> {
     let outputs = objective.outputs();
-    let base = objective.base_margins(&rows.labels);
-    let mut margins = starting_margins(&base, n);
-    let mut gradients = vec![[0.0f32, 0.0]; n * outputs];
-    let mut trees = Vec::with_capacity(params.trees * outputs);
-    let mut watch = held_out.map(|h| Watch::new(h, &base));
-    objective.gradients_and_loss(&margins, &rows.labels, &mut gradients);
-    let every = vec![true; rows.binned.width];
+    let base = bases(rows, objective).await?;
+    rows.start(&base).await?;
+    if let Some(h) = held_out {
+        h.start(&base).await?;
+    }
+    let fit = Fit::Boost { objective };
+    let spec = GradientSpec {
+        fit: fit.clone(),
+        pairs: true,
+    };
+    let loss_only = GradientSpec { fit, pairs: false };
+    let mut stats = rows.gradients(&spec).await?;
+    let mut trees: Vec<Tree> = Vec::with_capacity(params.trees * outputs);
+    let mut best = (0, f64::INFINITY);
+    let every = vec![true; cuts.len()];
     for round in 0..params.trees {
-        let mut sampled = Some(sample_rows(
-            &rows.keys,
-            params.subsample,
-            tree_seed(params.seed, round),
-        ));
-        for output in 0..outputs {
-            // Every output's tree grows on the round's rows; the last takes them.
-            let tree_rows = if output + 1 == outputs {
-                sampled.take()
-            } else {
-                sampled.clone()
+        let sample = if params.subsample >= 1.0 {
+            RowSample::All
+        } else {
+            RowSample::Fraction {
+                fraction: params.subsample,
+                seed: tree_seed(params.seed, round),
             }
-            .unwrap_or_default();
+        };
+        for output in 0..outputs {
             // One output: the tree's seed is the round's.
             let seed = tree_seed(params.seed, round * outputs + output);
             let allowed = sample_features(&every, params.colsample_bytree, seed);
@@ -358,45 +303,48 @@ pub fn boost(
                 seed,
                 ..params.grow
             };
-            let part = output * n..(output + 1) * n;
-            let grown = grow(
-                &rows.binned,
-                &gradients[part.clone()],
-                tree_rows,
-                &allowed,
-                &grow_params,
-            );
-            grown.add_to(&rows.binned, &mut margins[part]);
-            trees.push(grown.tree);
+            let scale = stats.scale(output);
+            let tree = grow(rows, cuts, output, scale, sample, &allowed, &grow_params).await?;
+            let add = Apply::Add { scale: 1.0 };
+            rows.finish(&tree, output, add).await?;
+            if let Some(h) = held_out {
+                h.finish(&tree, output, add).await?;
+            }
+            trees.push(tree);
         }
-        let held_out_loss = watch
-            .as_mut()
-            .map(|w| w.add(&trees[round * outputs..], objective, round + 1));
+        let held_out_loss = match held_out {
+            Some(h) => Some(h.gradients(&loss_only).await?.mean_loss()),
+            None => None,
+        };
+        if let Some(loss) = held_out_loss
+            && loss < best.1
+        {
+            best = (round + 1, loss);
+        }
         // The next round's gradients (the last round's go unused) and this
         // one's loss, in one pass.
-        let loss = objective.gradients_and_loss(&margins, &rows.labels, &mut gradients);
-        round_done(round + 1, loss, held_out_loss);
-        if let (Some(rounds), Some(w)) = (params.early_stop, &watch)
-            && round + 1 >= w.best.0 + rounds
+        stats = rows.gradients(&spec).await?;
+        round_done(round + 1, stats.mean_loss(), held_out_loss);
+        if let (Some(rounds), Some(_)) = (params.early_stop, held_out)
+            && round + 1 >= best.0 + rounds
         {
             break;
         }
     }
     if params.early_stop.is_some()
-        && let Some(w) = &mut watch
+        && let Some(h) = held_out
     {
         // Keep the rounds up to the lowest held-out loss; take the others'
         // values back out of the margins.
-        let dropped: Vec<Tree> = trees.drain(w.best.0 * outputs..).collect();
-        add_trees(&dropped, &rows.binned, &mut margins, outputs, -1.0);
-        add_trees(&dropped, &w.rows.binned, &mut w.margins, outputs, -1.0);
+        let dropped: Vec<Tree> = trees.drain(best.0 * outputs..).collect();
+        let take_out = Apply::Add { scale: -1.0 };
+        for (i, tree) in dropped.iter().enumerate() {
+            let output = i % outputs;
+            rows.finish(tree, output, take_out).await?;
+            h.finish(tree, output, take_out).await?;
+        }
     }
-    Boosted {
-        base,
-        trees,
-        margins,
-        held_out_margins: watch.map(|w| w.margins),
-    }
+    Ok(Boosted { base, trees })
 }
 
 #[cfg(test)]
@@ -412,6 +360,11 @@ mod tests {
         factors.iter().for_each(|f| logs.add(*f));
         let direct: f64 = factors.iter().map(|f| f.ln()).sum();
         assert!((logs.total() - direct).abs() <= 1e-12 * direct);
+    }
+
+    fn loss(objective: Objective, margins: &[f64], labels: &[f64]) -> f64 {
+        let mut pairs = vec![[0.0; 2]; margins.len()];
+        objective.gradients_and_loss(margins, labels, &mut pairs) / labels.len() as f64
     }
 
     /// The fused loss is the log-loss and squared error by their definitions.
@@ -434,7 +387,7 @@ mod tests {
             })
             .sum::<f64>()
             / n;
-        let ours = Objective::Logistic.loss(&margins, &labels);
+        let ours = loss(Objective::Logistic, &margins, &labels);
         assert!(
             (ours - log_loss).abs() <= 1e-15 * log_loss,
             "{ours} vs {log_loss}"
@@ -445,11 +398,11 @@ mod tests {
             .map(|(m, y)| (m - y) * (m - y))
             .sum::<f64>()
             / n;
-        assert_eq!(Objective::SquaredError.loss(&margins, &labels), squared);
+        assert_eq!(loss(Objective::SquaredError, &margins, &labels), squared);
         // Softmax over 3 classes, class by class.
         let z = [0.0, 1.0, -2.0, 0.5, 3.0, 0.0];
         let y = [2.0, 0.0];
-        let ours = Objective::Softmax { classes: 3 }.loss(&z, &y);
+        let ours = loss(Objective::Softmax { classes: 3 }, &z, &y);
         let row = |a: f64, b: f64, c: f64, label: f64| {
             let s = a.exp() + b.exp() + c.exp();
             -([a, b, c][label as usize].exp() / s).ln()

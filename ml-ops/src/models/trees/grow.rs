@@ -7,17 +7,18 @@
 //! NULLs in that feature) NULLs left; the gain is XGBoost's
 //! `G_L²/(H_L+λ) + G_R²/(H_R+λ) − G²/(H+λ)`.
 
-use std::ops::Range;
 use std::sync::Arc;
 
+use datafusion::common::{Result, exec_err};
 use rayon::prelude::*;
 
 use super::cuts::Cuts;
+use super::holder::{Hist, NodeSplit, RowHolder, RowSample};
 use super::sampling::sample_features;
 use super::tree::{Node, Split, Tree};
 use crate::hashing::splitmix64;
 use crate::kernels::cuda::TreeRows;
-use crate::kernels::histogram::{self, GradPair, RowGradient};
+use crate::kernels::histogram::{self, GradPair, GradScale, RowGradient};
 
 /// Below this gain a split is no split (XGBoost's `kRtEps`).
 const MIN_GAIN: f64 = 1e-6;
@@ -123,7 +124,7 @@ pub struct GrowParams {
 }
 
 impl GrowParams {
-    fn gain(&self, [g, h]: GradPair) -> f64 {
+    fn gain(&self, [g, h]: [f64; 2]) -> f64 {
         if h < self.min_child_weight || h <= 0.0 {
             0.0
         } else {
@@ -131,7 +132,7 @@ impl GrowParams {
         }
     }
 
-    fn weight(&self, [g, h]: GradPair) -> f64 {
+    fn weight(&self, [g, h]: [f64; 2]) -> f64 {
         if h < self.min_child_weight || h <= 0.0 {
             0.0
         } else {
@@ -152,39 +153,131 @@ struct Candidate {
     right: GradPair,
 }
 
-/// A node waiting for its split: its rows are `rows[range]`; its histogram
-/// is there when the node may still split (it is above `max_depth`).
+/// A node waiting for its split, with its histogram when it may still split
+/// (it is above `max_depth`).
 struct Open {
     node: usize,
-    range: Range<usize>,
-    hist: Option<Vec<GradPair>>,
+    hist: Option<Hist>,
     sum: GradPair,
     depth: usize,
 }
 
-/// A grown tree, and where its training rows ended: `rows[range]` of each leaf.
-pub struct Grown {
-    pub tree: Tree,
-    pub rows: Vec<u32>,
-    pub leaves: Vec<(usize, Range<usize>)>,
-}
-
-impl Grown {
-    /// Adds the tree's value for every row of `binned` to its margin: from
-    /// the leaves' rows when the tree grew on every row, else by applying
-    /// the tree to each row's codes (on every core).
-    pub fn add_to(&self, binned: &Binned, margins: &mut [f64]) {
-        if self.rows.len() == margins.len() {
-            for (leaf, range) in &self.leaves {
-                let value = self.tree.nodes[*leaf].value;
-                for &r in &self.rows[range.clone()] {
-                    margins[r as usize] += value;
-                }
-            }
-            return;
+/// Grows a tree of output `output` on the rows `holder` holds (those `sample`
+/// picks), gradients in `scale`'s units, splitting only on the features
+/// `allowed` marks: a level at a time, the nodes' best splits found here (on
+/// every core) from the histograms the holder builds. The tree's values are
+/// not yet in the margins ([`RowHolder::finish`]).
+#[allow(clippy::too_many_arguments)]
+pub async fn grow(
+    holder: &dyn RowHolder,
+    cuts: &[Cuts],
+    output: usize,
+    scale: GradScale,
+    sample: RowSample,
+    allowed: &[bool],
+    params: &GrowParams,
+) -> Result<Tree> {
+    let (sum, hist) = holder
+        .root(output, scale, sample, params.max_depth > 0)
+        .await?;
+    let slots = cuts.len() * histogram::SLOTS;
+    let check = |hist: &Hist| {
+        if hist.len() == slots {
+            Ok(())
+        } else {
+            exec_err!("a histogram of {} slots for {slots}", hist.len())
         }
-        add_tree(&self.tree, binned, margins, 1.0);
+    };
+    hist.iter().try_for_each(check)?;
+    let mut tree = Tree {
+        nodes: vec![Node {
+            value: 0.0,
+            cover: scale.sums(sum)[1],
+            split: None,
+        }],
+        group: 0,
+    };
+    let mut level = vec![Open {
+        node: 0,
+        hist,
+        sum,
+        depth: 0,
+    }];
+    while !level.is_empty() {
+        let bests: Vec<Option<Candidate>> = level
+            .par_iter()
+            .map(|open| {
+                let hist = open.hist.as_deref()?;
+                let sampled;
+                let allowed = if params.colsample_bynode < 1.0 {
+                    let seed = splitmix64(params.seed ^ open.node as u64);
+                    sampled = sample_features(allowed, params.colsample_bynode, seed);
+                    &sampled[..]
+                } else {
+                    allowed
+                };
+                best_split(cuts, hist, open.sum, allowed, params, scale)
+            })
+            .collect();
+        let mut splits = Vec::new();
+        let mut next = Vec::new();
+        // The level's histograms are dropped here: the holder takes its
+        // parents' back without a copy.
+        for (open, best) in level.into_iter().zip(bests) {
+            tree.nodes[open.node].value =
+                params.weight(scale.sums(open.sum)) * params.learning_rate;
+            let Some(best) = best else { continue };
+            let (left, right) = (tree.nodes.len(), tree.nodes.len() + 1);
+            tree.nodes[open.node].split = Some(Split {
+                feature: best.feature,
+                threshold: best.threshold,
+                bin: best.bin,
+                default_left: best.default_left,
+                left,
+                right,
+                gain: best.gain,
+            });
+            for sum in [best.left, best.right] {
+                tree.nodes.push(Node {
+                    value: 0.0,
+                    cover: scale.sums(sum)[1],
+                    split: None,
+                });
+            }
+            splits.push(NodeSplit {
+                node: open.node,
+                feature: best.feature,
+                bin: best.bin,
+                default_left: best.default_left,
+                left,
+                right,
+            });
+            for (node, sum) in [(left, best.left), (right, best.right)] {
+                next.push(Open {
+                    node,
+                    hist: None,
+                    sum,
+                    depth: open.depth + 1,
+                });
+            }
+        }
+        if splits.is_empty() {
+            break;
+        }
+        // Children at max_depth are leaves: they need no histogram.
+        let depth = next[0].depth;
+        let children = holder.split(&splits, depth < params.max_depth).await?;
+        for (pair, children) in next.chunks_mut(2).zip(children) {
+            if let Some(children) = children {
+                check(&children.left)?;
+                check(&children.right)?;
+                pair[0].hist = Some(children.left);
+                pair[1].hist = Some(children.right);
+            }
+        }
+        level = next;
     }
+    Ok(tree)
 }
 
 /// Adds `scale` times `tree`'s value for each row of `binned` to its margin,
@@ -201,144 +294,20 @@ pub fn add_tree(tree: &Tree, binned: &Binned, margins: &mut [f64], scale: f64) {
         });
 }
 
-/// Grows a tree over `rows` of `binned` (the sampled ones) with their
-/// `gradients`, splitting only on the features `allowed` marks. A level at a
-/// time, each step on every core: the nodes' best splits, their rows'
-/// partitions, then the smaller children's histograms.
-pub fn grow(
-    binned: &Binned,
-    gradients: &[RowGradient],
-    mut rows: Vec<u32>,
-    allowed: &[bool],
-    params: &GrowParams,
-) -> Grown {
-    if let Some(device) = &binned.device
-        && let Err(e) = device.set_gradients(gradients)
-    {
-        device.note_failure(&e);
-    }
-    let mut tree = Tree::default();
-    let sum = sum_of(gradients, &rows);
-    tree.nodes.push(Node {
-        value: 0.0,
-        cover: sum[1],
-        split: None,
-    });
-    let hist = (params.max_depth > 0).then(|| build(binned, gradients, &rows));
-    let mut level = vec![Open {
-        node: 0,
-        range: 0..rows.len(),
-        hist,
-        sum,
-        depth: 0,
-    }];
-    let mut leaves = Vec::new();
-    while !level.is_empty() {
-        let bests: Vec<Option<Candidate>> = level
-            .par_iter()
-            .map(|open| {
-                let hist = open.hist.as_deref()?;
-                let sampled;
-                let allowed = if params.colsample_bynode < 1.0 {
-                    let seed = splitmix64(params.seed ^ open.node as u64);
-                    sampled = sample_features(allowed, params.colsample_bynode, seed);
-                    &sampled[..]
-                } else {
-                    allowed
-                };
-                best_split(binned, hist, open.sum, allowed, params)
-            })
-            .collect();
-        let mut splitting = Vec::new();
-        for (open, best) in level.into_iter().zip(bests) {
-            tree.nodes[open.node].value = params.weight(open.sum) * params.learning_rate;
-            match best {
-                Some(best) => splitting.push((open, best)),
-                None => leaves.push((open.node, open.range)),
-            }
-        }
-        let lefts = partition_all(binned, &mut rows, &splitting);
-        let depth = splitting.first().map_or(0, |(open, _)| open.depth + 1);
-        // Children at max_depth are leaves: they need no histogram.
-        let children_split = depth < params.max_depth;
-        let rows = &rows;
-        let hists: Vec<Option<(Vec<GradPair>, Vec<GradPair>)>> = splitting
-            .par_iter_mut()
-            .zip(&lefts)
-            .map(|((open, _), &left)| {
-                if !children_split {
-                    return None;
-                }
-                let middle = open.range.start + left;
-                let (left_rows, right_rows) = (open.range.start..middle, middle..open.range.end);
-                // Build the smaller child's histogram; the larger is the rest.
-                let left_smaller = left_rows.len() <= right_rows.len();
-                let small_rows = if left_smaller { left_rows } else { right_rows };
-                let small = build(binned, gradients, &rows[small_rows]);
-                let mut large = open.hist.take().expect("a splitting node has a histogram");
-                histogram::subtract(&mut large, &small);
-                Some(if left_smaller {
-                    (small, large)
-                } else {
-                    (large, small)
-                })
-            })
-            .collect();
-        let mut next = Vec::with_capacity(2 * splitting.len());
-        for (((open, best), left), hists) in splitting.into_iter().zip(lefts).zip(hists) {
-            let (left_node, right_node) = (tree.nodes.len(), tree.nodes.len() + 1);
-            tree.nodes[open.node].split = Some(Split {
-                feature: best.feature,
-                threshold: best.threshold,
-                bin: best.bin,
-                default_left: best.default_left,
-                left: left_node,
-                right: right_node,
-                gain: best.gain,
-            });
-            for stats in [best.left, best.right] {
-                tree.nodes.push(Node {
-                    value: 0.0,
-                    cover: stats[1],
-                    split: None,
-                });
-            }
-            let middle = open.range.start + left;
-            let (left_hist, right_hist) = hists.unzip();
-            next.push(Open {
-                node: left_node,
-                range: open.range.start..middle,
-                hist: left_hist,
-                sum: best.left,
-                depth,
-            });
-            next.push(Open {
-                node: right_node,
-                range: middle..open.range.end,
-                hist: right_hist,
-                sum: best.right,
-                depth,
-            });
-        }
-        level = next;
-    }
-    Grown { tree, rows, leaves }
-}
-
 /// The gradient and Hessian sums of `rows`.
-fn sum_of(gradients: &[RowGradient], rows: &[u32]) -> GradPair {
-    let mut sum = [0.0, 0.0];
+pub(super) fn sum_of(gradients: &[RowGradient], rows: &[u32]) -> GradPair {
+    let mut sum = [0i64, 0];
     for &r in rows {
         let [g, h] = gradients[r as usize];
-        sum[0] += f64::from(g);
-        sum[1] += f64::from(h);
+        sum[0] += i64::from(g);
+        sum[1] += i64::from(h);
     }
     sum
 }
 
-/// The histogram of `rows`: blocks of [`BLOCK_ROWS`] on every core, added in
-/// block order (the same sums on any number of cores).
-fn build(binned: &Binned, gradients: &[RowGradient], rows: &[u32]) -> Vec<GradPair> {
+/// The histogram of `rows`: blocks of [`BLOCK_ROWS`] on every core, added
+/// (exactly: the sums are integers).
+pub(super) fn build(binned: &Binned, gradients: &[RowGradient], rows: &[u32]) -> Vec<GradPair> {
     if let Some(device) = &binned.device
         && device.failure().is_none()
     {
@@ -349,7 +318,7 @@ fn build(binned: &Binned, gradients: &[RowGradient], rows: &[u32]) -> Vec<GradPa
         }
     }
     let block = |rows: &[u32]| {
-        let mut hist = vec![[0.0; 2]; binned.slots];
+        let mut hist = vec![[0; 2]; binned.slots];
         histogram::accumulate(&binned.codes, binned.width, rows, gradients, &mut hist);
         hist
     };
@@ -365,15 +334,18 @@ fn build(binned: &Binned, gradients: &[RowGradient], rows: &[u32]) -> Vec<GradPa
     hist
 }
 
-/// The best valid split of a node with histogram `hist` and sums `sum`.
+/// The best valid split of a node with histogram `hist` and sums `sum`
+/// (integers in `scale`'s units; running sums stay integers, so every
+/// candidate's sides are exact).
 fn best_split(
-    binned: &Binned,
+    cuts: &[Cuts],
     hist: &[GradPair],
     sum: GradPair,
     allowed: &[bool],
     params: &GrowParams,
+    scale: GradScale,
 ) -> Option<Candidate> {
-    let parent = params.gain(sum);
+    let parent = params.gain(scale.sums(sum));
     let mut best: Option<Candidate> = None;
     let mut consider = |gain: f64, candidate: Candidate| {
         if best.is_none_or(|b| gain > b.gain) {
@@ -381,21 +353,22 @@ fn best_split(
         }
     };
     let mcw = params.min_child_weight;
-    for (f, cuts) in binned.cuts.iter().enumerate() {
+    for (f, cuts) in cuts.iter().enumerate() {
         if !allowed[f] {
             continue;
         }
-        let start = binned.offsets[f];
+        let start = f * histogram::SLOTS;
         let bins = &hist[start..start + cuts.bins()];
         let missing = hist[start + cuts.bins()];
         // Values below the cut go left, NULLs right.
-        let mut left = [0.0, 0.0];
+        let mut left = [0i64, 0];
         for (i, bin) in bins.iter().enumerate() {
             left[0] += bin[0];
             left[1] += bin[1];
             let right = [sum[0] - left[0], sum[1] - left[1]];
-            if left[1] >= mcw && right[1] >= mcw {
-                let gain = params.gain(left) + params.gain(right) - parent;
+            let (l, r) = (scale.sums(left), scale.sums(right));
+            if l[1] >= mcw && r[1] >= mcw {
+                let gain = params.gain(l) + params.gain(r) - parent;
                 consider(
                     gain,
                     Candidate {
@@ -410,17 +383,18 @@ fn best_split(
                 );
             }
         }
-        if missing == [0.0, 0.0] {
+        if missing == [0, 0] {
             continue;
         }
         // Values from the cut up go right, NULLs left.
-        let mut right = [0.0, 0.0];
+        let mut right = [0i64, 0];
         for (i, bin) in bins.iter().enumerate().rev() {
             right[0] += bin[0];
             right[1] += bin[1];
             let left = [sum[0] - right[0], sum[1] - right[1]];
-            if left[1] >= mcw && right[1] >= mcw {
-                let gain = params.gain(left) + params.gain(right) - parent;
+            let (l, r) = (scale.sums(left), scale.sums(right));
+            if l[1] >= mcw && r[1] >= mcw {
+                let gain = params.gain(l) + params.gain(r) - parent;
                 let threshold = if i > 0 { cuts.values[i - 1] } else { cuts.min };
                 consider(
                     gain,
@@ -438,33 +412,22 @@ fn best_split(
         }
     }
     best.filter(|b| {
-        b.gain > MIN_GAIN && b.gain >= params.min_split_loss && b.left[1] > 0.0 && b.right[1] > 0.0
+        b.gain > MIN_GAIN && b.gain >= params.min_split_loss && b.left[1] > 0 && b.right[1] > 0
     })
 }
 
-/// Partitions the rows of every splitting node (on every core) and returns
-/// how many of each go left.
-fn partition_all(binned: &Binned, rows: &mut [u32], splitting: &[(Open, Candidate)]) -> Vec<usize> {
-    // A level's nodes hold disjoint, ascending ranges of `rows`.
-    let mut slices = Vec::with_capacity(splitting.len());
-    let mut rest = rows;
-    let mut at = 0;
-    for (open, best) in splitting {
-        let (_, tail) = rest.split_at_mut(open.range.start - at);
-        let (slice, tail) = tail.split_at_mut(open.range.len());
-        slices.push((slice, best));
-        rest = tail;
-        at = open.range.end;
-    }
+/// Partitions each of `slices` of the rows by its split (on every core) and
+/// returns how many of each go left.
+pub(super) fn partition_all(binned: &Binned, slices: Vec<(&mut [u32], &NodeSplit)>) -> Vec<usize> {
     slices
         .into_par_iter()
-        .map(|(slice, best)| partition(binned, slice, best))
+        .map(|(slice, split)| partition(binned, slice, split))
         .collect()
 }
 
 /// Puts the rows going left first (each side in its old order) and returns
 /// how many: blocks of [`BLOCK_ROWS`] split on every core, then gathered.
-fn partition(binned: &Binned, rows: &mut [u32], split: &Candidate) -> usize {
+fn partition(binned: &Binned, rows: &mut [u32], split: &NodeSplit) -> usize {
     let f = split.feature;
     let missing = binned.missing[f];
     let rows_all = binned.rows();
@@ -526,7 +489,7 @@ mod tests {
             .map(|c| Cuts::from_sample(c.clone(), 255))
             .collect();
         let gradients = (0..rows)
-            .map(|r| [(r % 7) as f32 - 3.0, 1.0 + (r % 3) as f32])
+            .map(|r| [(r % 7) as i32 - 3, 1 + (r % 3) as i32])
             .collect();
         (Binned::new(&columns, cuts), gradients)
     }
@@ -535,7 +498,7 @@ mod tests {
     fn a_histogram_built_in_blocks_equals_one_built_at_once() {
         let (binned, gradients) = binned(5 * BLOCK_ROWS, 3);
         let rows: Vec<u32> = (0..binned.rows() as u32).filter(|r| r % 5 != 0).collect();
-        let mut single = vec![[0.0; 2]; binned.slots];
+        let mut single = vec![[0; 2]; binned.slots];
         histogram::accumulate(&binned.codes, binned.width, &rows, &gradients, &mut single);
         assert_eq!(build(&binned, &gradients, &rows), single);
     }
@@ -543,14 +506,13 @@ mod tests {
     #[test]
     fn a_partition_in_blocks_keeps_each_side_in_order() {
         let (binned, _) = binned(3 * BLOCK_ROWS + 7, 2);
-        let split = Candidate {
-            gain: 1.0,
+        let split = NodeSplit {
+            node: 0,
             feature: 1,
             bin: 100,
-            threshold: 0.0,
             default_left: false,
-            left: [0.0; 2],
-            right: [0.0; 2],
+            left: 1,
+            right: 2,
         };
         let mut rows: Vec<u32> = (0..binned.rows() as u32).rev().collect();
         let (left, right): (Vec<u32>, Vec<u32>) = rows

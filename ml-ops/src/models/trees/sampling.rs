@@ -2,10 +2,7 @@
 //! of a row's key (its values) or of a feature's index, never a random
 //! stream: the same sample on any partitioning and any number of cores.
 
-use rayon::prelude::*;
-
 use crate::hashing::splitmix64;
-use crate::kernels::histogram::RowGradient;
 
 /// The seed of tree `index` of a model seeded `seed`.
 pub fn tree_seed(seed: u64, index: usize) -> u64 {
@@ -45,28 +42,10 @@ pub fn sample_features(allowed: &[bool], fraction: f64, seed: u64) -> Vec<bool> 
     sampled
 }
 
-/// A bootstrap sample, as Spark's bagging draws one: each row taken a
-/// Poisson(`rate`) number of times (by a seeded hash of its key), its
-/// gradient pair `unit[r]` weighted by that count. The rows taken at least
-/// once, and every row's weighted pair (zero for the rest).
-pub fn bootstrap(
-    keys: &[u64],
-    unit_pairs: &[RowGradient],
-    rate: f64,
-    seed: u64,
-) -> (Vec<u32>, Vec<RowGradient>) {
-    let weighted: Vec<RowGradient> = keys
-        .par_iter()
-        .zip(unit_pairs)
-        .map(|(key, [g, h])| {
-            let count = poisson(rate, unit(splitmix64(key ^ seed))) as f32;
-            [count * g, count * h]
-        })
-        .collect();
-    let rows = (0..keys.len() as u32)
-        .filter(|&r| weighted[r as usize][1] > 0.0)
-        .collect();
-    (rows, weighted)
+/// How many times a bootstrap sample takes the row with `key`, as Spark's
+/// bagging draws one: a Poisson(`rate`) count, by a seeded hash of the key.
+pub fn bootstrap_count(key: u64, rate: f64, seed: u64) -> f64 {
+    poisson(rate, unit(splitmix64(key ^ seed)))
 }
 
 /// The Poisson(`rate`) count whose CDF first reaches `u` (inverse transform).
@@ -89,12 +68,10 @@ mod tests {
     fn bootstrap_counts_are_poisson() {
         let n = 200_000;
         let keys: Vec<u64> = (0..n as u64).map(splitmix64).collect();
-        let pairs = vec![[1.0, 1.0]; n];
-        let (rows, weighted) = bootstrap(&keys, &pairs, 1.0, 42);
+        let counts: Vec<f64> = keys.iter().map(|k| bootstrap_count(*k, 1.0, 42)).collect();
         // P(0) = e^-1 ≈ 0.368; mean 1, variance 1.
-        let taken = rows.len() as f64 / n as f64;
+        let taken = counts.iter().filter(|c| **c > 0.0).count() as f64 / n as f64;
         assert!((taken - (1.0 - (-1.0f64).exp())).abs() < 0.005, "{taken}");
-        let counts: Vec<f64> = weighted.iter().map(|w| f64::from(w[1])).collect();
         let mean = counts.iter().sum::<f64>() / n as f64;
         let var = counts.iter().map(|c| (c - mean) * (c - mean)).sum::<f64>() / n as f64;
         assert!(
@@ -102,8 +79,10 @@ mod tests {
             "{mean} {var}"
         );
         // The same keys and seed, the same sample.
-        assert_eq!(bootstrap(&keys, &pairs, 1.0, 42).0, rows);
-        assert_ne!(bootstrap(&keys, &pairs, 1.0, 43).0, rows);
+        let again: Vec<f64> = keys.iter().map(|k| bootstrap_count(*k, 1.0, 42)).collect();
+        assert_eq!(again, counts);
+        let other: Vec<f64> = keys.iter().map(|k| bootstrap_count(*k, 1.0, 43)).collect();
+        assert_ne!(other, counts);
     }
 
     #[test]
