@@ -40,11 +40,20 @@ pub struct GradScale {
 
 impl GradScale {
     /// The scale for gradients up to `max_gradient` and Hessians up to
-    /// `max_hessian` in absolute value.
+    /// `max_hessian` in absolute value: a power of two, so that whole
+    /// numbers (a forest's bootstrap counts, squared error's Hessian 1) stay
+    /// exact and a child's Hessian sum meets `min_child_weight` exactly as
+    /// its rows' do.
     pub fn new(max_gradient: f64, max_hessian: f64) -> Self {
         let unit = |max: f64| {
             if max > 0.0 && max.is_finite() {
-                FULL_SCALE / max
+                let units = 2f64.powi((FULL_SCALE / max).log2().floor() as i32);
+                // Rounding in the logarithm must not take the largest past 2^30.
+                if units * max > FULL_SCALE {
+                    units / 2.0
+                } else {
+                    units
+                }
             } else {
                 1.0
             }
@@ -145,7 +154,15 @@ mod tests {
         let pairs = [[-3.5, 0.25], [1.0, 0.0], [2.0, 0.125]];
         let scale = GradScale::new(GradScale::maxima(&pairs)[0], GradScale::maxima(&pairs)[1]);
         let q: Vec<RowGradient> = pairs.iter().map(|p| scale.quantize(*p)).collect();
-        assert_eq!(q[0], [-(1 << 30), 1 << 30]);
+        // 3.5 → 2^28 units a gradient; 0.25 → 2^32 units a Hessian.
+        assert_eq!(scale.gradient, f64::from(1 << 28));
+        assert_eq!(q[0], [-(7 << 27), 1 << 30]);
+        // Whole numbers stay whole: a count of 3 of at most 5 is 3 exactly.
+        let counts = GradScale::new(1.0, 5.0);
+        assert_eq!(
+            counts.sums([0, i64::from(counts.quantize([0.0, 3.0])[1])])[1],
+            3.0
+        );
         let back = scale.sums([i64::from(q[2][0]), i64::from(q[2][1])]);
         assert!((back[0] - 2.0).abs() < 1e-8 && (back[1] - 0.125).abs() < 1e-9);
         // No gradients at all: a unit scale, zeros stay zeros.
