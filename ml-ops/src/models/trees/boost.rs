@@ -10,10 +10,31 @@ use super::grow::{GrowParams, grow};
 use super::holder::{Apply, Fit, GradientSpec, LabelStats, RowHolder, RowSample, unfixed};
 use super::sampling::{sample_features, tree_seed};
 use super::tree::Tree;
+use crate::kernels::histogram::{GradScale, RowGradient};
 
 /// A row's gradient and Hessian as computed, before a tree's scale makes
 /// them integers.
 pub(super) type FloatPair = [f64; 2];
+
+/// Where the gradient pass writes a row's pair: as floats, or already in
+/// the units of a scale known before the pass ([`Objective::fixed_scale`]).
+pub(super) trait PairSlot: Send {
+    fn put(&mut self, pair: FloatPair, scale: &GradScale);
+}
+
+impl PairSlot for FloatPair {
+    #[inline(always)]
+    fn put(&mut self, pair: FloatPair, _: &GradScale) {
+        *self = pair;
+    }
+}
+
+impl PairSlot for RowGradient {
+    #[inline(always)]
+    fn put(&mut self, pair: FloatPair, scale: &GradScale) {
+        *self = scale.quantize(pair);
+    }
+}
 
 /// The loss trees are fit to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -70,19 +91,32 @@ impl Objective {
         }
     }
 
+    /// The scale of every tree's gradients when bounds are known before
+    /// the pass: the log-loss's |g| ≤ 1 and h ≤ ¼, softmax's |g| ≤ 1 and
+    /// h ≤ ½. The pass then writes integers, with no pass for the largest.
+    pub(super) fn fixed_scale(self) -> Option<GradScale> {
+        match self {
+            Objective::Logistic => Some(GradScale::new(1.0, 0.25)),
+            Objective::Softmax { .. } => Some(GradScale::new(1.0, 0.5)),
+            _ => None,
+        }
+    }
+
     /// The gradient and Hessian of each row's loss at its margins, on every
-    /// core (both laid out output by output, `outputs` × rows), returning the
-    /// loss summed there: one pass, one exponential a row and output.
-    pub(super) fn gradients_and_loss(
+    /// core (both laid out output by output, `outputs` × rows, as floats or
+    /// in `scale`'s units), returning the loss summed there: one pass, one
+    /// exponential a row and output.
+    pub(super) fn gradients_and_loss<P: PairSlot>(
         self,
         margins: &[f64],
         labels: &[f64],
-        out: &mut [FloatPair],
+        out: &mut [P],
+        scale: GradScale,
     ) -> f64 {
         let n = labels.len();
         // Each block of rows takes its piece of every output's slice.
         let blocks = n.div_ceil(BLOCK_ROWS);
-        let mut pieces: Vec<Vec<&mut [FloatPair]>> = (0..blocks).map(|_| Vec::new()).collect();
+        let mut pieces: Vec<Vec<&mut [P]>> = (0..blocks).map(|_| Vec::new()).collect();
         for output in out.chunks_mut(n.max(1)) {
             for (piece, chunk) in pieces.iter_mut().zip(output.chunks_mut(BLOCK_ROWS)) {
                 piece.push(chunk);
@@ -98,7 +132,7 @@ impl Objective {
                 let labels = &labels[start..start + rows];
                 match self {
                     Objective::Softmax { classes } => {
-                        softmax_gradients(classes, &margins_of, labels, &mut out)
+                        softmax_gradients(classes, &margins_of, labels, &mut out, &scale)
                     }
                     Objective::ClassShares { classes } => (0..classes)
                         .map(|c| {
@@ -110,10 +144,11 @@ impl Objective {
                                 margins_of(c),
                                 &indicator,
                                 out[c],
+                                &scale,
                             )
                         })
                         .sum(),
-                    _ => self.scalar_gradients(margins_of(0), labels, out[0]),
+                    _ => self.scalar_gradients(margins_of(0), labels, out[0], &scale),
                 }
             })
             .collect();
@@ -122,7 +157,13 @@ impl Objective {
 
     /// [`Self::gradients_and_loss`] of one block of a one-output objective,
     /// returning the block's summed loss.
-    fn scalar_gradients(self, margins: &[f64], labels: &[f64], out: &mut [FloatPair]) -> f64 {
+    fn scalar_gradients<P: PairSlot>(
+        self,
+        margins: &[f64],
+        labels: &[f64],
+        out: &mut [P],
+        scale: &GradScale,
+    ) -> f64 {
         let mut total = 0.0;
         let mut logs = LogSum::default();
         for ((out, &m), &y) in out.iter_mut().zip(margins).zip(labels) {
@@ -135,12 +176,12 @@ impl Objective {
                     } else {
                         e / (1.0 + e)
                     };
-                    *out = [p - y, (p * (1.0 - p)).max(1e-16)];
+                    out.put([p - y, (p * (1.0 - p)).max(1e-16)], scale);
                     logs.add(1.0 + e);
                     m.max(0.0) - y * m
                 }
                 _ => {
-                    *out = [m - y, 1.0];
+                    out.put([m - y, 1.0], scale);
                     (m - y) * (m - y)
                 }
             };
@@ -152,11 +193,12 @@ impl Objective {
 /// Softmax gradients of a block: class c's gradient `p_c − [y = c]`, its
 /// Hessian `2 p_c (1 − p_c)` (XGBoost's, floored at 1e-16); returns the
 /// block's summed log-loss.
-fn softmax_gradients<'a>(
+fn softmax_gradients<'a, P: PairSlot>(
     classes: usize,
     margins_of: &impl Fn(usize) -> &'a [f64],
     labels: &[f64],
-    out: &mut [&mut [FloatPair]],
+    out: &mut [&mut [P]],
+    scale: &GradScale,
 ) -> f64 {
     let mut total = 0.0;
     let mut logs = LogSum::default();
@@ -178,7 +220,7 @@ fn softmax_gradients<'a>(
         for (c, p) in p.iter().enumerate() {
             let p = p / sum;
             let g = p - f64::from(u8::from(c == label));
-            out[c][r] = [g, (2.0 * p * (1.0 - p)).max(1e-16)];
+            out[c][r].put([g, (2.0 * p * (1.0 - p)).max(1e-16)], scale);
         }
     }
     total + logs.total()
@@ -364,7 +406,8 @@ mod tests {
 
     fn loss(objective: Objective, margins: &[f64], labels: &[f64]) -> f64 {
         let mut pairs = vec![[0.0; 2]; margins.len()];
-        objective.gradients_and_loss(margins, labels, &mut pairs) / labels.len() as f64
+        let unit = GradScale::new(1.0, 1.0);
+        objective.gradients_and_loss(margins, labels, &mut pairs, unit) / labels.len() as f64
     }
 
     /// The fused loss is the log-loss and squared error by their definitions.

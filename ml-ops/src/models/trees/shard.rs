@@ -41,8 +41,13 @@ pub struct Shard {
     sums: Vec<f64>,
     /// The round's float gradient pairs, output by output.
     pairs: Vec<[f64; 2]>,
-    /// The growing tree's pairs in its scale's units.
+    /// The pairs in the growing tree's scale's units, output by output (a
+    /// tree's output's filled when it starts, or every output's by the
+    /// round's pass when the scale was known before it).
     gradients: Vec<RowGradient>,
+    /// The scale `gradients` hold every output in, when the round's pass
+    /// wrote them.
+    quantized: Option<GradScale>,
     growing: Option<Growing>,
 }
 
@@ -56,6 +61,7 @@ impl Shard {
             sums: Vec::new(),
             pairs: Vec::new(),
             gradients: Vec::new(),
+            quantized: None,
             growing: None,
         }
     }
@@ -116,11 +122,35 @@ impl Shard {
     pub fn gradients(&mut self, spec: &GradientSpec) -> GradientStats {
         let n = self.rows();
         let outputs = self.outputs();
-        self.pairs.resize(n * outputs, [0.0; 2]);
+        if !matches!(&spec.fit, Fit::Boost { objective } if objective.fixed_scale().is_some()) {
+            self.pairs.resize(n * outputs, [0.0; 2]);
+        }
+        self.quantized = None;
         let loss = match &spec.fit {
-            Fit::Boost { objective } => {
-                objective.gradients_and_loss(&self.margins, &self.labels, &mut self.pairs)
-            }
+            Fit::Boost { objective } => match objective.fixed_scale() {
+                // Bounds known: integers in one pass, every output's at once.
+                Some(scale) => {
+                    self.gradients.resize(n * outputs, [0; 2]);
+                    let loss = objective.gradients_and_loss(
+                        &self.margins,
+                        &self.labels,
+                        &mut self.gradients,
+                        scale,
+                    );
+                    self.quantized = Some(scale);
+                    return GradientStats {
+                        loss,
+                        rows: n as u64,
+                        maxima: vec![scale.bounds(); if spec.pairs { outputs } else { 0 }],
+                    };
+                }
+                None => objective.gradients_and_loss(
+                    &self.margins,
+                    &self.labels,
+                    &mut self.pairs,
+                    GradScale::new(1.0, 1.0),
+                ),
+            },
             Fit::Forest {
                 objective,
                 bases,
@@ -145,9 +175,15 @@ impl Shard {
             }
         };
         let maxima = if spec.pairs {
+            let larger = |a: [f64; 2], b: [f64; 2]| [a[0].max(b[0]), a[1].max(b[1])];
             self.pairs
-                .par_chunks(n.max(1))
-                .map(GradScale::maxima)
+                .chunks(n.max(1))
+                .map(|output| {
+                    output
+                        .par_chunks(BLOCK_ROWS)
+                        .map(GradScale::maxima)
+                        .reduce(|| [0.0; 2], larger)
+                })
                 .collect()
         } else {
             vec![]
@@ -167,24 +203,39 @@ impl Shard {
         histogram: bool,
     ) -> Result<(GradPair, Option<Hist>)> {
         let n = self.rows();
-        let Some(pairs) = self.pairs.get(output * n..(output + 1) * n) else {
+        let part = output * n..(output + 1) * n;
+        if self.quantized != Some(scale) {
+            let Some(pairs) = self.pairs.get(part.clone()) else {
+                return exec_err!("a tree of output {output} before its round's gradients");
+            };
+            // The buffer is reused tree after tree: no fresh pages to fault in.
+            self.gradients.resize(self.pairs.len(), [0; 2]);
+            self.gradients[part.clone()]
+                .par_chunks_mut(BLOCK_ROWS)
+                .zip(pairs.par_chunks(BLOCK_ROWS))
+                .for_each(|(out, pairs)| {
+                    for (q, p) in out.iter_mut().zip(pairs) {
+                        *q = scale.quantize(*p);
+                    }
+                });
+        }
+        let Some(gradients) = self.gradients.get(part) else {
             return exec_err!("a tree of output {output} before its round's gradients");
         };
-        self.gradients = pairs.par_iter().map(|p| scale.quantize(*p)).collect();
         let rows: Vec<u32> = match sample {
             RowSample::All => (0..n as u32).collect(),
             RowSample::Fraction { fraction, seed } => sample_rows(&self.keys, fraction, seed),
             RowSample::Weighted => (0..n as u32)
-                .filter(|&r| pairs[r as usize][1] > 0.0)
+                .filter(|&r| gradients[r as usize][1] > 0)
                 .collect(),
         };
         if let Some(device) = &self.binned.device
-            && let Err(e) = device.set_gradients(&self.gradients)
+            && let Err(e) = device.set_gradients(gradients)
         {
             device.note_failure(&e);
         }
-        let sum = sum_of(&self.gradients, &rows);
-        let hist = histogram.then(|| Arc::new(build(&self.binned, &self.gradients, &rows)));
+        let sum = sum_of(gradients, &rows);
+        let hist = histogram.then(|| Arc::new(build(&self.binned, gradients, &rows)));
         let mut hists = HashMap::new();
         if let Some(hist) = &hist {
             hists.insert(0, hist.clone());
@@ -268,7 +319,9 @@ impl Shard {
                 )
             })
             .collect();
-        let (binned, gradients, rows) = (&self.binned, &self.gradients, &growing.rows);
+        let n = self.labels.len();
+        let gradients = &self.gradients[growing.output * n..(growing.output + 1) * n];
+        let (binned, rows) = (&self.binned, &growing.rows);
         let children: Vec<Children> = work
             .into_par_iter()
             .map(|(left, right, parent)| {
