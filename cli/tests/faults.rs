@@ -537,6 +537,25 @@ fn an_executor_killed_between_rounds_costs_time_not_the_model() {
 /// job and its first round (a checkpoint under `checkpoints`, written after
 /// every iteration): the running client and the index in `alive` of an
 /// executor holding rows. `None` when training ended first 3 times.
+/// Each live executor's log file, in `alive`'s order.
+fn executor_logs(cluster_dir: &Path, alive: &[(PathBuf, i32)]) -> Vec<PathBuf> {
+    alive
+        .iter()
+        .map(|(dir, _)| {
+            let name = dir.file_name().unwrap().to_str().unwrap();
+            cluster_dir.join("logs").join(format!("{name}.log"))
+        })
+        .collect()
+}
+
+/// How many times `needle` is in the log so far (none while it is missing).
+fn lines_with(log: &Path, needle: &str) -> usize {
+    std::fs::read_to_string(log)
+        .unwrap_or_default()
+        .matches(needle)
+        .count()
+}
+
 fn in_training_rounds(
     cluster: &ClusterUp,
     cluster_dir: &Path,
@@ -546,21 +565,8 @@ fn in_training_rounds(
 ) -> Option<(Client, usize)> {
     // Each keep task logs the partition it kept: the first executor to log one
     // holds rows the rounds need.
-    let logs: Vec<PathBuf> = alive
-        .iter()
-        .map(|(dir, _)| {
-            cluster_dir.join("logs").join(format!(
-                "{}.log",
-                dir.file_name().unwrap().to_str().unwrap()
-            ))
-        })
-        .collect();
-    let kept_lines = |log: &PathBuf| {
-        std::fs::read_to_string(log)
-            .unwrap_or_default()
-            .matches("kept partition")
-            .count()
-    };
+    let logs = executor_logs(cluster_dir, alive);
+    let kept_lines = |log: &PathBuf| lines_with(log, "kept partition");
     for _ in 0..3 {
         let mut client = Client::start(cluster, args);
         let before: Vec<usize> = logs.iter().map(kept_lines).collect();
@@ -656,21 +662,8 @@ fn an_executor_killed_while_trees_grow_costs_time_not_the_model() {
     );
     assert!(clean.status.success(), "{}", stderr(&clean));
     eprintln!("fault-free trees: {:?}", started.elapsed());
-    let logs: Vec<PathBuf> = alive
-        .iter()
-        .map(|(dir, _)| {
-            cluster_dir.join("logs").join(format!(
-                "{}.log",
-                dir.file_name().unwrap().to_str().unwrap()
-            ))
-        })
-        .collect();
-    let binned = |log: &PathBuf| {
-        std::fs::read_to_string(log)
-            .unwrap_or_default()
-            .matches("binned for trees")
-            .count()
-    };
+    let logs = executor_logs(&cluster_dir, &alive);
+    let binned = |log: &PathBuf| lines_with(log, "binned for trees");
     let mut recovered = false;
     for attempt in 0..3 {
         let store = work.path().join(format!("faulted-{attempt}"));

@@ -111,9 +111,10 @@ pub fn accumulate(
     }
 }
 
-/// `bin` += `pair`: on x86-64 one 128-bit load, add and store (written as
-/// two scalar adds, the compiler emits two read-modify-writes to memory, and
-/// the loop ran 15 % slower).
+/// `bin` += `pair`: on x86-64 one 128-bit load, add and store. Written as
+/// two scalar adds, the compiler emits two read-modify-writes to memory; this
+/// add and the in-pass quantization together took the tree benchmark from
+/// 11.7 s to 9.6 s (BENCHMARKS.md, issue 14's fourth session).
 #[inline(always)]
 fn add_pair(bin: &mut GradPair, pair: GradPair) {
     #[cfg(target_arch = "x86_64")]
