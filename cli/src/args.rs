@@ -35,6 +35,8 @@ pub enum Command {
     Scheduler(SchedulerArgs),
     /// Run an executor process (for clusters across machines).
     Executor(ExecutorArgs),
+    /// Serve Arrow Flight SQL, so ADBC, JDBC and other standard clients reach ember.
+    Serve(ServeArgs),
     /// Write test data sets as Parquet.
     Datagen(DatagenArgs),
 }
@@ -87,6 +89,60 @@ pub struct SqlArgs {
     /// Default: ~/.ember/models.
     #[arg(long, value_name = "URL", env = "EMBER_MODEL_STORE")]
     pub model_store: Option<String>,
+}
+
+#[derive(Debug, Args)]
+#[command(after_help = "\
+Every statement `ember sql` runs runs here too: queries stream as Arrow record batches, and
+SET, CREATE EXTERNAL TABLE and prepared statements belong to the client's connection. Tables
+under --data-dir, tables ingested from clients (written there as Parquet) and the model store
+are shared by all connections.
+
+Binding an address other than loopback needs --tls-cert, --tls-key and --auth-token-file
+(or --insecure). SIGHUP re-reads the token file; so does any change to it.
+
+Examples:
+  ember serve --data-dir data/tpch
+  ember serve --bind 0.0.0.0 --data-dir /srv/tables --auth-token-file tokens \\
+      --tls-cert server.pem --tls-key server.key
+  # from Python: pip install adbc-driver-flightsql pyarrow pandas, then
+  #   adbc_driver_flightsql.dbapi.connect('grpc://127.0.0.1:32010')")]
+pub struct ServeArgs {
+    /// Run statements on the cluster whose scheduler is at this URL; embedded when absent.
+    #[arg(long, value_name = "df://HOST:PORT")]
+    pub master: Option<String>,
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub bind: std::net::IpAddr,
+    /// Port to listen on (0 picks a free one).
+    #[arg(long, default_value_t = 32010)]
+    pub port: u16,
+    /// Register each Parquet file or folder under DIR as a table every connection
+    /// sees; bulk ingest writes new tables here.
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Where models are kept: a directory or an object store URL (s3://bucket/prefix).
+    /// Default: ~/.ember/models.
+    #[arg(long, value_name = "URL", env = "EMBER_MODEL_STORE")]
+    pub model_store: Option<String>,
+    /// File of accepted tokens, one per line: every call must carry
+    /// `authorization: Bearer <token>` (a Flight handshake with any user name and
+    /// a token as password returns it).
+    #[arg(long, value_name = "FILE")]
+    pub auth_token_file: Option<PathBuf>,
+    /// PEM certificate chain to serve TLS with (needs --tls-key).
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Serve on a non-loopback address without TLS and tokens.
+    #[arg(long)]
+    pub insecure: bool,
+    /// Client connections served at once; calls on more are refused with
+    /// RESOURCE_EXHAUSTED.
+    #[arg(long, default_value_t = 64)]
+    pub max_connections: usize,
 }
 
 #[derive(Debug, Args)]

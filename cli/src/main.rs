@@ -7,6 +7,7 @@ mod datagen_cmd;
 mod output;
 mod progress;
 mod repl;
+mod serve_cmd;
 mod sql_cmd;
 
 use std::process::ExitCode;
@@ -53,7 +54,9 @@ fn main() -> ExitCode {
 /// a cluster's stages and tasks come and go within one second.
 fn init_logging(command: &Command) {
     let default = match command {
-        Command::Scheduler(_) | Command::Executor(_) | Command::Cluster(_) => "info",
+        Command::Scheduler(_) | Command::Executor(_) | Command::Cluster(_) | Command::Serve(_) => {
+            "info"
+        }
         _ => "off",
     };
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(default))
@@ -111,6 +114,7 @@ async fn run(command: Command, matches: Option<clap::ArgMatches>) -> Result<()> 
             })
             .await
         }
+        Command::Serve(args) => serve_cmd::run(args).await,
         Command::Datagen(args) => match args.command {
             DatagenCommand::Tpch(args) => {
                 tokio::task::spawn_blocking(move || datagen_cmd::tpch(args))

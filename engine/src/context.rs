@@ -224,7 +224,7 @@ impl EmberContext {
 
     /// When work that only reads runs again: on a cluster after a lost
     /// executor; in one process, never.
-    fn retry(&self) -> Retry {
+    pub(crate) fn retry(&self) -> Retry {
         match self.master {
             Master::Embedded => Retry::never(),
             Master::Remote { .. } => crate::cluster::cluster_retry(),
@@ -350,43 +350,64 @@ impl EmberContext {
         let result = retry
             .run("the statement", || self.run(statement.clone()))
             .await;
-        // A scheduler that died mid-query shows as a transport error (h2, broken
-        // pipe) that names nothing the user knows; say what happened instead.
-        if let (Err(e), Master::Remote { host, port }) = (&result, &self.master)
-            && scheduler_gone(e, host, *port).await
-        {
-            return Err(DataFusionError::Execution(format!(
-                "lost the connection to the scheduler at df://{host}:{port} (did it stop?): {}",
-                crate::errors::one_line(e)
-            )));
-        }
         match result {
-            Err(e) if broken_parquet::is_parquet_error(&e) => {
-                let paths = broken_parquet::local_paths(&self.ctx, &relations).await;
-                Err(broken_parquet::name_broken_file(e, &paths))
-            }
+            Err(e) => Err(self.explain_failure(e, &relations).await),
             result => result,
         }
     }
 
+    /// Says what a failed statement's error means where it names nothing the
+    /// user knows: a scheduler that went away, a broken Parquet file among the
+    /// `relations` read (or the `paths` a plan reads).
+    pub(crate) async fn explain_failure(
+        &self,
+        e: DataFusionError,
+        relations: &[String],
+    ) -> DataFusionError {
+        // A scheduler that died mid-query shows as a transport error (h2, broken
+        // pipe) that names nothing the user knows; say what happened instead.
+        if let Master::Remote { host, port } = &self.master
+            && scheduler_gone(&e, host, *port).await
+        {
+            return DataFusionError::Execution(format!(
+                "lost the connection to the scheduler at df://{host}:{port} (did it stop?): {}",
+                crate::errors::one_line(&e)
+            ));
+        }
+        if broken_parquet::is_parquet_error(&e) {
+            let paths = broken_parquet::local_paths(&self.ctx, relations).await;
+            return broken_parquet::name_broken_file(e, &paths);
+        }
+        e
+    }
+
+    /// The logical plan of a DataFusion statement, models bound: what
+    /// [`Self::execute`] runs and [`Self::plan_query`] streams.
+    pub(crate) async fn plan_statement(
+        &self,
+        mut statement: Box<datafusion::sql::parser::Statement>,
+    ) -> Result<LogicalPlan> {
+        if let datafusion::sql::parser::Statement::CopyTo(copy) = statement.as_ref()
+            && self.store.contains(&copy.target)
+        {
+            return plan_err!(
+                "COPY TO '{}' would write inside the model store ({}); write elsewhere",
+                copy.target,
+                self.store.url()
+            );
+        }
+        expand_model_tables(&mut statement, &self.ml()).await?;
+        load_referenced_models(&statement, &self.store, &self.catalog).await?;
+        let state = self.ctx.state();
+        let plan = state.statement_to_plan(*statement).await?;
+        refuse_adaptive_planner(&plan)?;
+        bind_models(plan, &state, &self.catalog)
+    }
+
     async fn run(&self, statement: EmberStatement) -> Result<StatementOutput> {
         match statement {
-            EmberStatement::DataFusion(mut statement) => {
-                if let datafusion::sql::parser::Statement::CopyTo(copy) = statement.as_ref()
-                    && self.store.contains(&copy.target)
-                {
-                    return plan_err!(
-                        "COPY TO '{}' would write inside the model store ({}); write elsewhere",
-                        copy.target,
-                        self.store.url()
-                    );
-                }
-                expand_model_tables(&mut statement, &self.ml()).await?;
-                load_referenced_models(&statement, &self.store, &self.catalog).await?;
-                let state = self.ctx.state();
-                let plan = state.statement_to_plan(*statement).await?;
-                refuse_adaptive_planner(&plan)?;
-                let plan = bind_models(plan, &state, &self.catalog)?;
+            EmberStatement::DataFusion(statement) => {
+                let plan = self.plan_statement(statement).await?;
                 let returns_rows = returns_rows(&plan);
                 let frame = self.ctx.execute_logical_plan(plan).await?;
                 let schema = frame.schema().inner().clone();
@@ -434,7 +455,7 @@ impl EmberContext {
 
 /// Statements that can run again with no effect but their answer: queries,
 /// EXPLAIN, and the model statements (a model is written only at the end).
-fn only_reads(statement: &EmberStatement) -> bool {
+pub(crate) fn only_reads(statement: &EmberStatement) -> bool {
     use datafusion::sql::parser::Statement as DfStatement;
     use datafusion::sql::sqlparser::ast::Statement as SqlStatement;
     match statement {
