@@ -4,11 +4,13 @@
 
 use std::ops::ControlFlow;
 use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 
 use datafusion::arrow::datatypes::{DataType, SchemaRef};
 use datafusion::common::{Result, ScalarValue};
 use datafusion::execution::SendableRecordBatchStream;
 use datafusion::logical_expr::LogicalPlan;
+use datafusion::physical_plan::execute_stream;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::sql::parser::Statement as DFStatement;
 use datafusion::sql::sqlparser::ast::{Expr, Value, ValueWithSpan, visit_expressions_mut};
@@ -17,6 +19,7 @@ use futures::{StreamExt, stream};
 
 use crate::EmberStatement;
 use crate::broken_parquet;
+use crate::cluster::{TurnOnDrop, switch_leaves};
 use crate::context::{EmberContext, Master, only_reads, returns_rows};
 
 /// A planned query: its rows are not read yet.
@@ -109,23 +112,41 @@ impl EmberContext {
         } else {
             Retry::never()
         };
+        let embedded = matches!(self.master(), Master::Embedded);
+        // Embedded, the plan's leaves stop when the reader goes away (before
+        // or after the first batch): see `switch_leaves`. On a cluster the
+        // scheduler cancels the job when its status stream is dropped.
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut guard = TurnOnDrop(embedded.then(|| stop.clone()));
         let started = retry
             .run("the query", || async {
                 let frame = self
                     .session()
                     .execute_logical_plan(query.plan.clone())
                     .await?;
-                let mut rows = frame.execute_stream().await?;
+                let task = Arc::new(frame.task_ctx());
+                let mut plan = frame.create_physical_plan().await?;
+                if embedded {
+                    plan = switch_leaves(plan, &stop)?;
+                }
+                let mut rows = execute_stream(plan, task)?;
                 let first = rows.next().await.transpose()?;
                 Ok((first, rows))
             })
             .await;
         let (first, rows) = match started {
             Ok(started) => started,
-            Err(e) => return Err(self.explain_failure(e, &query.relations).await),
+            Err(e) => {
+                guard.0 = None;
+                return Err(self.explain_failure(e, &query.relations).await);
+            }
         };
         let schema = rows.schema();
-        let rows = stream::iter(first.map(Ok)).chain(rows);
+        let rows = stream::iter(first.map(Ok)).chain(rows).map(move |batch| {
+            // The stream owns the switch: dropped, it stops the plan.
+            let _ = &guard;
+            batch
+        });
         Ok(Box::pin(RecordBatchStreamAdapter::new(schema, rows)))
     }
 }

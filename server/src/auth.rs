@@ -150,7 +150,13 @@ pub fn check_basic(tokens: &Tokens, metadata: &MetadataMap) -> Result<String, St
         .strip_prefix("Basic ")
         .or_else(|| header.strip_prefix("basic "))
         .ok_or_else(|| Status::unauthenticated("the handshake's header is not `Basic ...`"))?;
-    let decoded = base64::engine::general_purpose::STANDARD
+    // Padded or not: Go's Flight client (under ADBC) sends it unpadded.
+    let engine = base64::engine::GeneralPurpose::new(
+        &base64::alphabet::STANDARD,
+        base64::engine::GeneralPurposeConfig::new()
+            .with_decode_padding_mode(base64::engine::DecodePaddingMode::Indifferent),
+    );
+    let decoded = engine
         .decode(encoded.trim())
         .ok()
         .and_then(|bytes| String::from_utf8(bytes).ok())
@@ -203,6 +209,13 @@ mod tests {
         let basic = base64::engine::general_purpose::STANDARD.encode("anyone:s3cret");
         assert_eq!(
             check_basic(&tokens, &with(&format!("Basic {basic}"))).unwrap(),
+            "s3cret"
+        );
+        // "you:s3cret" is 10 bytes: padded with "==" unless the encoder leaves it out.
+        let unpadded = base64::engine::general_purpose::STANDARD_NO_PAD.encode("you:s3cret");
+        assert!(!unpadded.ends_with('='));
+        assert_eq!(
+            check_basic(&tokens, &with(&format!("Basic {unpadded}"))).unwrap(),
             "s3cret"
         );
         let wrong = base64::engine::general_purpose::STANDARD.encode("anyone:nope");

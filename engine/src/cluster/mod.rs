@@ -41,6 +41,7 @@ pub(crate) use shares::KeepRowsExtension;
 pub use shares::{ClusterKeeper, KeepRowsExec, KeepRowsNode, ShareStore, decode_spec, encode_spec};
 pub use shuffle_order::SortAfterShuffle;
 pub use stage_guard::{StageGuard, WholeStage, whole_stage};
+pub(crate) use task_stop::{TurnOnDrop, switch_leaves};
 
 use std::net::{IpAddr, SocketAddr};
 

@@ -69,16 +69,7 @@ impl ExecutionEngine for StoppingEngine {
         config: &SessionConfig,
     ) -> Result<Arc<dyn QueryStageExecutor>> {
         let stop = Arc::new(AtomicBool::new(false));
-        let plan = plan
-            .transform_up(|node| {
-                if node.children().is_empty() {
-                    let leaf = StopSwitchExec::new(node, stop.clone());
-                    Ok(Transformed::yes(Arc::new(leaf) as Arc<dyn ExecutionPlan>))
-                } else {
-                    Ok(Transformed::no(node))
-                }
-            })?
-            .data;
+        let plan = switch_leaves(plan, &stop)?;
         // Training rows a task keeps are known by their job-wide partition.
         let plan = number_partitions(plan, &global_output_partition_ids)?;
         let inner = self.inner.create_query_stage_exec(
@@ -94,6 +85,28 @@ impl ExecutionEngine for StoppingEngine {
     }
 }
 
+/// `plan` with a switch above each leaf: once `stop` is set, whatever still
+/// runs the plan (spawned tasks included) gets an error at its next batch.
+/// Also how an embedded statement stops when its reader goes away: DataFusion
+/// aborts the tasks of a dropped stream, but a task aborts only when it yields,
+/// and one that loops over a join or an aggregate whose input is always ready
+/// may not yield for minutes.
+pub(crate) fn switch_leaves(
+    plan: Arc<dyn ExecutionPlan>,
+    stop: &Arc<AtomicBool>,
+) -> Result<Arc<dyn ExecutionPlan>> {
+    Ok(plan
+        .transform_up(|node| {
+            if node.children().is_empty() {
+                let leaf = StopSwitchExec::new(node, stop.clone());
+                Ok(Transformed::yes(Arc::new(leaf) as Arc<dyn ExecutionPlan>))
+            } else {
+                Ok(Transformed::no(node))
+            }
+        })?
+        .data)
+}
+
 /// A stage executor that turns its task's switch when dropped mid-run.
 #[derive(Debug)]
 struct StoppingStage {
@@ -103,7 +116,7 @@ struct StoppingStage {
 
 /// Turns the switch unless disarmed: the task's future was dropped (cancelled)
 /// before it finished.
-struct TurnOnDrop(Option<Arc<AtomicBool>>);
+pub(crate) struct TurnOnDrop(pub(crate) Option<Arc<AtomicBool>>);
 
 impl Drop for TurnOnDrop {
     fn drop(&mut self) {
