@@ -19,6 +19,7 @@ import json
 import os
 import pathlib
 import re
+import resource
 import subprocess
 import time
 
@@ -50,6 +51,11 @@ def peak_rss_mib(pid):
     return int(re.search(r"VmHWM:\s+(\d+) kB", status).group(1)) / 1024
 
 
+def cpu_seconds(pid):
+    fields = pathlib.Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def best(runs, fetch):
     times = []
     for _ in range(runs):
@@ -59,10 +65,25 @@ def best(runs, fetch):
     return min(times), rows, arrow_bytes
 
 
-def adbc_fetch(uri, sql):
+def cpu_split(server_pid, fetch):
+    """CPU seconds of one fetch: the server's, and this process's (the ADBC
+    driver runs in it)."""
+    server_before = cpu_seconds(server_pid)
+    client_before = resource.getrusage(resource.RUSAGE_SELF)
+    fetch()
+    client_after = resource.getrusage(resource.RUSAGE_SELF)
+    client = (client_after.ru_utime - client_before.ru_utime) + (
+        client_after.ru_stime - client_before.ru_stime
+    )
+    return round(cpu_seconds(server_pid) - server_before, 2), round(client, 2)
+
+
+def adbc_fetch(uri, sql, batch_rows=None):
     def fetch():
         rows = arrow_bytes = 0
         with flight_sql.connect(uri, autocommit=True) as conn, conn.cursor() as cursor:
+            if batch_rows:
+                cursor.execute(f"set datafusion.execution.batch_size = {batch_rows}")
             cursor.execute(sql)
             # Batch by batch, as a pipeline reads it: the client holds one at a time.
             for batch in cursor.fetch_record_batch():
@@ -89,9 +110,9 @@ def duckdb_fetch(table):
     def fetch():
         con = duckdb.connect()
         con.execute("set threads to 2")
-        result = con.execute(f"select * from read_parquet('{table}/*.parquet')")
+        result = con.sql(f"select * from read_parquet('{table}/*.parquet')")
         rows = arrow_bytes = 0
-        for batch in result.fetch_record_batch(1_000_000):
+        for batch in result.to_arrow_reader(1_000_000):
             rows += batch.num_rows
             arrow_bytes += batch.nbytes
         return rows, arrow_bytes
@@ -131,8 +152,18 @@ def main():
         report("ember serve + ADBC, a tenth", seconds, rows, nbytes, server_peak_rss_mib=round(rss_tenth))
         seconds, rows, nbytes = best(args.runs, adbc_fetch(uri, sql))
         rss_all = peak_rss_mib(server.pid)
-        report("ember serve + ADBC", seconds, rows, nbytes, server_peak_rss_mib=round(rss_all))
+        server_cpu, client_cpu = cpu_split(server.pid, adbc_fetch(uri, sql))
+        report(
+            "ember serve + ADBC", seconds, rows, nbytes, server_peak_rss_mib=round(rss_all),
+            server_cpu_s=server_cpu, client_cpu_s=client_cpu,
+        )
         adbc_seconds = seconds
+        # Fewer, larger messages: the client's SET for its own connection.
+        seconds, rows, nbytes = best(args.runs, adbc_fetch(uri, sql, batch_rows=65536))
+        report(
+            "ember serve + ADBC, 65536-row batches",
+            seconds, rows, nbytes, server_peak_rss_mib=round(peak_rss_mib(server.pid)),
+        )
     finally:
         server.terminate()
         server.wait()

@@ -32,6 +32,7 @@ use arrow_flight::{
 use datafusion::arrow::array::{RecordBatch, StringArray, UInt64Array};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::arrow::ipc::writer::IpcWriteOptions;
+use datafusion::catalog::SchemaProvider;
 use datafusion::common::{DataFusionError, ScalarValue};
 use datafusion::logical_expr::TableType;
 use ember_engine::{EmberContext, EmberStatement};
@@ -163,6 +164,20 @@ fn flight_info(
     Ok(Response::new(info))
 }
 
+/// The FlightInfo of a catalog call: its schema, and the command itself as
+/// the ticket (its rows are made when the ticket is read).
+fn command_info(
+    schema: &Schema,
+    command: &impl ProstMessageExt,
+    request: Request<FlightDescriptor>,
+) -> Result<Response<FlightInfo>, Status> {
+    flight_info(
+        schema,
+        command.as_any().encode_to_vec(),
+        request.into_inner(),
+    )
+}
+
 fn statement_ticket(handle: Vec<u8>) -> Vec<u8> {
     TicketStatementQuery {
         statement_handle: handle.into(),
@@ -284,6 +299,23 @@ fn sql_info() -> &'static SqlInfoData {
         info.append(SqlInfo::SqlQuotedIdentifierCase, 3i32);
         info.build().expect("the server's SQL info is well formed")
     })
+}
+
+/// Every (catalog, schema) the session has, with the schema.
+fn schemas(session: &EmberContext) -> Vec<(String, String, Arc<dyn SchemaProvider>)> {
+    let ctx = session.session();
+    let mut found = Vec::new();
+    for catalog_name in ctx.catalog_names() {
+        let Some(catalog) = ctx.catalog(&catalog_name) else {
+            continue;
+        };
+        for schema_name in catalog.schema_names() {
+            if let Some(schema) = catalog.schema(&schema_name) {
+                found.push((catalog_name.clone(), schema_name, schema));
+            }
+        }
+    }
+    found
 }
 
 fn table_type_name(table_type: TableType) -> &'static str {
@@ -498,11 +530,7 @@ impl FlightSqlService for EmberFlightSql {
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
         let schema = query.into_builder().schema();
-        flight_info(
-            &schema,
-            query.as_any().encode_to_vec(),
-            request.into_inner(),
-        )
+        command_info(&schema, &query, request)
     }
 
     async fn do_get_catalogs(
@@ -524,11 +552,7 @@ impl FlightSqlService for EmberFlightSql {
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
         let schema = query.clone().into_builder().schema();
-        flight_info(
-            &schema,
-            query.as_any().encode_to_vec(),
-            request.into_inner(),
-        )
+        command_info(&schema, &query, request)
     }
 
     async fn do_get_schemas(
@@ -538,13 +562,8 @@ impl FlightSqlService for EmberFlightSql {
     ) -> Result<Response<DoGetStream>, Status> {
         let (_, session) = self.session(&request).await?;
         let mut builder: GetDbSchemasBuilder = query.into_builder();
-        let ctx = session.session();
-        for catalog_name in ctx.catalog_names() {
-            if let Some(catalog) = ctx.catalog(&catalog_name) {
-                for schema_name in catalog.schema_names() {
-                    builder.append(&catalog_name, schema_name);
-                }
-            }
+        for (catalog_name, schema_name, _) in schemas(&session) {
+            builder.append(catalog_name, schema_name);
         }
         Ok(batch_stream(builder.build().map_err(arrow_status)?))
     }
@@ -555,11 +574,7 @@ impl FlightSqlService for EmberFlightSql {
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
         let schema = query.clone().into_builder().schema();
-        flight_info(
-            &schema,
-            query.as_any().encode_to_vec(),
-            request.into_inner(),
-        )
+        command_info(&schema, &query, request)
     }
 
     async fn do_get_tables(
@@ -569,29 +584,20 @@ impl FlightSqlService for EmberFlightSql {
     ) -> Result<Response<DoGetStream>, Status> {
         let (_, session) = self.session(&request).await?;
         let mut builder: GetTablesBuilder = query.into_builder();
-        let ctx = session.session();
-        for catalog_name in ctx.catalog_names() {
-            let Some(catalog) = ctx.catalog(&catalog_name) else {
-                continue;
-            };
-            for schema_name in catalog.schema_names() {
-                let Some(schema) = catalog.schema(&schema_name) else {
+        for (catalog_name, schema_name, schema) in schemas(&session) {
+            for table_name in schema.table_names() {
+                let Some(table) = schema.table(&table_name).await.map_err(status)? else {
                     continue;
                 };
-                for table_name in schema.table_names() {
-                    let Some(table) = schema.table(&table_name).await.map_err(status)? else {
-                        continue;
-                    };
-                    builder
-                        .append(
-                            &catalog_name,
-                            &schema_name,
-                            &table_name,
-                            table_type_name(table.table_type()),
-                            &table.schema(),
-                        )
-                        .map_err(arrow_status)?;
-                }
+                builder
+                    .append(
+                        &catalog_name,
+                        &schema_name,
+                        &table_name,
+                        table_type_name(table.table_type()),
+                        &table.schema(),
+                    )
+                    .map_err(arrow_status)?;
             }
         }
         Ok(batch_stream(builder.build().map_err(arrow_status)?))
@@ -603,11 +609,7 @@ impl FlightSqlService for EmberFlightSql {
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
         let schema = query.into_builder().schema();
-        flight_info(
-            &schema,
-            query.as_any().encode_to_vec(),
-            request.into_inner(),
-        )
+        command_info(&schema, &query, request)
     }
 
     async fn do_get_table_types(
@@ -628,11 +630,7 @@ impl FlightSqlService for EmberFlightSql {
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
         let schema = query.clone().into_builder(sql_info()).schema();
-        flight_info(
-            &schema,
-            query.as_any().encode_to_vec(),
-            request.into_inner(),
-        )
+        command_info(&schema, &query, request)
     }
 
     async fn do_get_sql_info(
