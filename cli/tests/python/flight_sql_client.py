@@ -423,12 +423,13 @@ def case_killed_client():
             stdout=subprocess.PIPE, text=True,
         )
         assert child.stdout.readline().strip() == "running"
-        # The query is under way when the server works all out.
+        # The query is under way when the server (or the cluster) works.
         deadline = time.time() + 60
         while True:
             before = cpu()
             time.sleep(1)
-            if cpu() - before > 0.5:
+            # A low bar: on a loaded machine the server gets a share of a core.
+            if cpu() - before > 0.15:
                 break
             assert time.time() < deadline, "the long query never ran"
             assert child.poll() is None, "the long query ended early"
