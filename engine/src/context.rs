@@ -357,8 +357,8 @@ impl EmberContext {
     }
 
     /// Says what a failed statement's error means where it names nothing the
-    /// user knows: a scheduler that went away, a broken Parquet file among the
-    /// `relations` read (or the `paths` a plan reads).
+    /// user knows: a scheduler that went away, or a broken Parquet file among
+    /// the `relations` the statement reads.
     pub(crate) async fn explain_failure(
         &self,
         e: DataFusionError,

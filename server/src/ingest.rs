@@ -182,6 +182,29 @@ fn columns(schema: &Schema) -> String {
         .join(", ")
 }
 
+/// A batch the client sent, refused when its columns are not `expected`.
+fn checked(
+    name: &str,
+    batch: Result<RecordBatch, FlightError>,
+    expected: Option<&SchemaRef>,
+) -> Result<RecordBatch, Status> {
+    let batch = batch.map_err(|e| Status::invalid_argument(format!("ingest data: {e}")))?;
+    match expected {
+        Some(expected) if !same_columns(expected, &batch.schema()) => {
+            Err(Status::invalid_argument(format!(
+                "ingest into '{name}': its columns ({}) differ from the table's ({})",
+                columns(&batch.schema()),
+                columns(expected)
+            )))
+        }
+        _ => Ok(batch),
+    }
+}
+
+fn no_rows() -> Status {
+    Status::invalid_argument("ingest sent no rows; a table needs at least one batch")
+}
+
 /// Writes every batch to `file` as Parquet; returns the rows written.
 async fn write_parquet<S>(
     name: &str,
@@ -198,16 +221,7 @@ where
     let mut writer: Option<ArrowWriter<std::fs::File>> = None;
     let mut rows = 0;
     while let Some(batch) = batches.next().await {
-        let batch = batch.map_err(|e| Status::invalid_argument(format!("ingest data: {e}")))?;
-        if let Some(expected) = expected
-            && !same_columns(expected, &batch.schema())
-        {
-            return Err(Status::invalid_argument(format!(
-                "ingest into '{name}': its columns ({}) differ from the table's ({})",
-                columns(&batch.schema()),
-                columns(expected)
-            )));
-        }
+        let batch = checked(name, batch, expected)?;
         if writer.is_none() {
             let out = std::fs::File::create(file).map_err(|e| io(&e))?;
             writer = Some(ArrowWriter::try_new(out, batch.schema(), None).map_err(|e| io(&e))?);
@@ -222,9 +236,7 @@ where
             writer.close().map_err(|e| io(&e))?;
             Ok(rows)
         }
-        None => Err(Status::invalid_argument(
-            "ingest sent no rows; a table needs at least one batch",
-        )),
+        None => Err(no_rows()),
     }
 }
 
@@ -254,12 +266,18 @@ impl Staged {
         format!("part-{}.parquet", self.tag)
     }
 
-    /// A new table: a hidden folder made whole, then renamed to the table's.
-    fn create(&self, folder: &Path) -> std::io::Result<()> {
+    /// A hidden folder holding the staged file: a table made whole, to be
+    /// renamed into place.
+    fn hidden_folder(&self) -> std::io::Result<PathBuf> {
         let hidden = self.dir.join(format!(".ember-new-{}", self.tag));
         std::fs::create_dir(&hidden)?;
         std::fs::rename(&self.file, hidden.join(self.part_name()))?;
-        std::fs::rename(&hidden, folder)
+        Ok(hidden)
+    }
+
+    /// A new table.
+    fn create(&self, folder: &Path) -> std::io::Result<()> {
+        std::fs::rename(self.hidden_folder()?, folder)
     }
 
     /// One more file in the table's folder.
@@ -270,9 +288,7 @@ impl Staged {
     /// The table's folder swapped for a new one; the old removed after.
     fn replace(&self, folder: &Path) -> std::io::Result<()> {
         let old = self.dir.join(format!(".ember-old-{}", self.tag));
-        let hidden = self.dir.join(format!(".ember-new-{}", self.tag));
-        std::fs::create_dir(&hidden)?;
-        std::fs::rename(&self.file, hidden.join(self.part_name()))?;
+        let hidden = self.hidden_folder()?;
         std::fs::rename(folder, &old)?;
         if let Err(e) = std::fs::rename(&hidden, folder) {
             // Put the old table back rather than leave none.
@@ -316,23 +332,12 @@ where
     let mut schema = kept.first().map(RecordBatch::schema);
     let mut rows = 0;
     while let Some(batch) = batches.next().await {
-        let batch = batch.map_err(|e| Status::invalid_argument(format!("ingest data: {e}")))?;
-        match &schema {
-            Some(expected) if !same_columns(expected, &batch.schema()) => {
-                return Err(Status::invalid_argument(format!(
-                    "ingest into '{name}': its columns ({}) differ from the table's ({})",
-                    columns(&batch.schema()),
-                    columns(expected)
-                )));
-            }
-            Some(_) => {}
-            None => schema = Some(batch.schema()),
-        }
+        let batch = checked(name, batch, schema.as_ref())?;
+        schema.get_or_insert_with(|| batch.schema());
         rows += batch.num_rows();
         kept.push(batch);
     }
-    let schema = schema
-        .ok_or_else(|| Status::invalid_argument("ingest sent no rows; a table needs a batch"))?;
+    let schema = schema.ok_or_else(no_rows)?;
     let table = MemTable::try_new(schema, vec![kept]).map_err(crate::status)?;
     if exists {
         ctx.deregister_table(name).map_err(crate::status)?;
