@@ -89,6 +89,11 @@ pub struct SqlArgs {
     /// Default: ~/.ember/models.
     #[arg(long, value_name = "URL", env = "EMBER_MODEL_STORE")]
     pub model_store: Option<String>,
+    /// File whose first line is the cluster secret (default: $EMBER_CLUSTER_TOKEN).
+    /// With a secret, every channel between a cluster's processes and its clients
+    /// is TLS that only holders of the same secret get through.
+    #[arg(long, value_name = "FILE")]
+    pub cluster_token_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -143,6 +148,11 @@ pub struct ServeArgs {
     /// RESOURCE_EXHAUSTED.
     #[arg(long, default_value_t = 64)]
     pub max_connections: usize,
+    /// File whose first line is the cluster secret (default: $EMBER_CLUSTER_TOKEN).
+    /// With a secret, every channel between a cluster's processes and its clients
+    /// is TLS that only holders of the same secret get through.
+    #[arg(long, value_name = "FILE")]
+    pub cluster_token_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -158,7 +168,7 @@ pub enum ClusterCommand {
     #[command(after_help = "\
 Each executor says whether it found a GPU; training rounds that can use one go to GPU executors.
 An executor silent for 15 s is dropped and the statements it was running run again.
-There is no authentication: keep the ports on a trusted network (RELIABILITY.md).
+With a cluster secret (EMBER_CLUSTER_TOKEN or --cluster-token-file) every process and client\nmust hold it: all channels are TLS between holders. Without one, keep the ports on a trusted\nnetwork (RELIABILITY.md).
 
 Example:
   ember cluster up --executors 2
@@ -189,6 +199,11 @@ pub struct ClusterUpArgs {
     /// (default: half of the machine's memory, each).
     #[arg(long, value_name = "SIZE", value_parser = parse_size)]
     pub training_memory: Option<usize>,
+    /// File whose first line is the cluster secret (default: $EMBER_CLUSTER_TOKEN).
+    /// With a secret, every channel between a cluster's processes and its clients
+    /// is TLS that only holders of the same secret get through.
+    #[arg(long, value_name = "FILE")]
+    pub cluster_token_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -203,11 +218,16 @@ pub struct SchedulerArgs {
     /// Host name executors and clients reach this scheduler by (default: the bind address).
     #[arg(long)]
     pub external_host: Option<String>,
+    /// File whose first line is the cluster secret (default: $EMBER_CLUSTER_TOKEN).
+    /// With a secret, every channel between a cluster's processes and its clients
+    /// is TLS that only holders of the same secret get through.
+    #[arg(long, value_name = "FILE")]
+    pub cluster_token_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
 #[command(
-    after_help = "An executor that finds a GPU registers as gpu-<id> and gets the training rounds that can use one.\nThere is no authentication: bind to a network only the cluster and its clients reach.\n\nExample:\n  ember executor --scheduler 10.0.0.5:50050 --bind 0.0.0.0 --external-host 10.0.0.6 --port 50051"
+    after_help = "An executor that finds a GPU registers as gpu-<id> and gets the training rounds that can use one.\nGive it the cluster's secret (EMBER_CLUSTER_TOKEN or --cluster-token-file) when the cluster has one;\nwithout one, bind to a network only the cluster and its clients reach.\n\nExample:\n  ember executor --scheduler 10.0.0.5:50050 --bind 0.0.0.0 --external-host 10.0.0.6 --port 50051"
 )]
 pub struct ExecutorArgs {
     /// The scheduler, as HOST:PORT.
@@ -239,6 +259,11 @@ pub struct ExecutorArgs {
     /// (default: half of the machine's memory).
     #[arg(long, value_name = "SIZE", value_parser = parse_size)]
     pub training_memory: Option<usize>,
+    /// File whose first line is the cluster secret (default: $EMBER_CLUSTER_TOKEN).
+    /// With a secret, every channel between a cluster's processes and its clients
+    /// is TLS that only holders of the same secret get through.
+    #[arg(long, value_name = "FILE")]
+    pub cluster_token_file: Option<PathBuf>,
 }
 
 /// `4GiB`, `512MiB`, `100KiB` or a number of bytes.

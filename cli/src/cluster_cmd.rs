@@ -8,7 +8,7 @@ use std::process::{ExitStatus, Stdio};
 use std::time::Duration;
 
 use datafusion::common::{DataFusionError, Result};
-use ember_engine::cluster::{advertised_host, parse_bind};
+use ember_engine::cluster::{ClusterSecret, advertised_host, parse_bind};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, Command};
 use tokio::sync::oneshot;
@@ -37,6 +37,13 @@ pub async fn up(args: ClusterUpArgs) -> Result<()> {
         )));
     }
     let ip = parse_bind(&args.bind)?;
+    // A bad secret fails here, once, rather than in every process it starts;
+    // they read it from the same file, or inherit EMBER_CLUSTER_TOKEN.
+    let secret = ClusterSecret::resolve(args.cluster_token_file.as_deref())?;
+    let token_file = match &args.cluster_token_file {
+        Some(file) => Some(std::path::absolute(file)?),
+        None => None,
+    };
     let (root, _temp) = match &args.work_dir {
         Some(dir) => (dir.clone(), None),
         None => {
@@ -55,13 +62,18 @@ pub async fn up(args: ClusterUpArgs) -> Result<()> {
     let mut members: Vec<Member> = Vec::new();
     let mut executor_dirs: Vec<PathBuf> = Vec::new();
     let result = async {
-        let scheduler_args = vec![
+        let secret_args: Vec<String> = match &token_file {
+            Some(file) => vec!["--cluster-token-file".into(), file.display().to_string()],
+            None => Vec::new(),
+        };
+        let mut scheduler_args = vec![
             "scheduler".into(),
             "--bind".into(),
             args.bind.clone(),
             "--port".into(),
             args.port.to_string(),
         ];
+        scheduler_args.extend(secret_args.iter().cloned());
         let (member, line) = spawn(
             &exe,
             "scheduler",
@@ -101,6 +113,7 @@ pub async fn up(args: ClusterUpArgs) -> Result<()> {
             if let Some(bytes) = args.training_memory {
                 executor_args.extend(["--training-memory".into(), bytes.to_string()]);
             }
+            executor_args.extend(secret_args.iter().cloned());
             let (member, line) = spawn(
                 &exe,
                 &format!("executor-{i}"),
@@ -119,6 +132,9 @@ pub async fn up(args: ClusterUpArgs) -> Result<()> {
             members.push(member);
         }
         println!("ember cluster is up: {url}");
+        if secret.is_some() {
+            println!("  every channel is TLS between holders of the cluster secret");
+        }
         println!(
             "  scheduler (pid {}) and {} executors:",
             pid(&members[0]),
@@ -165,7 +181,9 @@ async fn spawn(
     announce: &str,
 ) -> Result<(Member, String)> {
     let log = logs.join(format!("{name}.log"));
+    // Appending, so that the stdout lines copied in below are not written over.
     let stderr = File::create(&log)
+        .and_then(|_| std::fs::OpenOptions::new().append(true).open(&log))
         .map_err(|e| DataFusionError::Execution(format!("cannot create {}: {e}", log.display())))?;
     let mut command = Command::new(exe);
     command

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use clap::ArgMatches;
 use datafusion::common::{DataFusionError, Result};
 use ember_engine::EmberContext;
+use ember_engine::cluster::ClusterSecret;
 
 use crate::args::SqlArgs;
 use crate::output::print_output;
@@ -42,7 +43,11 @@ pub fn ordered_sources(args: &SqlArgs, matches: &ArgMatches) -> Vec<Source> {
 
 /// Runs `ember sql`.
 pub async fn run(args: SqlArgs, sources: Vec<Source>) -> Result<()> {
-    let mut ember = EmberContext::connect(args.master.as_deref())
+    let secret = match &args.master {
+        Some(_) => ClusterSecret::resolve(args.cluster_token_file.as_deref())?,
+        None => None,
+    };
+    let mut ember = EmberContext::connect_with_secret(args.master.as_deref(), secret)
         .await?
         .with_progress(std::sync::Arc::new(crate::progress::TrainingProgress::new()));
     if let Some(url) = &args.model_store {

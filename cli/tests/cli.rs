@@ -390,6 +390,110 @@ fn cluster_up_reports_a_port_in_use() {
     assert_clear_error(&output, "scheduler failed to start");
 }
 
+/// `ember cluster up --cluster-token-file`: the scheduler and an executor's
+/// Flight port refuse calls without the secret, a client without it is told
+/// why, and with it queries and training work as on an open cluster.
+#[test]
+fn a_cluster_with_a_secret_serves_only_its_holders() {
+    let work = tempfile::tempdir().unwrap();
+    let token = work.path().join("cluster-token");
+    std::fs::write(&token, "0f1e2d3c4b5a69788796a5b4c3d2e1f0\n").unwrap();
+    let token_arg = token.to_str().unwrap();
+    let cluster = ClusterUp::start_with(
+        &work.path().join("cluster"),
+        2,
+        &["--cluster-token-file", token_arg],
+        &[],
+    );
+    let data = data_arg();
+    let query = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/tpch/queries/q3.sql");
+    let query = query.to_str().unwrap();
+
+    // Without the secret: one clear line, nothing runs.
+    assert_clear_error(
+        &cluster.sql(&["--data-dir", &data, "-f", query]),
+        "refused this client",
+    );
+    // With it, from the file or from EMBER_CLUSTER_TOKEN: the embedded answer.
+    let distributed = cluster.sql(&[
+        "--cluster-token-file",
+        token_arg,
+        "--data-dir",
+        &data,
+        "-f",
+        query,
+        "--format",
+        "csv",
+    ]);
+    assert!(distributed.status.success(), "{}", stderr(&distributed));
+    let embedded = run(&["sql", "--data-dir", &data, "-f", query, "--format", "csv"]);
+    assert_eq!(stdout(&distributed), stdout(&embedded));
+    let ml = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/ml");
+    let store = work.path().join("models");
+    let trained = ember()
+        .args(["sql", "--master", &cluster.url, "--data-dir", ml.to_str().unwrap()])
+        .args(["--model-store", store.to_str().unwrap(), "--format", "csv", "-c"])
+        .arg("create model km options (model_type = 'kmeans', num_clusters = 4, seed = 3) as select a, b, c from blobs; select count(distinct predict('km', a, b, c)) as k from blobs")
+        .env("EMBER_CLUSTER_TOKEN", "0f1e2d3c4b5a69788796a5b4c3d2e1f0")
+        .output()
+        .unwrap();
+    assert!(trained.status.success(), "{}", stderr(&trained));
+    assert!(stdout(&trained).ends_with("k\n4\n"), "{}", stdout(&trained));
+
+    // Raw calls without the secret get no answer from a handler; a member's do.
+    let scheduler = cluster.url.trim_start_matches("df://").to_string();
+    let log = std::fs::read_to_string(work.path().join("cluster/logs/executor-1.log")).unwrap();
+    let executor = log
+        .lines()
+        .find_map(|l| l.strip_prefix("ember executor ready on "))
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("executor-1 announced no address: {log}"))
+        .to_string();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let member = ember_engine::cluster::ClusterSecret::from_file(&token).unwrap();
+    for (who, name) in [(None, "no secret"), (Some(&member), "the secret")] {
+        let member = who.is_some();
+        let (to_scheduler, to_executor) = runtime.block_on(async {
+            use arrow_flight::flight_service_client::FlightServiceClient;
+            use ballista_core::serde::protobuf::GetJobStatusParams;
+            use ballista_core::serde::protobuf::scheduler_grpc_client::SchedulerGrpcClient;
+            let to_scheduler = SchedulerGrpcClient::new(channel(&scheduler, who))
+                .get_job_status(GetJobStatusParams {
+                    job_id: "none".into(),
+                })
+                .await;
+            let to_executor = FlightServiceClient::new(channel(&executor, who))
+                .list_actions(arrow_flight::Empty {})
+                .await;
+            (got_in(to_scheduler), got_in(to_executor))
+        });
+        assert_eq!(to_scheduler, member, "{name}: the scheduler");
+        assert_eq!(to_executor, member, "{name}: executor Flight at {executor}");
+    }
+    assert!(cluster.stop().success());
+}
+
+/// A lazy channel to `address`, in plain text or as a holder of `secret`.
+fn channel(
+    address: &str,
+    secret: Option<&ember_engine::cluster::ClusterSecret>,
+) -> tonic::transport::Channel {
+    let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{address}")).unwrap();
+    match secret {
+        Some(secret) => secret.secure(endpoint).unwrap().connect_lazy(),
+        None => endpoint.connect_lazy(),
+    }
+}
+
+/// Whether a call reached its handler: an answer, or a status the handler
+/// made (one made by the transport carries its cause).
+fn got_in<T>(result: Result<T, tonic::Status>) -> bool {
+    match result {
+        Ok(_) => true,
+        Err(status) => std::error::Error::source(&status).is_none(),
+    }
+}
+
 /// The `f0,...,f{n-1}` column list.
 fn feature_list(n: usize) -> String {
     (0..n)

@@ -33,6 +33,8 @@ use ember_sql::ml::{
 use ember_sql::{EmberStatement, parse_statements};
 
 use crate::broken_parquet;
+use crate::cluster::ClusterSecret;
+use crate::cluster::secret::check_accepted;
 use crate::data_dir::{FoundTable, Skipped, find_tables};
 use crate::model_store::{default_model_store, open_model_store};
 use crate::session::{
@@ -234,10 +236,22 @@ impl EmberContext {
     /// A context whose queries run on the cluster at `url` (`df://HOST:PORT`).
     ///
     /// Fails with a clear error when no scheduler answers there.
+    /// The cluster secret comes from `EMBER_CLUSTER_TOKEN` when set.
     pub async fn remote(url: &str) -> Result<Self> {
+        Self::remote_with_secret(url, ClusterSecret::resolve(None)?).await
+    }
+
+    /// A context on the cluster at `url` whose channels are TLS between the
+    /// members that hold `secret` (see [`ClusterSecret`]).
+    pub async fn remote_with_secret(url: &str, secret: Option<Arc<ClusterSecret>>) -> Result<Self> {
         let (host, port) = parse_scheduler_url(url)?;
         check_reachable(&host, port).await?;
-        let state = ember_session_state(cluster_config())?;
+        check_accepted(&host, port, secret.as_deref()).await?;
+        let config = match &secret {
+            Some(secret) => secret.secure_config(cluster_config()),
+            None => cluster_config(),
+        };
+        let state = ember_session_state(config)?;
         let ctx = SessionContext::remote_with_state(&format!("df://{host}:{port}"), state)
             .await?
             .enable_url_table();
@@ -250,6 +264,17 @@ impl EmberContext {
         match master {
             None => Self::embedded(),
             Some(url) => Self::remote(url).await,
+        }
+    }
+
+    /// As [`Self::connect`], a member of the cluster that holds `secret`.
+    pub async fn connect_with_secret(
+        master: Option<&str>,
+        secret: Option<Arc<ClusterSecret>>,
+    ) -> Result<Self> {
+        match master {
+            None => Self::embedded(),
+            Some(url) => Self::remote_with_secret(url, secret).await,
         }
     }
 

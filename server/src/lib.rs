@@ -15,6 +15,7 @@ use std::sync::Arc;
 
 use arrow_flight::flight_service_server::FlightServiceServer;
 use datafusion::common::DataFusionError;
+use ember_engine::cluster::ClusterSecret;
 use tonic::Status;
 use tonic::transport::{Identity, Server, ServerTlsConfig};
 
@@ -43,6 +44,8 @@ pub struct ServeOptions {
     /// unless this is set.
     pub insecure: bool,
     pub max_connections: usize,
+    /// The cluster secret's file for `master` (default: `EMBER_CLUSTER_TOKEN`).
+    pub cluster_token_file: Option<PathBuf>,
 }
 
 /// A PEM certificate chain and its private key.
@@ -82,11 +85,18 @@ pub async fn serve(
     let shared = SharedTables::load(options.data_dir.as_deref())
         .await
         .map_err(|e| ServeError(ember_engine::errors::one_line(&e)))?;
+    let one_line = |e: DataFusionError| ServeError(ember_engine::errors::one_line(&e));
+    let cluster_secret = match &options.master {
+        Some(_) => {
+            ClusterSecret::resolve(options.cluster_token_file.as_deref()).map_err(one_line)?
+        }
+        None => None,
+    };
     if let Some(master) = &options.master {
-        // A wrong --master fails now, not at the first client's first call.
-        ember_engine::EmberContext::remote(master)
+        // A wrong --master (or secret) fails now, not at the first client's first call.
+        ember_engine::EmberContext::remote_with_secret(master, cluster_secret.clone())
             .await
-            .map_err(|e| ServeError(ember_engine::errors::one_line(&e)))?;
+            .map_err(one_line)?;
     }
     let mut server = Server::builder();
     if let Some(tls) = &options.tls {
@@ -96,6 +106,7 @@ pub async fn serve(
     }
     let service = EmberFlightSql {
         master: options.master.clone(),
+        cluster_secret,
         model_store: options.model_store.clone(),
         shared: Arc::new(shared),
         tokens: tokens.clone(),

@@ -35,6 +35,7 @@ use datafusion::arrow::ipc::writer::IpcWriteOptions;
 use datafusion::catalog::SchemaProvider;
 use datafusion::common::{DataFusionError, ScalarValue};
 use datafusion::logical_expr::TableType;
+use ember_engine::cluster::ClusterSecret;
 use ember_engine::{EmberContext, EmberStatement};
 use futures::{Stream, TryStreamExt, stream};
 use prost::Message;
@@ -51,6 +52,7 @@ type DoGetStream = <EmberFlightSql as FlightService>::DoGetStream;
 /// ember behind Flight SQL.
 pub struct EmberFlightSql {
     pub master: Option<String>,
+    pub cluster_secret: Option<Arc<ClusterSecret>>,
     pub model_store: Option<String>,
     pub shared: Arc<SharedTables>,
     pub tokens: Option<Arc<Tokens>>,
@@ -68,9 +70,10 @@ impl EmberFlightSql {
     }
 
     async fn open(&self) -> Result<EmberContext, Status> {
-        let mut ember = EmberContext::connect(self.master.as_deref())
-            .await
-            .map_err(status)?;
+        let mut ember =
+            EmberContext::connect_with_secret(self.master.as_deref(), self.cluster_secret.clone())
+                .await
+                .map_err(status)?;
         if let Some(url) = &self.model_store {
             ember = ember.with_model_store(url).map_err(status)?;
         }

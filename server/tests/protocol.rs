@@ -47,6 +47,7 @@ fn options(data: &Path) -> ServeOptions {
         tls: None,
         insecure: false,
         max_connections: 64,
+        cluster_token_file: None,
     }
 }
 

@@ -2,6 +2,7 @@
 
 mod bad_input;
 mod cluster;
+mod cluster_secret;
 mod evaluate;
 mod fuzz;
 mod join_order;

@@ -10,8 +10,10 @@ use ballista_executor::executor_process::{ExecutorProcessConfig, start_executor_
 use ballista_executor::health::ExecutorHealth;
 use datafusion::common::{DataFusionError, Result};
 
+use super::member_port::{serve_member_port, served_by_member_port};
 use super::placement::GPU_EXECUTOR_PREFIX;
 use super::scheduler::ballista_error;
+use super::secret::ClusterSecret;
 use super::shares::{ShareStore, bind_shares, default_training_memory, serve_shares};
 use super::task_stop::StoppingEngine;
 use super::{advertised_host, free_port, parse_bind};
@@ -50,6 +52,10 @@ pub struct ExecutorOptions {
     /// Bytes the training rows kept here may take together. `None`: half of
     /// the machine's memory.
     pub training_memory: Option<usize>,
+    /// The cluster secret: when set, every call in or out is TLS between
+    /// members, and the task port listens on loopback only behind the Flight
+    /// port (see member_port.rs).
+    pub secret: Option<Arc<ClusterSecret>>,
 }
 
 impl Default for ExecutorOptions {
@@ -67,6 +73,7 @@ impl Default for ExecutorOptions {
             advertise_gpu: None,
             training_port: 0,
             training_memory: None,
+            secret: None,
         }
     }
 }
@@ -99,8 +106,14 @@ pub async fn run_executor(
     } else {
         options.port
     };
+    // With a cluster secret, Ballista's task service listens on loopback only
+    // and is reached through the Flight port (member_port.rs).
+    let task_ip = match options.secret {
+        Some(_) => std::net::IpAddr::from([127, 0, 0, 1]),
+        None => ip,
+    };
     let grpc_port = if options.grpc_port == 0 {
-        free_port(ip)?
+        free_port(task_ip)?
     } else {
         options.grpc_port
     };
@@ -114,7 +127,11 @@ pub async fn run_executor(
             .training_memory
             .unwrap_or_else(default_training_memory),
     ));
-    let training_service = tokio::spawn(serve_shares(training_listener, shares.clone()));
+    let training_service = tokio::spawn(serve_shares(
+        training_listener,
+        shares.clone(),
+        options.secret.clone(),
+    ));
 
     // Keep an owned temporary directory alive for the executor's whole life, so
     // its shuffle files are removed when it stops.
@@ -154,9 +171,10 @@ pub async fn run_executor(
         default_id
     };
 
+    let secret = options.secret.clone();
     let config = ExecutorProcessConfig {
         executor_id,
-        bind_host: ip.to_string(),
+        bind_host: task_ip.to_string(),
         external_host: Some(host.clone()),
         port,
         grpc_port,
@@ -164,7 +182,7 @@ pub async fn run_executor(
         scheduler_port: options.scheduler_port,
         scheduler_connect_timeout_seconds: 10,
         vcores: options.slots,
-        work_dir: Some(work_dir_text),
+        work_dir: Some(work_dir_text.clone()),
         print_thread_info: false,
         executor_heartbeat_interval_seconds: options.heartbeat_seconds,
         job_data_clean_up_interval_seconds: 300,
@@ -175,7 +193,14 @@ pub async fn run_executor(
         // Every task can reach this executor's training shares.
         override_config_producer: Some(Arc::new({
             let shares = shares.clone();
-            move || cluster_config().with_extension(shares.clone())
+            let secret = secret.clone();
+            move || {
+                let config = cluster_config().with_extension(shares.clone());
+                match &secret {
+                    Some(secret) => secret.secure_config(config),
+                    None => config,
+                }
+            }
         })),
         override_runtime_producer: Some(Arc::new(move |_config| {
             ember_runtime_env(Some(&spill_dir))
@@ -187,7 +212,28 @@ pub async fn run_executor(
         override_execution_engine: Some(Arc::new(StoppingEngine::new(
             ExecutorProcessConfig::default().client_ttl,
         ))),
+        override_arrow_flight_service: secret.as_ref().map(|_| served_by_member_port()),
+        override_create_grpc_client_endpoint: options
+            .secret
+            .as_ref()
+            .map(|s| s.endpoint_override()),
         ..ExecutorProcessConfig::default()
+    };
+
+    let member_port = match &options.secret {
+        Some(secret) => {
+            let address = std::net::SocketAddr::new(ip, port);
+            let listener = tokio::net::TcpListener::bind(address).await.map_err(|e| {
+                DataFusionError::Execution(format!("cannot listen on {address}: {e}"))
+            })?;
+            Some(serve_member_port(
+                listener,
+                work_dir_text.clone(),
+                grpc_port,
+                secret.clone(),
+            ))
+        }
+        None => None,
     };
 
     let ready = ReadyExecutor {
@@ -205,6 +251,9 @@ pub async fn run_executor(
         .map_err(ballista_error);
     watcher.abort();
     training_service.abort();
+    if let Some(member_port) = member_port {
+        member_port.abort();
+    }
     drop(temp_dir);
     result
 }

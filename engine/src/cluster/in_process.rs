@@ -10,6 +10,7 @@ use datafusion::common::{DataFusionError, Result};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
+use super::secret::ClusterSecret;
 use super::{
     ExecutorOptions, SchedulerHandle, SchedulerOptions, ShareStore, run_executor, start_scheduler,
 };
@@ -28,6 +29,7 @@ pub struct InProcessCluster {
     executors: Vec<JoinHandle<Result<()>>>,
     executor_addresses: Vec<String>,
     shares: Vec<Arc<ShareStore>>,
+    secret: Option<Arc<ClusterSecret>>,
 }
 
 impl InProcessCluster {
@@ -41,7 +43,7 @@ impl InProcessCluster {
     /// GPU as the entry says (`None`: probe; see
     /// [`ExecutorOptions::advertise_gpu`]), so placement can be tested anywhere.
     pub async fn start_labelled(gpus: &[Option<bool>], slots: usize) -> Result<Self> {
-        Self::start_with(gpus, slots, None).await
+        Self::start_with(gpus, slots, None, None).await
     }
 
     /// Starts `executors` executors whose kept training rows may take at most
@@ -51,13 +53,24 @@ impl InProcessCluster {
         slots: usize,
         training_memory: usize,
     ) -> Result<Self> {
-        Self::start_with(&vec![None; executors], slots, Some(training_memory)).await
+        Self::start_with(&vec![None; executors], slots, Some(training_memory), None).await
+    }
+
+    /// Starts `executors` executors that, with the scheduler and
+    /// [`Self::context`]'s clients, talk only to members holding `secret`.
+    pub async fn start_with_secret(
+        executors: usize,
+        slots: usize,
+        secret: Arc<ClusterSecret>,
+    ) -> Result<Self> {
+        Self::start_with(&vec![None; executors], slots, None, Some(secret)).await
     }
 
     async fn start_with(
         gpus: &[Option<bool>],
         slots: usize,
         training_memory: Option<usize>,
+        secret: Option<Arc<ClusterSecret>>,
     ) -> Result<Self> {
         let executors = gpus.len();
         if executors == 0 {
@@ -67,6 +80,7 @@ impl InProcessCluster {
         }
         let scheduler = start_scheduler(&SchedulerOptions {
             port: 0,
+            secret: secret.clone(),
             ..SchedulerOptions::default()
         })
         .await?;
@@ -79,6 +93,7 @@ impl InProcessCluster {
                 slots,
                 advertise_gpu,
                 training_memory,
+                secret: secret.clone(),
                 ..ExecutorOptions::default()
             };
             let ready_tx = ready_tx.clone();
@@ -97,11 +112,21 @@ impl InProcessCluster {
                     shares.push(ready.shares);
                 }
                 Ok(None) | Err(_) => {
+                    // Why one stopped, when one did.
+                    let mut why = String::new();
+                    for handle in handles.iter_mut() {
+                        if handle.is_finished()
+                            && let Ok(Err(e)) = handle.await
+                        {
+                            why = format!(": {e}");
+                            break;
+                        }
+                    }
                     for handle in &handles {
                         handle.abort();
                     }
                     return Err(DataFusionError::Execution(format!(
-                        "only {} of {executors} executors registered with the scheduler",
+                        "only {} of {executors} executors registered with the scheduler{why}",
                         executor_addresses.len()
                     )));
                 }
@@ -112,6 +137,7 @@ impl InProcessCluster {
             executors: handles,
             executor_addresses,
             shares,
+            secret,
         })
     }
 
@@ -143,9 +169,9 @@ impl InProcessCluster {
         all
     }
 
-    /// A client context on this cluster.
+    /// A client context on this cluster (a member, when it has a secret).
     pub async fn context(&self) -> Result<EmberContext> {
-        EmberContext::remote(&self.url()).await
+        EmberContext::remote_with_secret(&self.url(), self.secret.clone()).await
     }
 }
 

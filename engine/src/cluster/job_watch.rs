@@ -23,10 +23,11 @@ use ballista_core::serde::protobuf::scheduler_grpc_server::SchedulerGrpc;
 use ballista_core::serde::protobuf::{
     CancelJobParams, CancelJobResult, CleanJobDataParams, CleanJobDataResult,
     CreateUpdateSessionParams, CreateUpdateSessionResult, ExecuteQueryParams, ExecuteQueryResult,
-    ExecutorStoppedParams, ExecutorStoppedResult, GetJobMetricsParams, GetJobMetricsResult,
-    GetJobStatusParams, GetJobStatusResult, HeartBeatParams, HeartBeatResult, PollWorkParams,
-    PollWorkResult, RegisterExecutorParams, RegisterExecutorResult, RemoveSessionParams,
-    RemoveSessionResult, UpdateTaskStatusParams, UpdateTaskStatusResult, job_status,
+    ExecutorRegistration, ExecutorStoppedParams, ExecutorStoppedResult, GetJobMetricsParams,
+    GetJobMetricsResult, GetJobStatusParams, GetJobStatusResult, HeartBeatParams, HeartBeatResult,
+    PollWorkParams, PollWorkResult, RegisterExecutorParams, RegisterExecutorResult,
+    RemoveSessionParams, RemoveSessionResult, UpdateTaskStatusParams, UpdateTaskStatusResult,
+    job_status,
 };
 use ballista_scheduler::scheduler_server::SchedulerServer;
 use datafusion_proto::protobuf::{LogicalPlanNode, PhysicalPlanNode};
@@ -47,12 +48,30 @@ const CANCEL_PATIENCE: Duration = Duration::from_secs(600);
 #[derive(Clone)]
 pub struct WatchingScheduler {
     inner: Arc<Scheduler>,
+    tasks_at_flight_port: bool,
 }
 
 impl WatchingScheduler {
     pub fn new(inner: Scheduler) -> Self {
         Self {
             inner: Arc::new(inner),
+            tasks_at_flight_port: false,
+        }
+    }
+
+    /// Pushes tasks to each executor's Flight port instead of the task port it
+    /// registers: with a cluster secret, Ballista's task service listens on
+    /// loopback only, reached through the executor's TLS port (executor.rs).
+    pub fn with_tasks_at_flight_port(mut self, yes: bool) -> Self {
+        self.tasks_at_flight_port = yes;
+        self
+    }
+
+    fn route_tasks(&self, metadata: Option<&mut ExecutorRegistration>) {
+        if self.tasks_at_flight_port
+            && let Some(metadata) = metadata
+        {
+            metadata.grpc_port = metadata.port;
         }
     }
 }
@@ -79,15 +98,17 @@ impl SchedulerGrpc for WatchingScheduler {
 
     async fn register_executor(
         &self,
-        request: Request<RegisterExecutorParams>,
+        mut request: Request<RegisterExecutorParams>,
     ) -> Result<Response<RegisterExecutorResult>, Status> {
+        self.route_tasks(request.get_mut().metadata.as_mut());
         SchedulerGrpc::register_executor(self.inner.as_ref(), request).await
     }
 
     async fn heart_beat_from_executor(
         &self,
-        request: Request<HeartBeatParams>,
+        mut request: Request<HeartBeatParams>,
     ) -> Result<Response<HeartBeatResult>, Status> {
+        self.route_tasks(request.get_mut().metadata.as_mut());
         SchedulerGrpc::heart_beat_from_executor(self.inner.as_ref(), request).await
     }
 

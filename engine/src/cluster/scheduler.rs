@@ -18,6 +18,7 @@ use tonic::transport::server::TcpIncoming;
 
 use super::job_watch::WatchingScheduler;
 use super::placement::BindingPolicy;
+use super::secret::ClusterSecret;
 use super::{advertised_host, parse_bind};
 use crate::codec::{EmberLogicalCodec, EmberPhysicalCodec};
 use crate::session::{MAX_MESSAGE_BYTES, cluster_config, scheduler_session_state};
@@ -37,6 +38,9 @@ pub struct SchedulerOptions {
     /// how long a query waits on one; executors beat every
     /// [`super::ExecutorOptions::heartbeat_seconds`], well inside it.
     pub executor_timeout_seconds: u64,
+    /// The cluster secret: when set, every call in or out is TLS between
+    /// members (see [`ClusterSecret`]).
+    pub secret: Option<Arc<ClusterSecret>>,
 }
 
 impl Default for SchedulerOptions {
@@ -46,6 +50,7 @@ impl Default for SchedulerOptions {
             port: 50050,
             external_host: None,
             executor_timeout_seconds: 15,
+            secret: None,
         }
     }
 }
@@ -114,11 +119,20 @@ pub async fn start_scheduler(options: &SchedulerOptions) -> Result<SchedulerHand
         .clone()
         .unwrap_or_else(|| advertised_host(ip));
 
+    let secret = options.secret.clone();
     let mut config = SchedulerConfig::default()
         .with_hostname(host.clone())
         .with_port(address.port())
-        .with_override_config_producer(Arc::new(cluster_config))
+        .with_override_config_producer(Arc::new(move || match &secret {
+            Some(secret) => secret.secure_config(cluster_config()),
+            None => cluster_config(),
+        }))
         .with_override_session_builder(Arc::new(scheduler_session_state));
+    if let Some(secret) = &options.secret {
+        config = config
+            .with_use_tls(true)
+            .with_override_create_grpc_client_endpoint(secret.endpoint_override());
+    }
     config.bind_host = ip.to_string();
     config.override_logical_codec = Some(Arc::new(EmberLogicalCodec::default()));
     config.override_physical_codec = Some(Arc::new(EmberPhysicalCodec::default()));
@@ -142,7 +156,7 @@ pub async fn start_scheduler(options: &SchedulerOptions) -> Result<SchedulerHand
         create_scheduler::<LogicalPlanNode, PhysicalPlanNode>(cluster, Arc::new(config))
             .await
             .map_err(ballista_error)?;
-    let server = tokio::spawn(serve(listener, scheduler));
+    let server = tokio::spawn(serve(listener, scheduler, options.secret.clone()));
     Ok(SchedulerHandle {
         address,
         host,
@@ -165,12 +179,16 @@ const KEEPALIVE_RETRIES: u32 = 2;
 
 /// Serves Ballista's scheduler API (what `start_grpc_service_with_listener` does
 /// for it, less its optional REST, Flight SQL and health routes, which ember
-/// builds without), with jobs cancelled when their client goes away.
+/// builds without), with jobs cancelled when their client goes away. With a
+/// cluster secret only members get in, and executors are told to be reached
+/// for tasks at their TLS port (see `executor.rs`).
 async fn serve(
     listener: tokio::net::TcpListener,
     scheduler: SchedulerServer<LogicalPlanNode, PhysicalPlanNode>,
+    secret: Option<Arc<ClusterSecret>>,
 ) -> std::result::Result<(), tonic::transport::Error> {
-    let service = SchedulerGrpcServer::new(WatchingScheduler::new(scheduler))
+    let watching = WatchingScheduler::new(scheduler).with_tasks_at_flight_port(secret.is_some());
+    let service = SchedulerGrpcServer::new(watching)
         .max_encoding_message_size(MAX_MESSAGE_BYTES)
         .max_decoding_message_size(MAX_MESSAGE_BYTES);
     let incoming = TcpIncoming::from(listener)
@@ -178,7 +196,11 @@ async fn serve(
         .with_keepalive(Some(KEEPALIVE_IDLE))
         .with_keepalive_interval(Some(KEEPALIVE_INTERVAL))
         .with_keepalive_retries(Some(KEEPALIVE_RETRIES));
-    Server::builder()
+    let mut builder = Server::builder();
+    if let Some(secret) = &secret {
+        builder = builder.tls_config(secret.server_tls())?;
+    }
+    builder
         .layer(InterceptorLayer::new(remote_address))
         .add_service(service)
         .serve_with_incoming(incoming)

@@ -32,6 +32,7 @@ use super::keep::{KeepRowsNode, KeepSpec};
 use super::tree_recovery::RecoveringRows;
 use super::wire::{self, RELEASE, ROUND, ReleaseRequest, RoundRequest, SAMPLE, SampleRequest};
 use crate::cluster::fault::{Fault, RUN_ATTEMPTS, cluster_retry};
+use crate::cluster::secret::ClusterSecret;
 use crate::config::EmberConfig;
 use crate::session::MAX_MESSAGE_BYTES;
 
@@ -144,7 +145,8 @@ impl KeptRows {
             })
             .await?;
         self.note(WorkKind::Keep, keep_reports(&batches, started.elapsed()));
-        let placement = connect(spec.training, &batches).await?;
+        let secret = ClusterSecret::of(self.ctx.state().config());
+        let placement = connect(spec.training, &batches, secret.as_deref()).await?;
         log::info!(
             "training {}: {} bytes kept on {} executors",
             placement.training,
@@ -306,7 +308,11 @@ fn keep_reports(batches: &[RecordBatch], elapsed: Duration) -> Vec<WorkReport> {
 }
 
 /// The placement the keep job's rows describe, with a client per executor.
-async fn connect(training: String, batches: &[RecordBatch]) -> Result<Placement> {
+async fn connect(
+    training: String,
+    batches: &[RecordBatch],
+    secret: Option<&ClusterSecret>,
+) -> Result<Placement> {
     let mut by_endpoint: BTreeMap<String, Vec<u32>> = BTreeMap::new();
     let mut bytes = 0;
     let mut rows = 0;
@@ -334,10 +340,16 @@ async fn connect(training: String, batches: &[RecordBatch]) -> Result<Placement>
     }
     let mut holders = Vec::with_capacity(by_endpoint.len());
     for (endpoint, partitions) in by_endpoint {
-        let channel = Channel::from_shared(format!("http://{endpoint}"))
+        let mut channel = Channel::from_shared(format!("http://{endpoint}"))
             .map_err(|e| DataFusionError::Execution(format!("bad share endpoint {endpoint}: {e}")))?
             .connect_timeout(CONNECT_TIMEOUT)
-            .tcp_nodelay(true)
+            .tcp_nodelay(true);
+        if let Some(secret) = secret {
+            channel = secret
+                .secure(channel)
+                .map_err(|e| unreachable_at(&endpoint, e))?;
+        }
+        let channel = channel
             .connect()
             .await
             .map_err(|e| unreachable_at(&endpoint, e))?;

@@ -20,6 +20,7 @@ use datafusion::common::{DataFusionError, Result};
 use ember_ml_ops::hashing::row_hashes;
 
 use crate::cluster::fault::Fault;
+use crate::cluster::secret::ClusterSecret;
 use ember_ml_ops::kernels::feature_rows;
 use ember_ml_ops::models::TrainRoundFunc;
 use futures::stream::BoxStream;
@@ -39,10 +40,11 @@ use crate::session::MAX_MESSAGE_BYTES;
 const EXPIRY_CHECK: Duration = Duration::from_secs(1);
 
 /// Serves `store` on `listener` until the task is dropped, and frees expired
-/// leases meanwhile.
+/// leases meanwhile; to members only when the cluster has a secret.
 pub async fn serve_shares(
     listener: tokio::net::TcpListener,
     store: Arc<ShareStore>,
+    secret: Option<Arc<ClusterSecret>>,
 ) -> std::result::Result<(), tonic::transport::Error> {
     let expiry = {
         let store = store.clone();
@@ -60,7 +62,11 @@ pub async fn serve_shares(
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
     let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
-    let served = tonic::transport::Server::builder()
+    let mut builder = tonic::transport::Server::builder();
+    if let Some(secret) = &secret {
+        builder = builder.tls_config(secret.server_tls())?;
+    }
+    let served = builder
         .add_service(service)
         .serve_with_incoming(incoming)
         .await;
