@@ -239,7 +239,8 @@ pub struct ExecutorArgs {
     /// Port of the shuffle service (0 picks a free one).
     #[arg(long, default_value_t = 0)]
     pub port: u16,
-    /// Port the scheduler pushes tasks to (0 picks a free one).
+    /// Port the scheduler pushes tasks to (0 picks a free one). With a cluster secret it
+    /// listens on loopback only, and tasks come through --port over TLS.
     #[arg(long, default_value_t = 0)]
     pub grpc_port: u16,
     /// Host name others reach this executor by (default: the bind address).

@@ -457,41 +457,25 @@ fn a_cluster_with_a_secret_serves_only_its_holders() {
             use arrow_flight::flight_service_client::FlightServiceClient;
             use ballista_core::serde::protobuf::GetJobStatusParams;
             use ballista_core::serde::protobuf::scheduler_grpc_client::SchedulerGrpcClient;
-            let to_scheduler = SchedulerGrpcClient::new(channel(&scheduler, who))
+            use ember_engine::cluster::{cluster_endpoint, reached_handler};
+            let channel = |address: &str| cluster_endpoint(address, who).unwrap().connect_lazy();
+            let to_scheduler = SchedulerGrpcClient::new(channel(&scheduler))
                 .get_job_status(GetJobStatusParams {
                     job_id: "none".into(),
                 })
                 .await;
-            let to_executor = FlightServiceClient::new(channel(&executor, who))
+            let to_executor = FlightServiceClient::new(channel(&executor))
                 .list_actions(arrow_flight::Empty {})
                 .await;
-            (got_in(to_scheduler), got_in(to_executor))
+            (
+                reached_handler(&to_scheduler),
+                reached_handler(&to_executor),
+            )
         });
         assert_eq!(to_scheduler, member, "{name}: the scheduler");
         assert_eq!(to_executor, member, "{name}: executor Flight at {executor}");
     }
     assert!(cluster.stop().success());
-}
-
-/// A lazy channel to `address`, in plain text or as a holder of `secret`.
-fn channel(
-    address: &str,
-    secret: Option<&ember_engine::cluster::ClusterSecret>,
-) -> tonic::transport::Channel {
-    let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{address}")).unwrap();
-    match secret {
-        Some(secret) => secret.secure(endpoint).unwrap().connect_lazy(),
-        None => endpoint.connect_lazy(),
-    }
-}
-
-/// Whether a call reached its handler: an answer, or a status the handler
-/// made (one made by the transport carries its cause).
-fn got_in<T>(result: Result<T, tonic::Status>) -> bool {
-    match result {
-        Ok(_) => true,
-        Err(status) => std::error::Error::source(&status).is_none(),
-    }
 }
 
 /// The `f0,...,f{n-1}` column list.

@@ -116,18 +116,25 @@ fn the_readme_python_example_runs() {
 }
 
 /// `ember serve --master`: the same answers from a cluster, and a killed
-/// client's job stops on the executors.
+/// client's job stops on the executors. The cluster has a secret (from
+/// `EMBER_CLUSTER_TOKEN`, which the server and `ember sql` inherit), so the
+/// server is a member over TLS; open clusters are covered everywhere else.
 #[test]
 fn on_a_cluster_answers_match_and_killed_clients_stop_their_jobs() {
     if !adbc_available() {
         return;
     }
     let work = tempfile::tempdir().unwrap();
-    let cluster = ClusterUp::start(work.path(), &[]);
+    let secret = (
+        "EMBER_CLUSTER_TOKEN",
+        "serve-test-secret-0123456789abcdef".to_string(),
+    );
+    let cluster = ClusterUp::start(work.path(), std::slice::from_ref(&secret));
     let pids = cluster.pids.iter().map(i32::to_string).collect::<Vec<_>>();
     let env = [
         ("EMBER_MASTER", cluster.url.clone()),
         ("EMBER_CLUSTER_PIDS", pids.join(" ")),
+        secret,
     ];
     python_case("tpch", &env);
     python_case("killed_client", &env);

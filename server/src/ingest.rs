@@ -205,7 +205,9 @@ fn no_rows() -> Status {
     Status::invalid_argument("ingest sent no rows; a table needs at least one batch")
 }
 
-/// Writes every batch to `file` as Parquet; returns the rows written.
+/// Writes every batch to `file` as Parquet; returns the rows written. Encoding
+/// and file writes run on tokio's blocking threads, one batch at a time, so the
+/// runtime's threads keep serving other connections meanwhile.
 async fn write_parquet<S>(
     name: &str,
     file: &Path,
@@ -222,22 +224,29 @@ where
     let mut rows = 0;
     while let Some(batch) = batches.next().await {
         let batch = checked(name, batch, expected)?;
-        if writer.is_none() {
-            let out = std::fs::File::create(file).map_err(|e| io(&e))?;
-            writer = Some(ArrowWriter::try_new(out, batch.schema(), None).map_err(|e| io(&e))?);
-        }
-        if let Some(writer) = writer.as_mut() {
-            writer.write(&batch).map_err(|e| io(&e))?;
-        }
         rows += batch.num_rows();
+        let (open, path) = (writer.take(), file.to_path_buf());
+        let written = tokio::task::spawn_blocking(move || {
+            let mut writer = match open {
+                Some(writer) => writer,
+                None => {
+                    let out = std::fs::File::create(&path).map_err(|e| e.to_string())?;
+                    ArrowWriter::try_new(out, batch.schema(), None).map_err(|e| e.to_string())?
+                }
+            };
+            writer.write(&batch).map_err(|e| e.to_string())?;
+            Ok::<_, String>(writer)
+        })
+        .await
+        .map_err(|e| io(&e))?;
+        writer = Some(written.map_err(|e| io(&e))?);
     }
-    match writer {
-        Some(writer) => {
-            writer.close().map_err(|e| io(&e))?;
-            Ok(rows)
-        }
-        None => Err(no_rows()),
-    }
+    let writer = writer.ok_or_else(no_rows)?;
+    tokio::task::spawn_blocking(move || writer.close().map(|_| ()))
+        .await
+        .map_err(|e| io(&e))?
+        .map_err(|e| io(&e))?;
+    Ok(rows)
 }
 
 /// A Parquet file written beside the tables, hidden (a dot name, which

@@ -11,29 +11,16 @@ use ballista_core::serde::protobuf::executor_grpc_client::ExecutorGrpcClient;
 use ballista_core::serde::protobuf::scheduler_grpc_client::SchedulerGrpcClient;
 use ballista_core::serde::protobuf::{CancelTasksParams, GetJobStatusParams};
 use ember_engine::EmberContext;
-use ember_engine::cluster::{ClusterSecret, InProcessCluster};
+use ember_engine::cluster::{ClusterSecret, InProcessCluster, cluster_endpoint, reached_handler};
 use ember_tests::{ml_client, to_text, tpch_data, tpch_query};
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 
 const TOKEN: &str = "test-cluster-secret-0123456789abcdef";
 const OTHER_TOKEN: &str = "some-other-secret-0123456789abcdef";
 
 /// A channel to `address` as `who` calls: in plain text, or as a holder of a secret.
 fn channel(address: &str, who: Option<&ClusterSecret>) -> Channel {
-    let endpoint = Endpoint::from_shared(format!("http://{address}")).unwrap();
-    match who {
-        Some(secret) => secret.secure(endpoint).unwrap().connect_lazy(),
-        None => endpoint.connect_lazy(),
-    }
-}
-
-/// Whether a call reached its handler: an answer, or an error the handler
-/// made (a transport failure carries its cause; a handler's status does not).
-fn got_in<T>(result: Result<T, tonic::Status>) -> bool {
-    match result {
-        Ok(_) => true,
-        Err(status) => std::error::Error::source(&status).is_none(),
-    }
+    cluster_endpoint(address, who).unwrap().connect_lazy()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -101,13 +88,13 @@ async fn only_holders_of_the_secret_reach_the_cluster() {
                 job_id: "none".into(),
             })
             .await;
-        assert_eq!(got_in(status), member, "{name} caller, scheduler");
+        assert_eq!(reached_handler(&status), member, "{name} caller, scheduler");
         for address in cluster.executor_addresses() {
             let actions = FlightServiceClient::new(channel(address, who))
                 .list_actions(Empty {})
                 .await;
             assert_eq!(
-                got_in(actions),
+                reached_handler(&actions),
                 member,
                 "{name} caller, Flight at {address}"
             );
@@ -115,7 +102,7 @@ async fn only_holders_of_the_secret_reach_the_cluster() {
                 .cancel_tasks(CancelTasksParams { task_infos: vec![] })
                 .await;
             assert_eq!(
-                got_in(cancelled),
+                reached_handler(&cancelled),
                 member,
                 "{name} caller, tasks at {address}"
             );

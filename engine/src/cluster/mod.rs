@@ -39,7 +39,7 @@ pub use merge_limit::KeepMergeLimits;
 pub use placement::{BindingPolicy, GPU_EXECUTOR_PREFIX, is_gpu_executor, wants_gpu};
 pub use refused::RefusedExec;
 pub use scheduler::{SchedulerHandle, SchedulerOptions, start_scheduler};
-pub use secret::{CLUSTER_TOKEN_ENV, ClusterSecret};
+pub use secret::{CLUSTER_TOKEN_ENV, ClusterSecret, cluster_endpoint, reached_handler};
 pub(crate) use shares::KeepRowsExtension;
 pub use shares::{ClusterKeeper, KeepRowsExec, KeepRowsNode, ShareStore, decode_spec, encode_spec};
 pub use shuffle_order::SortAfterShuffle;

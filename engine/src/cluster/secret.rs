@@ -180,6 +180,30 @@ impl ClusterSecret {
     }
 }
 
+/// An endpoint for `address` (`HOST:PORT`) of a cluster: plain, or over TLS
+/// as a member when `secret` is given.
+pub fn cluster_endpoint(
+    address: &str,
+    secret: Option<&ClusterSecret>,
+) -> std::result::Result<Endpoint, BoxError> {
+    let endpoint =
+        Endpoint::from_shared(format!("http://{address}"))?.connect_timeout(CONNECT_TIMEOUT);
+    match secret {
+        Some(secret) => secret.secure(endpoint),
+        None => Ok(endpoint),
+    }
+}
+
+/// Whether a call reached the service's handler: an answer, or a status the
+/// handler made. A status made by the transport (a refused handshake, a reset
+/// connection) carries its cause; a handler's does not.
+pub fn reached_handler<T>(result: &std::result::Result<T, tonic::Status>) -> bool {
+    match result {
+        Ok(_) => true,
+        Err(status) => std::error::Error::source(status).is_none(),
+    }
+}
+
 /// Makes one call to the scheduler at `host:port`, so that a client whose
 /// secret does not match the cluster's fails at once with a line that says so,
 /// instead of a transport error at its first query.
@@ -204,14 +228,8 @@ pub(crate) async fn check_accepted(
             "the scheduler at df://{host}:{port} refused this client ({hint}): {why}"
         ))
     };
-    let mut endpoint = Endpoint::from_shared(format!("http://{host}:{port}"))
-        .map_err(|e| refused(e.to_string()))?
-        .connect_timeout(CONNECT_TIMEOUT);
-    if let Some(secret) = secret {
-        endpoint = secret
-            .secure(endpoint)
-            .map_err(|e| refused(e.to_string()))?;
-    }
+    let endpoint =
+        cluster_endpoint(&format!("{host}:{port}"), secret).map_err(|e| refused(e.to_string()))?;
     let channel = endpoint
         .connect()
         .await
@@ -219,16 +237,14 @@ pub(crate) async fn check_accepted(
     let probe = GetJobStatusParams {
         job_id: "ember-connection-check".into(),
     };
-    match SchedulerGrpcClient::new(channel)
+    let answer = SchedulerGrpcClient::new(channel)
         .get_job_status(probe)
-        .await
-    {
-        // Any answer from a handler, an error included, means the call got in.
-        Ok(_) => Ok(()),
-        // A status made by the transport carries its cause; a handler's does not.
-        Err(status) if std::error::Error::source(&status).is_none() => Ok(()),
-        Err(status) => Err(refused(source_chain(&status))),
+        .await;
+    if reached_handler(&answer) {
+        return Ok(());
     }
+    let why = answer.err().map(|s| source_chain(&s)).unwrap_or_default();
+    Err(refused(why))
 }
 
 /// An error and its causes on one line (tonic's transport errors say little

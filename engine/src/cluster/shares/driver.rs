@@ -32,7 +32,7 @@ use super::keep::{KeepRowsNode, KeepSpec};
 use super::tree_recovery::RecoveringRows;
 use super::wire::{self, RELEASE, ROUND, ReleaseRequest, RoundRequest, SAMPLE, SampleRequest};
 use crate::cluster::fault::{Fault, RUN_ATTEMPTS, cluster_retry};
-use crate::cluster::secret::ClusterSecret;
+use crate::cluster::secret::{ClusterSecret, cluster_endpoint};
 use crate::config::EmberConfig;
 use crate::session::MAX_MESSAGE_BYTES;
 
@@ -340,16 +340,10 @@ async fn connect(
     }
     let mut holders = Vec::with_capacity(by_endpoint.len());
     for (endpoint, partitions) in by_endpoint {
-        let mut channel = Channel::from_shared(format!("http://{endpoint}"))
+        let channel = cluster_endpoint(&endpoint, secret)
             .map_err(|e| DataFusionError::Execution(format!("bad share endpoint {endpoint}: {e}")))?
             .connect_timeout(CONNECT_TIMEOUT)
-            .tcp_nodelay(true);
-        if let Some(secret) = secret {
-            channel = secret
-                .secure(channel)
-                .map_err(|e| unreachable_at(&endpoint, e))?;
-        }
-        let channel = channel
+            .tcp_nodelay(true)
             .connect()
             .await
             .map_err(|e| unreachable_at(&endpoint, e))?;
