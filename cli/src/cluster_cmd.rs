@@ -280,10 +280,15 @@ fn last_error_line(log: &Path) -> String {
 /// Waits for Ctrl-C or SIGTERM, reporting processes that exit on their own. The
 /// cluster keeps running without a lost executor; without its scheduler it stops.
 async fn watch(members: &mut [Member]) -> Result<()> {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    use tokio::signal::unix::{SignalKind, signal};
+    // Both listeners live for the whole loop: one made anew each turn (as
+    // `ctrl_c()` is) misses a signal that comes between two turns, and the
+    // cluster then runs on after Ctrl-C.
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    let mut term = signal(SignalKind::terminate())?;
     loop {
         tokio::select! {
-            _ = tokio::signal::ctrl_c() => return Ok(()),
+            _ = interrupt.recv() => return Ok(()),
             _ = term.recv() => return Ok(()),
             _ = tokio::time::sleep(Duration::from_millis(200)) => {}
         }

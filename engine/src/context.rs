@@ -247,10 +247,7 @@ impl EmberContext {
         let (host, port) = parse_scheduler_url(url)?;
         check_reachable(&host, port).await?;
         check_accepted(&host, port, secret.as_deref()).await?;
-        let config = match &secret {
-            Some(secret) => secret.secure_config(cluster_config()),
-            None => cluster_config(),
-        };
+        let config = ClusterSecret::secure_config(secret.as_ref(), cluster_config());
         let state = ember_session_state(config)?;
         let ctx = SessionContext::remote_with_state(&format!("df://{host}:{port}"), state)
             .await?

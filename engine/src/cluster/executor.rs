@@ -196,10 +196,7 @@ pub async fn run_executor(
             let secret = secret.clone();
             move || {
                 let config = cluster_config().with_extension(shares.clone());
-                match &secret {
-                    Some(secret) => secret.secure_config(config),
-                    None => config,
-                }
+                ClusterSecret::secure_config(secret.as_ref(), config)
             }
         })),
         override_runtime_producer: Some(Arc::new(move |_config| {

@@ -123,9 +123,8 @@ pub async fn start_scheduler(options: &SchedulerOptions) -> Result<SchedulerHand
     let mut config = SchedulerConfig::default()
         .with_hostname(host.clone())
         .with_port(address.port())
-        .with_override_config_producer(Arc::new(move || match &secret {
-            Some(secret) => secret.secure_config(cluster_config()),
-            None => cluster_config(),
+        .with_override_config_producer(Arc::new(move || {
+            ClusterSecret::secure_config(secret.as_ref(), cluster_config())
         }))
         .with_override_session_builder(Arc::new(scheduler_session_state));
     if let Some(secret) = &options.secret {

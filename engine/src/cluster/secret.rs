@@ -159,9 +159,17 @@ impl ClusterSecret {
     }
 
     /// `config` with every Ballista channel it opens (scheduler, shuffle and
-    /// result fetches) over TLS as a member, and this secret for ember's own
-    /// channels (training rounds) to find.
-    pub fn secure_config(self: &Arc<Self>, config: SessionConfig) -> SessionConfig {
+    /// result fetches) over TLS as a member of the cluster that holds `secret`,
+    /// and the secret for ember's own channels (training rounds) to find;
+    /// `config` as it is without one.
+    pub fn secure_config(secret: Option<&Arc<Self>>, config: SessionConfig) -> SessionConfig {
+        let Some(secret) = secret else {
+            return config;
+        };
+        secret.secured(config)
+    }
+
+    fn secured(self: &Arc<Self>, config: SessionConfig) -> SessionConfig {
         config
             .with_ballista_use_tls(true)
             .with_ballista_override_create_grpc_client_endpoint(self.endpoint_override())
