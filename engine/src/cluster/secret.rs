@@ -251,7 +251,14 @@ pub(crate) async fn check_accepted(
     if reached_handler(&answer) {
         return Ok(());
     }
-    let why = answer.err().map(|s| source_chain(&s)).unwrap_or_default();
+    // A status shows its cause's debug form; its message and causes read better.
+    let why = answer
+        .err()
+        .map(|status| match std::error::Error::source(&status) {
+            Some(cause) => format!("{}: {}", status.message(), source_chain(cause)),
+            None => status.message().to_string(),
+        })
+        .unwrap_or_default();
     Err(refused(why))
 }
 
@@ -261,8 +268,11 @@ fn source_chain(error: &(dyn std::error::Error + 'static)) -> String {
     let mut text = error.to_string();
     let mut cause = error.source();
     while let Some(e) = cause {
-        text.push_str(": ");
-        text.push_str(&e.to_string());
+        let more = e.to_string();
+        if !text.contains(&more) {
+            text.push_str(": ");
+            text.push_str(&more);
+        }
         cause = e.source();
     }
     text
