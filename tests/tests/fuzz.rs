@@ -16,6 +16,7 @@ const QUERIES: u64 = 40;
 async fn cluster_answers_equal_embedded_ones_on_random_queries() {
     let options = FuzzOptions {
         seed: 12,
+        first: 0,
         queries: QUERIES,
         partitions: vec![1, 2, 3, 8],
         planners: vec![Planner::Static, Planner::SortMerge, Planner::Broadcast],

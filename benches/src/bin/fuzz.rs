@@ -5,6 +5,7 @@
 //! ```text
 //! cargo run --release -p ember-benches --bin fuzz -- --seed 1 --queries 500
 //! cargo run --release -p ember-benches --bin fuzz -- --seed 1 --queries 200 --planners static
+//! cargo run --release -p ember-benches --bin fuzz -- --seed 7 --first 95 --queries 1 --show
 //! ```
 //!
 //! Exits non-zero when the static planner (ember's) disagrees with the embedded
@@ -27,6 +28,9 @@ struct Args {
     /// Queries to generate.
     #[arg(long, default_value_t = 200)]
     queries: u64,
+    /// The number of the first query: a run can resume where another stopped.
+    #[arg(long, default_value_t = 0)]
+    first: u64,
     /// target_partitions to run each query at on the cluster.
     #[arg(long, value_delimiter = ',', default_value = "1,2,3,8")]
     partitions: Vec<usize>,
@@ -35,6 +39,9 @@ struct Args {
     /// itself), adaptive (refused by ember).
     #[arg(long, value_enum, value_delimiter = ',', default_values_t = [Planner::Static, Planner::SortMerge, Planner::Broadcast, Planner::Adaptive])]
     planners: Vec<Planner>,
+    /// Print the queries' SQL, one per line, and run nothing (to replay one by hand).
+    #[arg(long)]
+    show: bool,
     /// TPC-H Parquet tables (generated at scale 0.01 when the folder is empty).
     #[arg(long, default_value = "data/tpch-sf0.01")]
     data: PathBuf,
@@ -42,6 +49,12 @@ struct Args {
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    if args.show {
+        for n in args.first..args.first + args.queries {
+            println!("{n}\t{}", ember_benches::fuzz::query(args.seed, n).sql);
+        }
+        return ExitCode::SUCCESS;
+    }
     if args.planners.contains(&Planner::Adaptive) {
         // SAFETY: no other thread exists yet; ember reads this when a statement
         // turns the adaptive planner on.
@@ -76,6 +89,7 @@ async fn fuzz(args: &Args) -> datafusion::common::Result<bool> {
     }
     let options = FuzzOptions {
         seed: args.seed,
+        first: args.first,
         queries: args.queries,
         partitions: args.partitions.clone(),
         planners: args.planners.clone(),

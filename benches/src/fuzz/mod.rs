@@ -85,6 +85,8 @@ impl Planner {
 #[derive(Debug, Clone)]
 pub struct FuzzOptions {
     pub seed: u64,
+    /// The number of the first query (a run can resume where another stopped).
+    pub first: u64,
     pub queries: u64,
     pub partitions: Vec<usize>,
     pub planners: Vec<Planner>,
@@ -147,7 +149,7 @@ pub async fn run(
     remote.register_data_dir(data).await?;
 
     let mut report = FuzzReport::default();
-    for n in 0..options.queries {
+    for n in options.first..options.first + options.queries {
         let q = query(options.seed, n);
         let expected = match embedded.sql_one(&q.sql).await {
             Ok(output) => Rows::new(to_text_with_null(&output, "NULL"), q.ordered_by),

@@ -2,6 +2,13 @@
 //! gRPC/Flight over loopback, wired exactly as the `ember scheduler` and `ember
 //! executor` processes are. For tests and for trying distribution without
 //! starting processes.
+//!
+//! The cluster runs on a tokio runtime of its own, as separate processes would:
+//! on the caller's, an embedded query that keeps its workers busy for longer
+//! than the executor timeout (the differential fuzzer's 5-way many-to-many
+//! join, 25 s on 2 cores) held back the executors' heartbeats, the scheduler
+//! dropped them, and every later query of the run waited for executors that
+//! were gone.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,6 +32,8 @@ const READY_TIMEOUT: Duration = Duration::from_secs(60);
 /// any Ballista executor embedded in a process, some of their background tasks
 /// end only with the process.
 pub struct InProcessCluster {
+    /// The cluster's own threads; shut down when the cluster is dropped.
+    _runtime: OwnRuntime,
     scheduler: SchedulerHandle,
     executors: Vec<JoinHandle<Result<()>>>,
     executor_addresses: Vec<String>,
@@ -78,12 +87,19 @@ impl InProcessCluster {
                 "a cluster needs at least one executor".into(),
             ));
         }
-        let scheduler = start_scheduler(&SchedulerOptions {
+        let runtime = OwnRuntime::new()?;
+        let scheduler_options = SchedulerOptions {
             port: 0,
             secret: secret.clone(),
             ..SchedulerOptions::default()
-        })
-        .await?;
+        };
+        let scheduler = runtime
+            .handle()
+            .spawn(async move { start_scheduler(&scheduler_options).await })
+            .await
+            .map_err(|e| {
+                DataFusionError::Execution(format!("the scheduler did not start: {e}"))
+            })??;
         let (ready_tx, mut ready_rx) = mpsc::unbounded_channel();
         let mut handles = Vec::with_capacity(executors);
         for &advertise_gpu in gpus {
@@ -97,7 +113,7 @@ impl InProcessCluster {
                 ..ExecutorOptions::default()
             };
             let ready_tx = ready_tx.clone();
-            handles.push(tokio::spawn(run_executor(options, move |ready| {
+            handles.push(runtime.handle().spawn(run_executor(options, move |ready| {
                 let _ = ready_tx.send(ready);
             })));
         }
@@ -133,6 +149,7 @@ impl InProcessCluster {
             }
         }
         Ok(Self {
+            _runtime: runtime,
             scheduler,
             executors: handles,
             executor_addresses,
@@ -181,5 +198,38 @@ impl Drop for InProcessCluster {
             handle.abort();
         }
         self.scheduler.stop();
+    }
+}
+
+/// A runtime that may be dropped inside another (as a test's cluster is, and
+/// as one that failed to start is): it shuts down without waiting for its
+/// tasks, where dropping a runtime there would panic.
+struct OwnRuntime {
+    handle: tokio::runtime::Handle,
+    runtime: Option<tokio::runtime::Runtime>,
+}
+
+impl OwnRuntime {
+    fn new() -> Result<Self> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .thread_name("ember-in-process-cluster")
+            .enable_all()
+            .build()?;
+        Ok(Self {
+            handle: runtime.handle().clone(),
+            runtime: Some(runtime),
+        })
+    }
+
+    fn handle(&self) -> &tokio::runtime::Handle {
+        &self.handle
+    }
+}
+
+impl Drop for OwnRuntime {
+    fn drop(&mut self) {
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
     }
 }
