@@ -39,7 +39,7 @@ const MIN_TOKEN_CHARS: usize = 16;
 const MEMBER_NAME: &str = "ember-cluster";
 
 /// PBKDF2 rounds: slows a guess at a weak token; derived once per process.
-const KDF_ROUNDS: u32 = 100_000;
+const KDF_ROUNDS: std::num::NonZeroU32 = std::num::NonZeroU32::new(100_000).unwrap();
 
 /// How long a secured channel waits to connect.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(20);
@@ -283,7 +283,7 @@ fn derived_key(token: &str, purpose: &[u8]) -> std::result::Result<KeyPair, rcge
     let mut seed = [0u8; 32];
     ring::pbkdf2::derive(
         ring::pbkdf2::PBKDF2_HMAC_SHA256,
-        std::num::NonZeroU32::new(KDF_ROUNDS).expect("non-zero rounds"),
+        KDF_ROUNDS,
         purpose,
         token.as_bytes(),
         &mut seed,
