@@ -1,8 +1,10 @@
 //! The command line, as clap sees it.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use ember_engine::cluster::ClusterSecret;
 
 /// ember: SQL and machine learning over Parquet, in one process or on a cluster.
 #[derive(Debug, Parser)]
@@ -89,11 +91,8 @@ pub struct SqlArgs {
     /// Default: ~/.ember/models.
     #[arg(long, value_name = "URL", env = "EMBER_MODEL_STORE")]
     pub model_store: Option<String>,
-    /// File whose first line is the cluster secret (default: $EMBER_CLUSTER_TOKEN).
-    /// With a secret, every channel between a cluster's processes and its clients
-    /// is TLS that only holders of the same secret get through.
-    #[arg(long, value_name = "FILE")]
-    pub cluster_token_file: Option<PathBuf>,
+    #[command(flatten)]
+    pub secret: SecretArgs,
 }
 
 #[derive(Debug, Args)]
@@ -148,11 +147,8 @@ pub struct ServeArgs {
     /// RESOURCE_EXHAUSTED.
     #[arg(long, default_value_t = 64)]
     pub max_connections: usize,
-    /// File whose first line is the cluster secret (default: $EMBER_CLUSTER_TOKEN).
-    /// With a secret, every channel between a cluster's processes and its clients
-    /// is TLS that only holders of the same secret get through.
-    #[arg(long, value_name = "FILE")]
-    pub cluster_token_file: Option<PathBuf>,
+    #[command(flatten)]
+    pub secret: SecretArgs,
 }
 
 #[derive(Debug, Args)]
@@ -199,11 +195,8 @@ pub struct ClusterUpArgs {
     /// (default: half of the machine's memory, each).
     #[arg(long, value_name = "SIZE", value_parser = parse_size)]
     pub training_memory: Option<usize>,
-    /// File whose first line is the cluster secret (default: $EMBER_CLUSTER_TOKEN).
-    /// With a secret, every channel between a cluster's processes and its clients
-    /// is TLS that only holders of the same secret get through.
-    #[arg(long, value_name = "FILE")]
-    pub cluster_token_file: Option<PathBuf>,
+    #[command(flatten)]
+    pub secret: SecretArgs,
 }
 
 #[derive(Debug, Args)]
@@ -218,11 +211,8 @@ pub struct SchedulerArgs {
     /// Host name executors and clients reach this scheduler by (default: the bind address).
     #[arg(long)]
     pub external_host: Option<String>,
-    /// File whose first line is the cluster secret (default: $EMBER_CLUSTER_TOKEN).
-    /// With a secret, every channel between a cluster's processes and its clients
-    /// is TLS that only holders of the same secret get through.
-    #[arg(long, value_name = "FILE")]
-    pub cluster_token_file: Option<PathBuf>,
+    #[command(flatten)]
+    pub secret: SecretArgs,
 }
 
 #[derive(Debug, Args)]
@@ -260,11 +250,25 @@ pub struct ExecutorArgs {
     /// (default: half of the machine's memory).
     #[arg(long, value_name = "SIZE", value_parser = parse_size)]
     pub training_memory: Option<usize>,
+    #[command(flatten)]
+    pub secret: SecretArgs,
+}
+
+/// The cluster secret, for the commands that start or reach a cluster.
+#[derive(Debug, Args)]
+pub struct SecretArgs {
     /// File whose first line is the cluster secret (default: $EMBER_CLUSTER_TOKEN).
     /// With a secret, every channel between a cluster's processes and its clients
     /// is TLS that only holders of the same secret get through.
     #[arg(long, value_name = "FILE")]
     pub cluster_token_file: Option<PathBuf>,
+}
+
+impl SecretArgs {
+    /// The secret from the file, else from `EMBER_CLUSTER_TOKEN`, else none.
+    pub fn resolve(&self) -> datafusion::common::Result<Option<Arc<ClusterSecret>>> {
+        ClusterSecret::resolve(self.cluster_token_file.as_deref())
+    }
 }
 
 /// `4GiB`, `512MiB`, `100KiB` or a number of bytes.

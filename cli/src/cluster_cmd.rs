@@ -8,7 +8,7 @@ use std::process::{ExitStatus, Stdio};
 use std::time::Duration;
 
 use datafusion::common::{DataFusionError, Result};
-use ember_engine::cluster::{ClusterSecret, advertised_host, parse_bind};
+use ember_engine::cluster::{advertised_host, parse_bind};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, Command};
 use tokio::sync::oneshot;
@@ -39,8 +39,8 @@ pub async fn up(args: ClusterUpArgs) -> Result<()> {
     let ip = parse_bind(&args.bind)?;
     // A bad secret fails here, once, rather than in every process it starts;
     // they read it from the same file, or inherit EMBER_CLUSTER_TOKEN.
-    let secret = ClusterSecret::resolve(args.cluster_token_file.as_deref())?;
-    let token_file = match &args.cluster_token_file {
+    let secret = args.secret.resolve()?;
+    let token_file = match &args.secret.cluster_token_file {
         Some(file) => Some(std::path::absolute(file)?),
         None => None,
     };

@@ -14,7 +14,7 @@ use std::process::ExitCode;
 
 use clap::{CommandFactory, FromArgMatches};
 use datafusion::common::{DataFusionError, Result};
-use ember_engine::cluster::{ClusterSecret, ExecutorOptions, SchedulerOptions};
+use ember_engine::cluster::{ExecutorOptions, SchedulerOptions};
 use ember_engine::errors::{is_broken_pipe, one_line};
 
 use args::{Cli, ClusterCommand, Command, DatagenCommand};
@@ -82,7 +82,7 @@ async fn run(command: Command, matches: Option<clap::ArgMatches>) -> Result<()> 
                 bind: args.bind,
                 port: args.port,
                 external_host: args.external_host,
-                secret: ClusterSecret::resolve(args.cluster_token_file.as_deref())?,
+                secret: args.secret.resolve()?,
                 ..SchedulerOptions::default()
             })
             .await
@@ -111,7 +111,7 @@ async fn run(command: Command, matches: Option<clap::ArgMatches>) -> Result<()> 
                 work_dir: args.work_dir,
                 training_port: args.training_port,
                 training_memory: args.training_memory,
-                secret: ClusterSecret::resolve(args.cluster_token_file.as_deref())?,
+                secret: args.secret.resolve()?,
                 ..ExecutorOptions::default()
             })
             .await

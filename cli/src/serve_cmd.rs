@@ -21,7 +21,7 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         tls,
         insecure: args.insecure,
         max_connections: args.max_connections,
-        cluster_token_file: args.cluster_token_file,
+        cluster_token_file: args.secret.cluster_token_file,
     };
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     let shutdown = async move {

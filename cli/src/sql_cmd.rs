@@ -6,7 +6,6 @@ use std::path::PathBuf;
 use clap::ArgMatches;
 use datafusion::common::{DataFusionError, Result};
 use ember_engine::EmberContext;
-use ember_engine::cluster::ClusterSecret;
 
 use crate::args::SqlArgs;
 use crate::output::print_output;
@@ -44,7 +43,7 @@ pub fn ordered_sources(args: &SqlArgs, matches: &ArgMatches) -> Vec<Source> {
 /// Runs `ember sql`.
 pub async fn run(args: SqlArgs, sources: Vec<Source>) -> Result<()> {
     let secret = match &args.master {
-        Some(_) => ClusterSecret::resolve(args.cluster_token_file.as_deref())?,
+        Some(_) => args.secret.resolve()?,
         None => None,
     };
     let mut ember = EmberContext::connect_with_secret(args.master.as_deref(), secret)

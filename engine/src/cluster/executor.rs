@@ -210,14 +210,11 @@ pub async fn run_executor(
             ExecutorProcessConfig::default().client_ttl,
         ))),
         override_arrow_flight_service: secret.as_ref().map(|_| served_by_member_port()),
-        override_create_grpc_client_endpoint: options
-            .secret
-            .as_ref()
-            .map(|s| s.endpoint_override()),
+        override_create_grpc_client_endpoint: secret.as_ref().map(|s| s.endpoint_override()),
         ..ExecutorProcessConfig::default()
     };
 
-    let member_port = match &options.secret {
+    let member_port = match &secret {
         Some(secret) => {
             let address = std::net::SocketAddr::new(ip, port);
             let listener = tokio::net::TcpListener::bind(address).await.map_err(|e| {

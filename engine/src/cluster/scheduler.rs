@@ -195,11 +195,7 @@ async fn serve(
         .with_keepalive(Some(KEEPALIVE_IDLE))
         .with_keepalive_interval(Some(KEEPALIVE_INTERVAL))
         .with_keepalive_retries(Some(KEEPALIVE_RETRIES));
-    let mut builder = Server::builder();
-    if let Some(secret) = &secret {
-        builder = builder.tls_config(secret.server_tls())?;
-    }
-    builder
+    ClusterSecret::secure_server(secret.as_ref(), Server::builder())?
         .layer(InterceptorLayer::new(remote_address))
         .add_service(service)
         .serve_with_incoming(incoming)

@@ -23,7 +23,9 @@ use ballista_core::extension::SessionConfigExt;
 use datafusion::common::{DataFusionError, Result};
 use datafusion::prelude::SessionConfig;
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose};
-use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity, ServerTlsConfig, Uri};
+use tonic::transport::{
+    Certificate, ClientTlsConfig, Endpoint, Identity, Server, ServerTlsConfig, Uri,
+};
 
 /// The environment variable that holds the cluster secret.
 pub const CLUSTER_TOKEN_ENV: &str = "EMBER_CLUSTER_TOKEN";
@@ -120,6 +122,18 @@ impl ClusterSecret {
             ca: Certificate::from_pem(ca_cert.pem()),
             member: Identity::from_pem(member_cert.pem(), member_key.serialize_pem()),
         })
+    }
+
+    /// `server` serving TLS to members only when the cluster holds `secret`;
+    /// as it is without one.
+    pub fn secure_server(
+        secret: Option<&Arc<Self>>,
+        server: Server,
+    ) -> std::result::Result<Server, tonic::transport::Error> {
+        match secret {
+            Some(secret) => server.tls_config(secret.server_tls()),
+            None => Ok(server),
+        }
     }
 
     /// TLS for a server of the cluster: only members' certificates get in.

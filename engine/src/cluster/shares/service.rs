@@ -62,14 +62,11 @@ pub async fn serve_shares(
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
     let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
-    let mut builder = tonic::transport::Server::builder();
-    if let Some(secret) = &secret {
-        builder = builder.tls_config(secret.server_tls())?;
-    }
-    let served = builder
-        .add_service(service)
-        .serve_with_incoming(incoming)
-        .await;
+    let served =
+        ClusterSecret::secure_server(secret.as_ref(), tonic::transport::Server::builder())?
+            .add_service(service)
+            .serve_with_incoming(incoming)
+            .await;
     expiry.abort();
     served
 }
